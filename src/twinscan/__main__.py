@@ -1,0 +1,3 @@
+from twinscan.cli import main
+
+main()

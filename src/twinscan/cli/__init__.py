@@ -1,0 +1,65 @@
+"""The ``twinscan`` command line: thin commands over the library.
+
+Each command parses its options, calls one library function and renders the result. Project
+errors (``TwinscanError``) become one line on stderr and the error's exit code; heavy modules
+(pandas, scapy, nmap) are imported inside the commands so ``twinscan --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import typer
+
+from twinscan.errors import TwinscanError
+
+app = typer.Typer(
+    name="twinscan",
+    help="Run the same port scan through twinscan's own engine and through nmap, and diff the verdicts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``twinscan: error: message`` to stderr and return the Exit to raise."""
+    typer.echo(f"twinscan: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def funnel(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn project errors into one line and an exit code; Ctrl-C into exit 130."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except TwinscanError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper
+
+
+def main() -> None:
+    app(prog_name="twinscan")
+
+
+def _register() -> None:
+    # Command modules register themselves on ``app`` when imported.
+    from twinscan.cli import basic  # noqa: F401
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

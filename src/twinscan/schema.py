@@ -1,0 +1,214 @@
+"""The one results schema: column names, order and dtypes shared by every engine and export.
+
+A scan result is one row per (engine, technique, host, proto, port). Enum-valued columns are
+pandas categoricals whose categories are the enum values, so frames from different engines
+concatenate without upcasting and compare cell by cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from twinscan.vocab import Engine, IanaRange, PortState, Proto, Reason, Technique
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Stable column order of every results frame and every CSV twinscan writes.
+COLUMNS: tuple[str, ...] = (
+    "engine",
+    "technique",
+    "host",
+    "proto",
+    "port",
+    "state",
+    "reason",
+    "reason_ttl",
+    "reason_ip",
+    "rtt_ms",
+    "iana_range",
+)
+
+#: Optional columns added by ``--owners`` for local targets (issue: who owns a port).
+OWNER_COLUMNS: tuple[str, ...] = ("pid", "process", "user", "cmdline")
+
+#: Key that identifies one verdict across engines.
+KEY: tuple[str, ...] = ("host", "proto", "port", "technique")
+
+_CATEGORIES: dict[str, list[str]] = {
+    "engine": [e.value for e in Engine],
+    "technique": [t.value for t in Technique],
+    "proto": [p.value for p in Proto],
+    "state": [s.value for s in PortState],
+    "reason": [r.value for r in Reason],
+    "iana_range": [r.value for r in IanaRange],
+}
+
+_SCALAR_DTYPES: dict[str, str] = {
+    "host": "string",
+    "port": "uint16",
+    "reason_ttl": "UInt8",
+    "reason_ip": "string",
+    "rtt_ms": "Float32",
+    "pid": "Int32",
+    "process": "string",
+    "user": "string",
+    "cmdline": "string",
+}
+
+
+def dtypes() -> dict[str, Any]:
+    """The dtype of each column (categoricals built lazily so importing this module stays cheap)."""
+    import pandas as pd
+
+    out: dict[str, Any] = {}
+    for col in COLUMNS + OWNER_COLUMNS:
+        if col in _CATEGORIES:
+            out[col] = pd.CategoricalDtype(_CATEGORIES[col], ordered=False)
+        else:
+            out[col] = _SCALAR_DTYPES[col]
+    return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PortVerdict:
+    """One port's verdict as an engine saw it (the row before it becomes a DataFrame row)."""
+
+    engine: Engine
+    technique: Technique
+    host: str
+    proto: Proto
+    port: int
+    state: PortState
+    reason: Reason
+    reason_ttl: int | None = None
+    reason_ip: str | None = None
+    rtt_ms: float | None = None
+
+    def as_row(self) -> dict[str, object]:
+        return {
+            "engine": self.engine.value,
+            "technique": self.technique.value,
+            "host": self.host,
+            "proto": self.proto.value,
+            "port": self.port,
+            "state": self.state.value,
+            "reason": self.reason.value,
+            "reason_ttl": self.reason_ttl,
+            "reason_ip": self.reason_ip,
+            "rtt_ms": self.rtt_ms,
+            "iana_range": IanaRange.of(self.port).value,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScanMeta:
+    """What ran: enough to reproduce or label a scan."""
+
+    engine: Engine
+    start: dt.datetime
+    end: dt.datetime
+    arguments: str
+    engine_version: str
+    techniques: tuple[Technique, ...] = ()
+    incomplete: bool = False
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+@dataclasses.dataclass(slots=True)
+class ScanResult:
+    """A results frame in the schema, plus how it was made."""
+
+    frame: pd.DataFrame
+    meta: ScanMeta
+
+
+def to_frame(verdicts: Iterable[PortVerdict]) -> pd.DataFrame:
+    """Build a schema-conformant frame from verdicts."""
+    import pandas as pd
+
+    rows = [v.as_row() for v in verdicts]
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    return conform(frame)
+
+
+def empty_frame() -> pd.DataFrame:
+    return to_frame(())
+
+
+def conform(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cast ``frame`` to the schema: fixed column order, schema dtypes, derived ``iana_range``.
+
+    Owner columns are kept (in their fixed order) when present. Raises ``ValueError`` for a
+    missing column or a value outside a categorical's categories.
+    """
+    import pandas as pd
+
+    frame = frame.copy()
+    if "iana_range" not in frame.columns or frame["iana_range"].isna().any():
+        frame["iana_range"] = [IanaRange.of(int(p)).value for p in frame["port"]]
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"missing column(s): {', '.join(missing)}")
+    cols = list(COLUMNS) + [c for c in OWNER_COLUMNS if c in frame.columns]
+    frame = frame[cols]
+    types = dtypes()
+    for col in cols:
+        series = frame[col]
+        if col in _CATEGORIES:
+            values = series.astype("object").where(series.notna(), None)
+            bad = sorted({str(v) for v in values.dropna()} - set(_CATEGORIES[col]))
+            if bad:
+                raise ValueError(f"column {col}: unknown value(s) {', '.join(bad)}")
+            frame[col] = pd.Categorical(values, dtype=types[col])
+        elif col == "port":
+            ports = pd.to_numeric(series, errors="raise")
+            if ((ports < 0) | (ports > 65535)).any():
+                raise ValueError("column port: value outside 0-65535")
+            frame[col] = ports.astype("uint16")
+        elif types[col] in ("UInt8", "Int32", "Float32"):
+            frame[col] = pd.to_numeric(series, errors="raise").astype(types[col])
+        else:
+            frame[col] = series.astype(types[col])
+    return frame.reset_index(drop=True)
+
+
+def sort_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Canonical order: engine, technique, host, proto, port."""
+    ordered = frame.assign(
+        _e=frame["engine"].astype(str),
+        _t=frame["technique"].astype(str),
+        _p=frame["proto"].astype(str),
+    ).sort_values(["_e", "_t", "host", "_p", "port"], kind="stable")
+    return ordered.drop(columns=["_e", "_t", "_p"]).reset_index(drop=True)
+
+
+def read_csv(path_or_buf: Any) -> pd.DataFrame:
+    """Read a twinscan CSV back into a schema frame (lossless round trip)."""
+    import pandas as pd
+
+    raw = pd.read_csv(path_or_buf, dtype=str, keep_default_na=False, na_values=[""])
+    return conform(raw)
+
+
+def write_csv(frame: pd.DataFrame, path_or_buf: Any) -> None:
+    frame.to_csv(path_or_buf, index=False)
+
+
+def meta_dict(meta: ScanMeta) -> Mapping[str, object]:
+    return {
+        "engine": meta.engine.value,
+        "start": meta.start.isoformat(),
+        "end": meta.end.isoformat(),
+        "elapsed_s": round(meta.elapsed_s, 3),
+        "arguments": meta.arguments,
+        "engine_version": meta.engine_version,
+        "techniques": [t.value for t in meta.techniques],
+        "incomplete": meta.incomplete,
+    }
