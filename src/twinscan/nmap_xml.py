@@ -21,6 +21,7 @@ from twinscan.portspec import parse_port_list
 from twinscan.schema import PortVerdict, ScanMeta, ScanResult, to_frame
 from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
 
+
 class NmapXmlError(ValueError):
     """The text is not usable nmap XML; the message says why."""
 
@@ -225,7 +226,9 @@ def _extraports(
             reason = _reason(reasons[0].get("reason")) if reasons else Reason.NO_RESPONSE
             technique = techniques[proto]
             listed.setdefault(proto, set()).update(remaining)
-            return [PortVerdict(engine, technique, host, proto, p, state, reason) for p in remaining]
+            return [
+                PortVerdict(engine, technique, host, proto, p, state, reason) for p in remaining
+            ]
     raise NmapXmlError(
         f"<extraports state={state.value!r}> without per-port lists "
         "(nmap older than 7.92); rerun with a current nmap or -d3 so every port is listed"

@@ -190,7 +190,9 @@ def interpret(technique: Technique, reply: Reply) -> Verdict | None:
         try:
             return CONNECT_ERRNO[reply.errno]
         except KeyError:
-            raise UnexpectedConnectError(_errno.errorcode.get(reply.errno, str(reply.errno)))
+            raise UnexpectedConnectError(
+                _errno.errorcode.get(reply.errno, str(reply.errno))
+            ) from None
     if isinstance(reply, BounceOutcome):
         return _interpret_bounce(reply) if technique is T.FTP_BOUNCE else None
     raise TypeError(f"not a reply: {reply!r}")

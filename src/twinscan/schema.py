@@ -212,3 +212,26 @@ def meta_dict(meta: ScanMeta) -> Mapping[str, object]:
         "techniques": [t.value for t in meta.techniques],
         "incomplete": meta.incomplete,
     }
+
+
+def combine(results: list[ScanResult]) -> ScanResult:
+    """Concatenate per-technique results of one engine into one result."""
+    import pandas as pd
+
+    if not results:
+        raise ValueError("nothing to combine")
+    frame = conform(pd.concat([r.frame for r in results], ignore_index=True))
+    metas = [r.meta for r in results]
+    techniques: list[Technique] = []
+    for m in metas:
+        techniques.extend(t for t in m.techniques if t not in techniques)
+    meta = ScanMeta(
+        engine=metas[0].engine,
+        start=min(m.start for m in metas),
+        end=max(m.end for m in metas),
+        arguments=metas[0].arguments,
+        engine_version=metas[0].engine_version,
+        techniques=tuple(techniques),
+        incomplete=any(m.incomplete for m in metas),
+    )
+    return ScanResult(frame=frame, meta=meta)

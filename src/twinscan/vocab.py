@@ -6,18 +6,15 @@ member serves as a CLI choice, a DataFrame categorical and a CSV/XML cell.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Proto(str, Enum):
+class Proto(StrEnum):
     TCP = "tcp"
     UDP = "udp"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Technique(str, Enum):
+class Technique(StrEnum):
     """A scan technique. ``letter`` is nmap's ``-s<letter>``, ``scaninfo`` its XML ``scaninfo@type``."""
 
     CONNECT = "connect"
@@ -30,9 +27,6 @@ class Technique(str, Enum):
     WINDOW = "window"
     MAIMON = "maimon"
     FTP_BOUNCE = "ftp-bounce"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def letter(self) -> str:
@@ -103,7 +97,7 @@ _NORESP_OPEN = frozenset(
 )
 
 
-class PortState(str, Enum):
+class PortState(StrEnum):
     """nmap's six port states (portlist.cc ``statenum2str``)."""
 
     OPEN = "open"
@@ -113,11 +107,8 @@ class PortState(str, Enum):
     OPEN_FILTERED = "open|filtered"
     CLOSED_FILTERED = "closed|filtered"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Reason(str, Enum):
+class Reason(StrEnum):
     """nmap's reason strings (portreasons.cc), singular form as written in ``<state reason=...>``."""
 
     RESET = "reset"
@@ -157,9 +148,6 @@ class Reason(str, Enum):
     REJECT_ROUTE = "reject-route"
     PARAM_PROBLEM = "param-problem"
 
-    def __str__(self) -> str:
-        return self.value
-
     @classmethod
     def parse(cls, text: str) -> Reason:
         """Accept nmap's singular or plural form (``extrareasons`` uses plurals: ``resets``)."""
@@ -176,15 +164,12 @@ class Reason(str, Enum):
         raise ValueError(f"unknown nmap reason {text!r}")
 
 
-class IanaRange(str, Enum):
+class IanaRange(StrEnum):
     """IANA's three port ranges (RFC 6335 section 6)."""
 
     WELL_KNOWN = "well-known"
     REGISTERED = "registered"
     DYNAMIC = "dynamic"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def bounds(self) -> tuple[int, int]:
@@ -208,22 +193,16 @@ _IANA_BOUNDS: dict[IanaRange, tuple[int, int]] = {
 }
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     """Who produced a verdict."""
 
     NATIVE = "native"
     NMAP = "nmap"
     TRUTH = "truth"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     CSV = "csv"
     JSON = "json"
     XML = "xml"
     HTML = "html"
-
-    def __str__(self) -> str:
-        return self.value

@@ -7,7 +7,6 @@ errors (``TwinscanError``) become one line on stderr and the error's exit code; 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
@@ -56,10 +55,10 @@ def main() -> None:
 
 def _register() -> None:
     # Command modules register themselves on ``app`` when imported.
-    from twinscan.cli import basic  # noqa: F401
+    from twinscan.cli import (
+        basic,  # noqa: F401
+        scan,  # noqa: F401
+    )
 
 
 _register()
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

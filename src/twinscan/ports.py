@@ -1,0 +1,149 @@
+"""Port specifications as nmap takes them, plus IANA range names.
+
+``22,80,1000-2000``; ``-`` alone or ``-p-`` for 1-65535; open ends ``-1024`` and ``60000-``;
+``T:`` and ``U:`` qualifiers that last until the next one (unqualified ports go to both lists);
+service names from nmap-services (``http``); and twinscan's ``well-known``, ``registered``,
+``dynamic`` for IANA's ranges. Port 0 is scanned only when named explicitly, as in nmap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from twinscan.errors import TargetError
+from twinscan.vocab import IanaRange, Proto
+
+NMAP_SERVICES_PATHS = (
+    "/usr/share/nmap/nmap-services",
+    "/usr/local/share/nmap/nmap-services",
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PortPlan:
+    tcp: tuple[int, ...]
+    udp: tuple[int, ...]
+
+    def for_proto(self, proto: Proto) -> tuple[int, ...]:
+        return self.tcp if proto is Proto.TCP else self.udp
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    name: str
+    port: int
+    proto: Proto
+    frequency: float
+
+
+@lru_cache(maxsize=4)
+def load_services(path: str | None = None) -> tuple[ServiceEntry, ...]:
+    """Entries of the installed nmap-services file (empty when nmap is not installed)."""
+    candidates = [path] if path else list(NMAP_SERVICES_PATHS)
+    for candidate in candidates:
+        p = Path(candidate)
+        if p.is_file():
+            return tuple(_parse_services(p.read_text(errors="replace")))
+    return ()
+
+
+def _parse_services(text: str) -> Iterable[ServiceEntry]:
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) < 3 or "/" not in fields[1]:
+            continue
+        port_s, _, proto_s = fields[1].partition("/")
+        if proto_s not in ("tcp", "udp") or not port_s.isdigit():
+            continue
+        try:
+            freq = float(fields[2])
+        except ValueError:
+            continue
+        yield ServiceEntry(fields[0], int(port_s), Proto(proto_s), freq)
+
+
+def top_ports(n: int, proto: Proto, services: tuple[ServiceEntry, ...] | None = None) -> list[int]:
+    """The ``n`` most frequently open ports of ``proto`` by nmap-services' frequency."""
+    entries = load_services() if services is None else services
+    if not entries:
+        raise TargetError("--top-ports needs nmap's nmap-services file (apt-get install nmap)")
+    ranked = sorted((e for e in entries if e.proto is proto), key=lambda e: (-e.frequency, e.port))
+    seen: list[int] = []
+    for e in ranked:
+        if e.port not in seen:
+            seen.append(e.port)
+        if len(seen) == n:
+            break
+    return seen
+
+
+def _range(item: str, spec: str) -> list[int]:
+    if item == "-":
+        return list(range(1, 65536))
+    lo_s, sep, hi_s = item.partition("-")
+    try:
+        lo = int(lo_s) if lo_s else 1
+        hi = (int(hi_s) if hi_s else 65535) if sep else lo
+    except ValueError:
+        raise TargetError(f"bad port {item!r} in {spec!r}") from None
+    if not (0 <= lo <= 65535 and 0 <= hi <= 65535):
+        raise TargetError(f"port out of range 0-65535: {item!r}")
+    if hi < lo:
+        raise TargetError(f"backwards port range {item!r}")
+    return list(range(lo, hi + 1))
+
+
+def _by_name(name: str, protos: tuple[Proto, ...]) -> dict[Proto, list[int]]:
+    out: dict[Proto, list[int]] = {p: [] for p in protos}
+    for e in load_services():
+        if e.name == name and e.proto in out:
+            out[e.proto].append(e.port)
+    if not any(out.values()):
+        raise TargetError(f"unknown port or service name {name!r}")
+    return out
+
+
+def parse_ports(spec: str, protos: tuple[Proto, ...] = (Proto.TCP, Proto.UDP)) -> PortPlan:
+    """Parse ``-p`` into per-protocol sorted port lists."""
+    lists: dict[Proto, set[int]] = {Proto.TCP: set(), Proto.UDP: set()}
+    current: tuple[Proto, ...] = protos
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        upper = item[:2].upper()
+        if upper in ("T:", "U:"):
+            current = (Proto.TCP,) if upper == "T:" else (Proto.UDP,)
+            item = item[2:].strip()
+            if not item:
+                continue
+        lowered = item.lower()
+        if lowered in {r.value for r in IanaRange}:
+            lo, hi = IanaRange(lowered).bounds
+            for proto in current:
+                lists[proto].update(range(lo, hi + 1))
+        elif item == "-" or item[0].isdigit() or item[0] == "-":
+            ports = _range(item, spec)
+            for proto in current:
+                lists[proto].update(ports)
+        else:
+            for proto, ports_ in _by_name(lowered, current).items():
+                lists[proto].update(ports_)
+    plan = PortPlan(tcp=tuple(sorted(lists[Proto.TCP])), udp=tuple(sorted(lists[Proto.UDP])))
+    if not plan.tcp and not plan.udp:
+        raise TargetError(f"no ports in {spec!r}")
+    return plan
+
+
+def default_ports(n: int = 1000) -> PortPlan:
+    """nmap's default: the top 1000 ports per protocol (1-1024 without nmap-services)."""
+    if not load_services():
+        fallback = tuple(range(1, 1025))
+        return PortPlan(fallback, fallback)
+    return PortPlan(tuple(sorted(top_ports(n, Proto.TCP))), tuple(sorted(top_ports(n, Proto.UDP))))

@@ -1,0 +1,130 @@
+"""Target specifications as nmap takes them: addresses, CIDR, octet ranges, hostnames, files.
+
+``expand_targets`` is pure apart from hostname resolution, which goes through the injected
+``resolve`` callable (``socket.getaddrinfo`` by default).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from twinscan.errors import InputFileError, TargetError
+
+#: Refuse to expand more hosts than this in one scan (a /16).
+MAX_HOSTS = 65536
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str], list[str]]
+
+
+def _default_resolve(name: str) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise TargetError(f"cannot resolve {name!r}: {exc.strerror}") from None
+    return [str(info[4][0]) for info in infos]
+
+
+def _octet_values(part: str, spec: str) -> list[int]:
+    values: list[int] = []
+    for item in part.split(","):
+        lo_s, sep, hi_s = item.partition("-")
+        if sep:
+            lo = int(lo_s) if lo_s else 0
+            hi = int(hi_s) if hi_s else 255
+        else:
+            lo = hi = int(lo_s)
+        if not (0 <= lo <= hi <= 255):
+            raise TargetError(f"bad octet range {item!r} in {spec!r}")
+        values.extend(range(lo, hi + 1))
+    return values
+
+
+def _expand_octets(spec: str) -> Iterator[Address]:
+    parts = spec.split(".")
+    if len(parts) != 4 or not all(p and set(p) <= set("0123456789,-") for p in parts):
+        raise TargetError(f"not a target: {spec!r}")
+    try:
+        octets = [_octet_values(p, spec) for p in parts]
+    except ValueError:
+        raise TargetError(f"not a target: {spec!r}") from None
+    total = 1
+    for o in octets:
+        total *= len(o)
+    if total > MAX_HOSTS:
+        raise TargetError(f"{spec!r} expands to {total} hosts (limit {MAX_HOSTS})")
+    for a in octets[0]:
+        for b in octets[1]:
+            for c in octets[2]:
+                for d in octets[3]:
+                    yield ipaddress.IPv4Address(f"{a}.{b}.{c}.{d}")
+
+
+def _expand_one(spec: str, resolve: Resolver) -> Iterator[Address]:
+    spec = spec.strip()
+    if not spec:
+        return
+    try:
+        yield ipaddress.ip_address(spec)
+        return
+    except ValueError:
+        pass
+    if "/" in spec:
+        try:
+            net = ipaddress.ip_network(spec, strict=False)
+        except ValueError:
+            raise TargetError(f"bad CIDR block {spec!r}") from None
+        if net.num_addresses > MAX_HOSTS:
+            raise TargetError(f"{spec!r} has {net.num_addresses} addresses (limit {MAX_HOSTS})")
+        # nmap scans every address of the block, network and broadcast included.
+        yield from net
+        return
+    if spec[0].isdigit() and set(spec) <= set("0123456789.,-"):
+        yield from _expand_octets(spec)
+        return
+    addrs = resolve(spec)
+    if not addrs:
+        raise TargetError(f"cannot resolve {spec!r}")
+    # nmap takes the first address a name resolves to (no --resolve-all).
+    yield ipaddress.ip_address(addrs[0])
+
+
+def read_target_file(path: str) -> list[str]:
+    """``-iL``: whitespace-separated targets, ``#`` starts a comment."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InputFileError(path, exc.strerror or str(exc)) from None
+    out: list[str] = []
+    for line in text.splitlines():
+        out.extend(line.split("#", 1)[0].split())
+    return out
+
+
+def expand_targets(
+    specs: Iterable[str],
+    *,
+    exclude: Iterable[str] = (),
+    resolve: Resolver = _default_resolve,
+) -> list[str]:
+    """Every address the specs name, in order, without duplicates or excluded addresses."""
+    excluded: set[Address] = set()
+    for spec in exclude:
+        for item in spec.split(","):
+            excluded.update(_expand_one(item, resolve))
+    seen: set[Address] = set()
+    out: list[str] = []
+    for spec in specs:
+        for addr in _expand_one(spec, resolve):
+            if addr in seen or addr in excluded:
+                continue
+            seen.add(addr)
+            out.append(str(addr))
+            if len(out) > MAX_HOSTS:
+                raise TargetError(f"more than {MAX_HOSTS} targets")
+    if not out:
+        raise TargetError("no targets to scan")
+    return out
