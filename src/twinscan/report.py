@@ -58,22 +58,18 @@ def _host_lines(
         out.append("All scanned ports are in the states above.")
         return out
     rows = [("PORT", "STATE", "SERVICE", "REASON")]
-    for rec in shown.itertuples(index=False):
-        port = int(rec.port)
-        proto = str(rec.proto)
-        ttl = (
-            ""
-            if rec.reason_ttl is None or str(rec.reason_ttl) == "<NA>"
-            else f" ttl {rec.reason_ttl}"
-        )
-        rows.append(
-            (
-                f"{port}/{proto}",
-                str(rec.state),
-                names.get((port, proto), "unknown"),
-                f"{rec.reason}{ttl}",
-            )
-        )
+    for port_v, proto_v, state_v, reason_v, ttl_v in zip(
+        shown["port"],
+        shown["proto"],
+        shown["state"],
+        shown["reason"],
+        shown["reason_ttl"],
+        strict=True,
+    ):
+        port, proto = int(port_v), str(proto_v)
+        ttl = "" if ttl_v is None or str(ttl_v) == "<NA>" else f" ttl {ttl_v}"
+        service = names.get((port, proto), "unknown")
+        rows.append((f"{port}/{proto}", str(state_v), service, str(reason_v) + ttl))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         out.append(f"{r[0]:<{widths[0]}} {r[1]:<{widths[1]}} {r[2]:<{widths[2]}} {r[3]}")
