@@ -132,7 +132,8 @@ ICMP6_UNREACH: Final[Mapping[int, Reason]] = {
     5: R.ADMIN_PROHIBITED,
     6: R.REJECT_ROUTE,
 }
-ICMP6_TIME_EXCEEDED: Final = 3
+ICMP6_UNREACH_TYPE: Final = 1
+ICMP6_PARAM_PROBLEM: Final = 4
 
 #: connect() errno -> verdict (scan_engine_connect.cc). Errors not listed are fatal in nmap.
 CONNECT_ERRNO: Final[Mapping[int, Verdict]] = {
@@ -148,15 +149,16 @@ CONNECT_ERRNO: Final[Mapping[int, Verdict]] = {
 }
 
 #: The states each technique can produce; anything else from ``classify`` is a bug.
+#: (An ICMPv6 parameter problem, code 0, means "open" for any raw technique, as in nmap.)
 LEGAL_STATES: Final[Mapping[Technique, frozenset[PortState]]] = {
     T.CONNECT: frozenset({S.OPEN, S.CLOSED, S.FILTERED}),
     T.SYN: frozenset({S.OPEN, S.CLOSED, S.FILTERED}),
     T.WINDOW: frozenset({S.OPEN, S.CLOSED, S.FILTERED}),
-    T.ACK: frozenset({S.UNFILTERED, S.FILTERED}),
-    T.FIN: frozenset({S.CLOSED, S.FILTERED, S.OPEN_FILTERED}),
-    T.XMAS: frozenset({S.CLOSED, S.FILTERED, S.OPEN_FILTERED}),
-    T.NULL: frozenset({S.CLOSED, S.FILTERED, S.OPEN_FILTERED}),
-    T.MAIMON: frozenset({S.CLOSED, S.FILTERED, S.OPEN_FILTERED}),
+    T.ACK: frozenset({S.UNFILTERED, S.FILTERED, S.OPEN}),
+    T.FIN: frozenset({S.CLOSED, S.FILTERED, S.OPEN_FILTERED, S.OPEN}),
+    T.XMAS: frozenset({S.CLOSED, S.FILTERED, S.OPEN_FILTERED, S.OPEN}),
+    T.NULL: frozenset({S.CLOSED, S.FILTERED, S.OPEN_FILTERED, S.OPEN}),
+    T.MAIMON: frozenset({S.CLOSED, S.FILTERED, S.OPEN_FILTERED, S.OPEN}),
     T.UDP: frozenset({S.OPEN, S.CLOSED, S.FILTERED, S.OPEN_FILTERED, S.CLOSED_FILTERED}),
     T.FTP_BOUNCE: frozenset({S.OPEN, S.CLOSED, S.FILTERED}),
 }
@@ -199,26 +201,29 @@ def interpret(technique: Technique, reply: Reply) -> Verdict | None:
 
 
 def _interpret_tcp(technique: Technique, reply: TcpReply) -> Verdict | None:
+    # Same order as scan_engine_raw.cc: SYN/ACK (SYN scan), then RST, then a bare SYN.
+    if technique is T.SYN and reply.flags & (SYN | ACK) == SYN | ACK:
+        return Verdict(S.OPEN, R.SYN_ACK)
+    if reply.flags & RST:
+        if technique is T.WINDOW:
+            return Verdict(S.OPEN if reply.window > 0 else S.CLOSED, R.RESET)
+        state = RST_STATE.get(technique)
+        return Verdict(state, R.RESET) if state is not None else None
     if technique is T.SYN and reply.flags & SYN:
-        if reply.flags & ACK:
-            return Verdict(S.OPEN, R.SYN_ACK)
-        return Verdict(S.OPEN, R.SPLIT_HANDSHAKE_SYN)
-    if not reply.flags & RST:
-        return None  # "Received scan response with unexpected TCP flags"
-    if technique is T.WINDOW:
-        return Verdict(S.OPEN if reply.window > 0 else S.CLOSED, R.RESET)
-    state = RST_STATE.get(technique)
-    return Verdict(state, R.RESET) if state is not None else None
+        return Verdict(S.OPEN, R.SPLIT_HANDSHAKE_SYN)  # TCP split handshake
+    return None  # "Received scan response with unexpected TCP flags"
 
 
 def _interpret_icmp(technique: Technique, reply: IcmpReply) -> Verdict | None:
     if technique in (T.CONNECT, T.FTP_BOUNCE):
         return None  # the kernel or the relay sees these, not the scanner
     if reply.v6:
-        if reply.type == ICMP6_TIME_EXCEEDED:
-            return None
-        if reply.type != 1 or reply.code not in ICMP6_UNREACH:
-            return None
+        if reply.type == ICMP6_PARAM_PROBLEM:
+            # code 0 "erroneous header field": understood, so open; 1 "next header": filtered.
+            state = {0: S.OPEN, 1: S.FILTERED}.get(reply.code)
+            return Verdict(state, R.PARAM_PROBLEM) if state is not None else None
+        if reply.type != ICMP6_UNREACH_TYPE or reply.code not in ICMP6_UNREACH:
+            return None  # ICMPv6 time exceeded and others are not read by the port scan
         reason = ICMP6_UNREACH[reply.code]
         if reply.code == 4 and technique is T.UDP and reply.from_target:
             return Verdict(S.CLOSED, reason)
