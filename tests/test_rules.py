@@ -109,7 +109,7 @@ def test_table_covers_every_technique_and_reply_kind() -> None:
 
 # --- override rules (scan_engine.cc ultrascan_port_pspec_update) ---------------------------
 
-O, C, F, U, OF = (
+OPEN, C, F, U, OF = (
     PortState.OPEN,
     PortState.CLOSED,
     PortState.FILTERED,
@@ -118,22 +118,22 @@ O, C, F, U, OF = (
 )
 MERGE_CASES = [
     # technique, old, new, expected
-    (Technique.SYN, O, C, O),  # open is sticky unless silence means open
-    (Technique.SYN, O, F, O),
-    (Technique.UDP, O, C, C),
-    (Technique.FIN, O, C, C),
+    (Technique.SYN, OPEN, C, OPEN),  # open is sticky unless silence means open
+    (Technique.SYN, OPEN, F, OPEN),
+    (Technique.UDP, OPEN, C, C),
+    (Technique.FIN, OPEN, C, C),
     (Technique.SYN, C, F, C),  # closed never becomes filtered
-    (Technique.SYN, C, O, O),
-    (Technique.UDP, C, O, C),  # closed never changes when silence means open
+    (Technique.SYN, C, OPEN, OPEN),
+    (Technique.UDP, C, OPEN, C),  # closed never changes when silence means open
     (Technique.FIN, C, F, C),
-    (Technique.SYN, F, O, O),
+    (Technique.SYN, F, OPEN, OPEN),
     (Technique.SYN, F, C, C),
-    (Technique.UDP, F, O, F),  # filtered cannot become open when silence means open
+    (Technique.UDP, F, OPEN, F),  # filtered cannot become open when silence means open
     (Technique.UDP, F, C, C),
     (Technique.ACK, U, F, U),  # RST then ICMP stays unfiltered
-    (Technique.ACK, U, O, O),
+    (Technique.ACK, U, OPEN, OPEN),
     (Technique.ACK, U, C, C),
-    (Technique.UDP, OF, O, O),
+    (Technique.UDP, OF, OPEN, OPEN),
     (Technique.FIN, OF, C, C),
     (Technique.FIN, OF, F, F),
 ]
