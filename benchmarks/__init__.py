@@ -1,0 +1,1 @@
+"""twinscan benchmarks: side-by-side speed against nmap (run with `python -m benchmarks`)."""
