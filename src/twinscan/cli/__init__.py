@@ -57,6 +57,7 @@ def _register() -> None:
     # Command modules register themselves on ``app`` when imported.
     from twinscan.cli import (
         basic,  # noqa: F401
+        compare,  # noqa: F401
         scan,  # noqa: F401
     )
 

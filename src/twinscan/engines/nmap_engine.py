@@ -1,0 +1,187 @@
+"""The nmap engine: one nmap run per technique through python-nmap's ``PortScanner``.
+
+This is the only module that imports python-nmap. The nmap command line is built as a list
+from the validated ``ScanRequest`` by the pure ``nmap_arguments``: every element comes from a
+typed field (an enum letter, an int, a checked IP address, a formatted port list), so there is
+no free-form string through which ``-iL``, ``-oN``, ``--script`` or an extra target could be
+smuggled. nmap's raw XML goes through ``twinscan.nmap_xml.parse_nmap_xml`` (extraports
+expanded), never through python-nmap's dict, which drops folded ports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import shlex
+import shutil
+from typing import TYPE_CHECKING
+
+from twinscan.errors import EnvironmentProblem, ScanFailed, TargetError
+from twinscan.portspec import format_port_list
+from twinscan.progress import NoProgress, Progress
+from twinscan.timing import TEMPLATES
+from twinscan.vocab import Engine, Proto, Technique
+
+if TYPE_CHECKING:
+    from twinscan.request import ScanRequest
+    from twinscan.schema import ScanResult
+
+INSTALL_HINT = "nmap is not installed: run `make setup` (or apt-get install nmap)"
+
+#: Fixed part of the wall-clock budget for one nmap run, and the extra per probe (generous:
+#: a UDP scan under ICMP rate limiting answers about one closed port per second).
+TIMEOUT_BASE_S = 120.0
+TIMEOUT_PER_PROBE_S = 1.5
+TIMEOUT_MAX_S = 6 * 3600.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NmapRun:
+    """One nmap run: the normalized result, nmap's raw XML and the exact command."""
+
+    result: ScanResult
+    xml: bytes
+    command: tuple[str, ...]
+
+
+def _ms(value: float) -> str:
+    return f"{value:g}ms"
+
+
+def _checked_targets(request: ScanRequest) -> list[str]:
+    out: list[str] = []
+    for target in request.targets:
+        try:
+            out.append(str(ipaddress.ip_address(target)))
+        except ValueError:
+            raise TargetError(f"not an IP address: {target!r}") from None
+    if not out:
+        raise TargetError("no targets to scan")
+    return out
+
+
+def nmap_arguments(request: ScanRequest, technique: Technique) -> list[str]:
+    """nmap's options (without the binary, ``-oX -`` and the targets) for one technique (pure)."""
+    args = ["-n", "-Pn", "--reason"]
+    if technique is Technique.FTP_BOUNCE:
+        relay = request.bounce
+        if relay is None:
+            raise TargetError("FTP bounce scan needs a relay (-b)")
+        relay_ip = str(ipaddress.ip_address(relay.host))
+        if not 0 < relay.port < 65536:
+            raise TargetError(f"bad FTP relay port {relay.port}")
+        args += ["-b", f"{relay.user}:{relay.password}@{relay_ip}:{relay.port}"]
+    else:
+        args.append(f"-s{technique.letter}")
+    timing = request.timing
+    base = TEMPLATES[timing.level]
+    args.append(f"-T{timing.level}")
+    if timing.max_retries != base.max_retries:
+        args += ["--max-retries", str(int(timing.max_retries))]
+    if timing.min_rate is not None:
+        args += ["--min-rate", f"{timing.min_rate:g}"]
+    if timing.max_rate is not None:
+        args += ["--max-rate", f"{timing.max_rate:g}"]
+    if timing.scan_delay_ms != base.scan_delay_ms:
+        args += ["--scan-delay", _ms(timing.scan_delay_ms)]
+    if timing.initial_rtt_timeout_ms != base.initial_rtt_timeout_ms:
+        args += ["--initial-rtt-timeout", _ms(timing.initial_rtt_timeout_ms)]
+    if timing.max_rtt_timeout_ms != base.max_rtt_timeout_ms:
+        args += ["--max-rtt-timeout", _ms(timing.max_rtt_timeout_ms)]
+    if technique is Technique.UDP and request.defeat_icmp_ratelimit:
+        args.append("--defeat-icmp-ratelimit")
+    if not request.randomize_ports:
+        args.append("-r")
+    ports = request.ports_for(technique)
+    if not ports:
+        raise TargetError(f"no {technique.proto} ports to scan for {technique}")
+    prefix = "T:" if technique.proto is Proto.TCP else "U:"
+    args += ["-p", prefix + format_port_list(ports)]
+    return args
+
+
+def nmap_command(request: ScanRequest, technique: Technique, nmap_path: str = "nmap") -> list[str]:
+    """The complete argv python-nmap runs: ``nmap -oX - TARGETS... OPTIONS...`` (pure)."""
+    return [nmap_path, "-oX", "-", *_checked_targets(request), *nmap_arguments(request, technique)]
+
+
+def timeout_for(request: ScanRequest, technique: Technique) -> float:
+    """The wall-clock budget for one nmap run (nothing runs forever)."""
+    budget = TIMEOUT_BASE_S + TIMEOUT_PER_PROBE_S * request.probes(technique)
+    return min(budget, TIMEOUT_MAX_S)
+
+
+def find_nmap() -> str:
+    path = shutil.which("nmap")
+    if path is None:
+        raise EnvironmentProblem(INSTALL_HINT)
+    return path
+
+
+def run_nmap(
+    request: ScanRequest, technique: Technique, *, progress: Progress | None = None
+) -> NmapRun:
+    """Run nmap for one technique and return its verdicts, raw XML and command line."""
+    import nmap
+
+    from twinscan.nmap_xml import NmapXmlError, parse_nmap_xml
+
+    progress = progress or NoProgress()
+    nmap_path = find_nmap()
+    command = nmap_command(request, technique, nmap_path)
+    targets = _checked_targets(request)
+    options = nmap_arguments(request, technique)
+    try:
+        scanner = nmap.PortScanner(nmap_search_path=(nmap_path,))
+    except nmap.PortScannerError as exc:
+        raise EnvironmentProblem(f"{INSTALL_HINT} ({_first_line(exc)})") from None
+    total = request.probes(technique)
+    progress.start(f"nmap -s{technique.letter}", total)
+    try:
+        scanner.scan(
+            hosts=" ".join(targets),
+            ports=None,
+            arguments=shlex.join(options),
+            timeout=max(1, int(timeout_for(request, technique))),
+        )
+    except nmap.PortScannerTimeout:
+        raise ScanFailed(
+            f"nmap -s{technique.letter} did not finish within "
+            f"{timeout_for(request, technique):.0f} s and was stopped"
+        ) from None
+    except nmap.PortScannerError as exc:
+        raise ScanFailed(f"nmap failed: {_first_line(exc)}") from None
+    except (AttributeError, TypeError):
+        # python-nmap's analyser dereferences <runstats> unconditionally; nmap that died
+        # mid-run leaves XML without it. Our own reader below reports what is wrong.
+        pass
+    finally:
+        progress.advance(total)
+        progress.finish()
+    raw = scanner.get_nmap_last_output()
+    xml = raw if isinstance(raw, bytes) else str(raw).encode()
+    try:
+        parsed = parse_nmap_xml(xml, engine=Engine.NMAP)
+    except NmapXmlError as exc:
+        raise ScanFailed(f"nmap -s{technique.letter} gave unusable XML: {exc}") from None
+    if parsed.meta.incomplete:
+        raise ScanFailed(f"nmap -s{technique.letter} did not complete (no successful <finished>)")
+    meta = dataclasses.replace(parsed.meta, arguments=shlex.join(command), techniques=(technique,))
+    result = type(parsed)(frame=parsed.frame, meta=meta)
+    return NmapRun(result=result, xml=xml, command=tuple(command))
+
+
+def scan(
+    request: ScanRequest, technique: Technique, *, progress: Progress | None = None
+) -> ScanResult:
+    """Engine entry point (see ``twinscan.engines``): one technique through nmap."""
+    return run_nmap(request, technique, progress=progress).result
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\\n", "\n")
+    for line in text.splitlines():
+        line = line.strip(" '\"")
+        if line and not line.lower().startswith("warning"):
+            return line
+    return text or type(exc).__name__

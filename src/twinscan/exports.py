@@ -1,0 +1,334 @@
+"""Exports of a scan result: JSON lines and nmap-compatible XML (CSV is ``schema.write_csv``).
+
+CSV and JSON lines carry the results schema's columns in ``schema.COLUMNS`` order (plus the
+owner columns when present): ``engine, technique, host, proto, port, state, reason,
+reason_ttl, reason_ip, rtt_ms, iana_range``.
+
+The XML follows nmap's ``-oX`` layout closely enough that nmap's own ``ndiff``, python-nmap's
+``analyse_nmap_xml_scan`` and twinscan's reader accept it: one ``<scaninfo>`` per protocol, a
+``<host>`` per address and, as nmap does (portlist.cc ``isIgnoredState``), every non-open state
+with more than 25 ports of a host folded into ``<extraports>`` whose ``<extrareasons>`` list
+the ports (nmap >= 7.92 style), so ndiff sees the same folding in both files. nmap XML holds
+one scan type per protocol, so a result with two TCP techniques needs one file per technique
+(``write_nmap_xml_per_technique``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+from xml.etree import ElementTree as ET
+
+from twinscan.errors import InputFileError, UsageError
+from twinscan.portspec import format_port_list
+from twinscan.schema import COLUMNS, OWNER_COLUMNS, ScanResult, conform
+from twinscan.vocab import PortState, Proto, Reason, Technique
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Dest = str | os.PathLike[str] | IO[str]
+
+#: nmap folds a state into <extraports> when a host has more ports than this in it.
+MAX_PER_STATE = 25
+#: States nmap never folds (portlist.cc isIgnoredState).
+NEVER_FOLDED = frozenset({PortState.OPEN})
+
+_INT_COLUMNS = {"port", "reason_ttl", "pid"}
+_FLOAT_COLUMNS = {"rtt_ms"}
+
+
+@contextmanager
+def _text_out(dest: Dest) -> Iterator[IO[str]]:
+    if isinstance(dest, str | os.PathLike):
+        with open(dest, "w", encoding="utf-8", newline="\n") as fh:
+            yield fh
+    else:
+        yield dest
+
+
+# --- JSON lines ---------------------------------------------------------------------------
+
+
+def _json_value(column: str, value: Any) -> Any:
+    if value is None or value is _na() or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if column in _INT_COLUMNS:
+        return int(value)
+    if column in _FLOAT_COLUMNS:
+        import numpy as np
+
+        # The shortest decimal that reads back as the same float32 (lossless, and readable).
+        return float(str(np.float32(value)))
+    return str(value)
+
+
+def _na() -> Any:
+    import pandas as pd
+
+    return pd.NA
+
+
+def jsonl_records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """The frame's rows as JSON-ready dicts, keys in column order, ``None`` for missing."""
+    columns = [c for c in (*COLUMNS, *OWNER_COLUMNS) if c in frame.columns]
+    data = frame[columns].astype("object")
+    for values in data.itertuples(index=False, name=None):
+        yield {c: _json_value(c, v) for c, v in zip(columns, values, strict=True)}
+
+
+def write_jsonl(result: ScanResult | pd.DataFrame, dest: Dest) -> None:
+    """One JSON object per verdict row (``schema.COLUMNS`` keys), one per line."""
+    frame = result.frame if isinstance(result, ScanResult) else result
+    with _text_out(dest) as out:
+        for record in jsonl_records(frame):
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(source: str | os.PathLike[str] | IO[str]) -> pd.DataFrame:
+    """Read twinscan JSON lines back into a schema frame (lossless round trip)."""
+    import pandas as pd
+
+    name = os.fspath(source) if isinstance(source, str | os.PathLike) else "<stream>"
+    try:
+        if isinstance(source, str | os.PathLike):
+            text = Path(source).read_text(encoding="utf-8")
+        else:
+            text = source.read()
+    except FileNotFoundError:
+        raise InputFileError(name, "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(name, f"cannot read: {exc}") from None
+    records: list[dict[str, Any]] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(name, f"line {lineno}: not JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise InputFileError(name, f"line {lineno}: expected a JSON object per line")
+        records.append(record)
+    columns = list(COLUMNS) + [c for c in OWNER_COLUMNS if any(c in r for r in records)]
+    raw = pd.DataFrame.from_records(records, columns=columns)
+    try:
+        return conform(raw)
+    except (ValueError, TypeError) as exc:
+        raise InputFileError(name, f"not twinscan JSON lines: {exc}") from None
+
+
+# --- nmap XML -----------------------------------------------------------------------------
+
+
+def techniques_by_proto(frame: pd.DataFrame) -> dict[Proto, Technique]:
+    """The one technique per protocol in ``frame``; ``UsageError`` if a protocol has two."""
+    out: dict[Proto, Technique] = {}
+    pairs = frame[["proto", "technique"]].astype(str).drop_duplicates()
+    for proto_s, tech_s in pairs.itertuples(index=False, name=None):
+        proto, tech = Proto(proto_s), Technique(tech_s)
+        if proto in out and out[proto] is not tech:
+            raise UsageError(
+                f"nmap XML holds one {proto} scan type per file, this result has "
+                f"{out[proto]} and {tech}: write one file per technique"
+            )
+        out[proto] = tech
+    return out
+
+
+def _services() -> dict[tuple[int, str], str]:
+    from twinscan.report import service_names
+
+    return service_names()
+
+
+def _ts(value: dt.datetime) -> str:
+    return str(int(value.timestamp()))
+
+
+def _timestr(value: dt.datetime) -> str:
+    return value.astimezone().strftime("%a %b %d %H:%M:%S %Y")
+
+
+def _folded_states(states: pd.Series) -> list[str]:
+    """States nmap would fold for one host, in nmap's order (most ports first)."""
+    counts = states.astype(str).value_counts()
+    order = {s.value: i for i, s in enumerate(PortState)}
+    folded = [
+        (int(n), str(s))
+        for s, n in counts.items()
+        if n > MAX_PER_STATE and PortState(str(s)) not in NEVER_FOLDED
+    ]
+    folded.sort(key=lambda x: (-x[0], order[x[1]]))
+    return [str(s) for _, s in folded]
+
+
+def _cell(value: object) -> str | None:
+    if value is None or value is _na():
+        return None
+    text = str(value)
+    return None if text in ("<NA>", "nan") else text
+
+
+def nmap_xml_tree(result: ScanResult) -> ET.ElementTree[ET.Element[str]]:
+    """Build the ``<nmaprun>`` document for ``result`` (pure)."""
+    from twinscan import __version__
+    from twinscan.schema import sort_frame
+
+    frame = sort_frame(result.frame)
+    meta = result.meta
+    by_proto = techniques_by_proto(frame)
+    root = ET.Element(
+        "nmaprun",
+        {
+            "scanner": "twinscan",
+            "args": meta.arguments,
+            "start": _ts(meta.start),
+            "startstr": _timestr(meta.start),
+            "version": __version__,
+            "xmloutputversion": "1.05",
+        },
+    )
+    for proto in (Proto.TCP, Proto.UDP):
+        if proto not in by_proto:
+            continue
+        ports = sorted({int(p) for p in frame.loc[frame["proto"] == proto.value, "port"]})
+        ET.SubElement(
+            root,
+            "scaninfo",
+            {
+                "type": by_proto[proto].scaninfo,
+                "protocol": proto.value,
+                "numservices": str(len(ports)),
+                "services": format_port_list(ports),
+            },
+        )
+    ET.SubElement(root, "verbose", {"level": "0"})
+    ET.SubElement(root, "debugging", {"level": "0"})
+    services = _services()
+    hosts = list(dict.fromkeys(frame["host"].astype(str)))
+    for host in hosts:
+        _host_element(root, frame[frame["host"] == host], host, meta.start, meta.end, services)
+    runstats = ET.SubElement(root, "runstats")
+    n = len(hosts)
+    ET.SubElement(
+        runstats,
+        "finished",
+        {
+            "time": _ts(meta.end),
+            "timestr": _timestr(meta.end),
+            "summary": f"twinscan done; {n} IP address{'es' if n != 1 else ''} ({n} host"
+            f"{'s' if n != 1 else ''} up) scanned in {meta.elapsed_s:.2f} seconds",
+            "elapsed": f"{meta.elapsed_s:.2f}",
+            "exit": "error" if meta.incomplete else "success",
+        },
+    )
+    ET.SubElement(runstats, "hosts", {"up": str(n), "down": "0", "total": str(n)})
+    tree: ET.ElementTree[ET.Element[str]] = ET.ElementTree(root)
+    ET.indent(tree, space="", level=0)
+    return tree
+
+
+def _host_element(
+    root: ET.Element,
+    part: pd.DataFrame,
+    host: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    services: dict[tuple[int, str], str],
+) -> None:
+    import ipaddress
+
+    el = ET.SubElement(root, "host", {"starttime": _ts(start), "endtime": _ts(end)})
+    ET.SubElement(el, "status", {"state": "up", "reason": "user-set", "reason_ttl": "0"})
+    kind = "ipv6" if ipaddress.ip_address(host).version == 6 else "ipv4"
+    ET.SubElement(el, "address", {"addr": host, "addrtype": kind})
+    ET.SubElement(el, "hostnames")
+    ports_el = ET.SubElement(el, "ports")
+    folded = _folded_states(part["state"])
+    states = part["state"].astype(str)
+    for state in folded:
+        rows = part[states == state]
+        extra = ET.SubElement(ports_el, "extraports", {"state": state, "count": str(len(rows))})
+        groups = rows.groupby([rows["reason"].astype(str), rows["proto"].astype(str)])
+        for key, grp in sorted(groups, key=lambda g: (-len(g[1]), str(g[0]))):
+            reason, proto = (str(k) for k in key)
+            ET.SubElement(
+                extra,
+                "extrareasons",
+                {
+                    "reason": Reason(reason).value,
+                    "count": str(len(grp)),
+                    "proto": proto,
+                    "ports": format_port_list(int(p) for p in grp["port"]),
+                },
+            )
+    listed = part[~states.isin(folded)]
+    for proto, port, state, reason, ttl, rip in zip(
+        listed["proto"].astype(str),
+        listed["port"],
+        listed["state"].astype(str),
+        listed["reason"].astype(str),
+        listed["reason_ttl"].astype("object"),
+        listed["reason_ip"].astype("object"),
+        strict=True,
+    ):
+        port_el = ET.SubElement(ports_el, "port", {"protocol": proto, "portid": str(int(port))})
+        attrs = {"state": state, "reason": reason, "reason_ttl": _cell(ttl) or "0"}
+        ip = _cell(rip)
+        if ip:
+            attrs["reason_ip"] = ip
+        ET.SubElement(port_el, "state", attrs)
+        name = services.get((int(port), proto))
+        if name:
+            ET.SubElement(port_el, "service", {"name": name, "method": "table", "conf": "3"})
+
+
+def nmap_xml_text(result: ScanResult) -> str:
+    buf = io.StringIO()
+    buf.write('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n')
+    nmap_xml_tree(result).write(buf, encoding="unicode", xml_declaration=False)
+    buf.write("\n")
+    return buf.getvalue()
+
+
+def write_nmap_xml(result: ScanResult, dest: Dest) -> None:
+    """Write ``result`` as nmap ``-oX`` XML (one technique per protocol)."""
+    text = nmap_xml_text(result)
+    with _text_out(dest) as out:
+        out.write(text)
+
+
+def split_by_technique(result: ScanResult) -> dict[Technique, ScanResult]:
+    """One result per technique (same metadata, narrowed ``techniques``)."""
+    import dataclasses
+
+    out: dict[Technique, ScanResult] = {}
+    techs = result.frame["technique"].astype(str)
+    for tech_s in dict.fromkeys(techs):
+        tech = Technique(tech_s)
+        part = conform(result.frame[techs == tech_s])
+        meta = dataclasses.replace(result.meta, techniques=(tech,))
+        out[tech] = ScanResult(frame=part, meta=meta)
+    return out
+
+
+def write_nmap_xml_per_technique(
+    result: ScanResult, directory: str | os.PathLike[str], prefix: str
+) -> list[Path]:
+    """``<directory>/<prefix>-<technique>.xml`` for each technique; returns the paths."""
+    out_dir = Path(directory)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for tech, part in split_by_technique(result).items():
+        path = out_dir / f"{prefix}-{tech.value}.xml"
+        write_nmap_xml(part, path)
+        paths.append(path)
+    return paths
