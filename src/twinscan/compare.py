@@ -91,6 +91,16 @@ def _side(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return keyed.rename(columns={"state": f"{name}_state", "reason": f"{name}_reason"})
 
 
+def outer_join(
+    left: pd.DataFrame, right: pd.DataFrame, left_name: str, right_name: str
+) -> pd.DataFrame:
+    """Both frames on ``KEY`` with ``<name>_state`` / ``<name>_reason`` columns (outer join:
+    a key only one side has gets ``<NA>`` on the other)."""
+    return _side(left, left_name).merge(
+        _side(right, right_name), on=list(KEY), how="outer", sort=False
+    )
+
+
 def align(
     native: pd.DataFrame, nmap: pd.DataFrame, truth: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -101,9 +111,7 @@ def align(
     """
     import pandas as pd
 
-    left = _side(native, "native")
-    right = _side(nmap, "nmap")
-    rows = left.merge(right, on=list(KEY), how="outer", sort=False)
+    rows = outer_join(native, nmap, "native", "nmap")
     both = rows["native_state"].notna() & rows["nmap_state"].notna()
     same = (rows["native_state"] == rows["nmap_state"]).fillna(False).astype(bool)
     rows["agree"] = both & same
@@ -119,10 +127,11 @@ def align(
             rows[f"{engine}_correct"] = correct.mask(~known, pd.NA)
         columns += list(TRUTH_COLUMNS)
     rows = rows[columns]
-    return _sort(rows).reset_index(drop=True)
+    return sort_rows(rows).reset_index(drop=True)
 
 
-def _sort(rows: pd.DataFrame) -> pd.DataFrame:
+def sort_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Technique order of the vocabulary, then host, proto, port."""
     order = {t.value: i for i, t in enumerate(Technique)}
     return (
         rows.assign(_t=rows["technique"].map(order))

@@ -121,7 +121,7 @@ def read_jsonl(source: str | os.PathLike[str] | IO[str]) -> pd.DataFrame:
     raw = pd.DataFrame.from_records(records, columns=columns)
     try:
         return conform(raw)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError) as exc:
         raise InputFileError(name, f"not twinscan JSON lines: {exc}") from None
 
 

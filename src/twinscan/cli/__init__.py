@@ -58,6 +58,7 @@ def _register() -> None:
     from twinscan.cli import (
         basic,  # noqa: F401
         compare,  # noqa: F401
+        diff,  # noqa: F401
         scan,  # noqa: F401
     )
 

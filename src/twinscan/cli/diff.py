@@ -1,0 +1,35 @@
+"""``twinscan diff A B``: new, vanished and changed ports between two saved scans."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from twinscan.cli import app, funnel
+
+
+@app.command()
+@funnel
+def diff(
+    a: Annotated[Path, typer.Argument(help="first scan: nmap XML, twinscan CSV or JSON lines")],
+    b: Annotated[Path, typer.Argument(help="second scan, any of the same formats")],
+    reasons: Annotated[
+        bool, typer.Option("--reasons", help="a changed reason alone counts as a change")
+    ] = False,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="write the differences as CSV ('-' = stdout)")
+    ] = None,
+) -> None:
+    """Compare two saved scans like nmap's ndiff. Exit status: 0 same, 1 different, 2 bad input."""
+    from twinscan.diffscans import diff_files, render_diff
+
+    result = diff_files(a, b, reasons=reasons)
+    to_stdout = csv is not None and str(csv) == "-"
+    typer.echo(render_diff(result, str(a), str(b)), err=to_stdout)
+    if csv is not None:
+        result.rows.to_csv(sys.stdout if to_stdout else csv, index=False)
+    if not result.same:
+        raise typer.Exit(1)

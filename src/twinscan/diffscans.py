@@ -1,0 +1,139 @@
+"""Diff two saved scans — nmap XML, twinscan CSV or JSON lines, in any mix — like nmap's ndiff.
+
+Ports are matched on ``schema.KEY`` (host, proto, port, technique). A port only the second scan
+has is ``new``, one only the first has is ``vanished``, one whose state differs is ``changed``.
+As in ndiff, reasons do not count unless asked (``reasons=True``, like python-libnmap).
+Loading reads files; everything after that is pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from twinscan.compare import outer_join, sort_rows
+from twinscan.errors import InputFileError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NEW, VANISHED, CHANGED = "new", "vanished", "changed"
+
+#: Columns of a diff, in this order.
+DIFF_COLUMNS: tuple[str, ...] = (
+    "host",
+    "proto",
+    "port",
+    "technique",
+    "change",
+    "a_state",
+    "b_state",
+    "a_reason",
+    "b_reason",
+)
+
+
+def sniff_format(head: bytes) -> str:
+    """``xml``, ``jsonl`` or ``csv`` from the first bytes of a file."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"<"):
+        return "xml"
+    if text.startswith(b"{"):
+        return "jsonl"
+    return "csv"
+
+
+def load_scan(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A saved scan as a results-schema frame, whatever its format."""
+    from twinscan.exports import read_jsonl
+    from twinscan.nmap_xml import read_nmap_xml_file
+    from twinscan.schema import read_csv
+
+    name = os.fspath(path)
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(512)
+    except FileNotFoundError:
+        raise InputFileError(name, "no such file") from None
+    except IsADirectoryError:
+        raise InputFileError(name, "is a directory, not a saved scan") from None
+    except OSError as exc:
+        raise InputFileError(name, exc.strerror or str(exc)) from None
+    if not head.strip():
+        raise InputFileError(name, "empty file, not a saved scan")
+    kind = sniff_format(head)
+    if kind == "xml":
+        return read_nmap_xml_file(p).frame
+    if kind == "jsonl":
+        return read_jsonl(p)
+    try:
+        return read_csv(p)
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        problem = str(exc).strip("'\"").splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, KeyError):
+            problem = f"missing column {problem}"
+        raise InputFileError(
+            name, f"not nmap XML, twinscan CSV or JSON lines ({problem})"
+        ) from None
+
+
+@dataclasses.dataclass(slots=True)
+class ScanDiff:
+    rows: pd.DataFrame  # DIFF_COLUMNS, only the differences
+    compared: int  # ports present in either scan
+
+    @property
+    def same(self) -> bool:
+        return self.rows.empty
+
+    def counts(self) -> dict[str, int]:
+        values = self.rows["change"].value_counts()
+        return {kind: int(values.get(kind, 0)) for kind in (NEW, VANISHED, CHANGED)}
+
+
+def diff_frames(a: pd.DataFrame, b: pd.DataFrame, *, reasons: bool = False) -> ScanDiff:
+    """New, vanished and changed ports from scan ``a`` to scan ``b`` (pure)."""
+    joined = outer_join(a, b, "a", "b")
+    in_a, in_b = joined["a_state"].notna(), joined["b_state"].notna()
+    differs = (joined["a_state"] != joined["b_state"]).fillna(False).astype(bool)
+    if reasons:
+        differs |= (joined["a_reason"] != joined["b_reason"]).fillna(False).astype(bool)
+    joined["change"] = None
+    joined.loc[in_b & ~in_a, "change"] = NEW
+    joined.loc[in_a & ~in_b, "change"] = VANISHED
+    joined.loc[in_a & in_b & differs, "change"] = CHANGED
+    rows = joined[joined["change"].notna()][list(DIFF_COLUMNS)]
+    return ScanDiff(rows=sort_rows(rows).reset_index(drop=True), compared=len(joined))
+
+
+def diff_files(
+    a: str | os.PathLike[str], b: str | os.PathLike[str], *, reasons: bool = False
+) -> ScanDiff:
+    return diff_frames(load_scan(a), load_scan(b), reasons=reasons)
+
+
+def render_diff(diff: ScanDiff, a_name: str, b_name: str) -> str:
+    """ndiff-style text: ``-`` only in A, ``+`` only in B, ``~`` changed (A -> B)."""
+    lines = [f"--- {a_name}", f"+++ {b_name}"]
+    for (host, technique), part in diff.rows.groupby(["host", "technique"], sort=False):
+        lines.append(f"{host} ({technique} scan):")
+        for rec in part.to_dict("records"):
+            spec = f"{rec['port']}/{rec['proto']}"
+            if rec["change"] == NEW:
+                lines.append(f"+ {spec:<11} {rec['b_state']:<15} {rec['b_reason']}")
+            elif rec["change"] == VANISHED:
+                lines.append(f"- {spec:<11} {rec['a_state']:<15} {rec['a_reason']}")
+            else:
+                lines.append(
+                    f"~ {spec:<11} {rec['a_state']} -> {rec['b_state']}  "
+                    f"({rec['a_reason']} -> {rec['b_reason']})"
+                )
+    c = diff.counts()
+    lines.append(
+        f"{diff.compared} ports compared: {c[NEW]} new, {c[VANISHED]} vanished, "
+        f"{c[CHANGED]} changed"
+    )
+    return "\n".join(lines)
