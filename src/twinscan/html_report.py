@@ -103,7 +103,7 @@ def confusion_svg(matrix: pd.DataFrame, technique: Technique) -> str:
     labels_r = [str(x) for x in matrix.index]
     labels_c = [str(x) for x in matrix.columns]
     cell, left, top = 46, 118, 104
-    width = left + cell * len(labels_c) + 10
+    width = left + cell * len(labels_c) + 60
     height = top + cell * len(labels_r) + 28
     peak = int(matrix.to_numpy().max()) if matrix.size else 0
     parts = [
