@@ -1,0 +1,225 @@
+"""The connect scan's sans-IO scheduler: timers, retries, windows and rates, no sockets."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twinscan import rules
+from twinscan.connect_plan import (
+    CONNECT_MAX_CWND,
+    CongestionWindow,
+    ConnectPlan,
+    RttEstimator,
+)
+from twinscan.timing import INITIAL_CWND, resolve
+from twinscan.vocab import PortState, Reason, Technique
+
+T3 = resolve(3)
+T4 = resolve(4)
+
+
+def keys(n: int, host: str = "127.0.0.1") -> list[tuple[str, int]]:
+    return [(host, p) for p in range(1, n + 1)]
+
+
+def test_first_launch_is_nmaps_initial_window() -> None:
+    plan = ConnectPlan(keys(100), T4, start=0.0, max_sockets=10_000)
+    assert len(plan.launches(0.0)) == INITIAL_CWND
+    assert plan.launches(0.0) == []  # window full until something finishes
+
+
+def test_window_is_capped_by_descriptors_and_template_parallelism() -> None:
+    assert ConnectPlan(keys(5), T4, start=0, max_sockets=3).window.ceiling == 3
+    t2 = resolve(2)
+    assert t2.max_parallelism == 1
+    plan = ConnectPlan(keys(5), t2, start=0, max_sockets=10_000)
+    assert len(plan.launches(0.0)) == 1
+    big = ConnectPlan(keys(5), T4, start=0, max_sockets=1 << 20)
+    assert big.window.ceiling == CONNECT_MAX_CWND
+
+
+def test_completed_uses_the_rules_table() -> None:
+    plan = ConnectPlan(keys(3), T4, start=0.0, max_sockets=100)
+    plan.launches(0.0)
+    plan.completed(("127.0.0.1", 1), 0, 0.002)
+    plan.completed(("127.0.0.1", 2), errno.ECONNREFUSED, 0.001)
+    plan.completed(("127.0.0.1", 3), errno.EHOSTUNREACH, 0.004)
+    got = {k[1]: o.verdict for k, o in plan.outcomes.items()}
+    assert got == {
+        1: rules.interpret(Technique.CONNECT, rules.ConnectOutcome(0)),
+        2: rules.Verdict(PortState.CLOSED, Reason.CONN_REFUSED),
+        3: rules.Verdict(PortState.FILTERED, Reason.HOST_UNREACH),
+    }
+    assert plan.outcomes[("127.0.0.1", 1)].rtt_ms == 2.0
+    assert plan.done
+
+
+def test_unknown_errno_is_fatal_like_nmap() -> None:
+    plan = ConnectPlan(keys(1), T4, start=0.0, max_sockets=100)
+    plan.launches(0.0)
+    try:
+        plan.completed(("127.0.0.1", 1), errno.ENETDOWN, 0.1)
+    except rules.UnexpectedConnectError as exc:
+        assert "ENETDOWN" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("ENETDOWN must not become a verdict")
+
+
+def test_silence_is_retried_then_filtered() -> None:
+    timing = dataclasses.replace(T4, max_retries=2)
+    plan = ConnectPlan(keys(1), timing, start=0.0, max_sockets=100)
+    now = 0.0
+    tries = 0
+    while not plan.done:
+        launched = plan.launches(now)
+        tries += len(launched)
+        wake = plan.next_wakeup(now)
+        assert wake is not None and wake > now
+        now = wake
+        plan.expired(now)
+    assert tries == 3
+    outcome = plan.outcomes[("127.0.0.1", 1)]
+    assert outcome.verdict == rules.Verdict(PortState.FILTERED, Reason.NO_RESPONSE)
+    assert outcome.tries == 3 and outcome.rtt_ms is None
+    # first try waits the template's initial RTT timeout
+    assert now >= 3 * T4.initial_rtt_timeout_ms / 1000 - 1e-9
+
+
+def test_an_answer_on_a_retry_counts() -> None:
+    plan = ConnectPlan(keys(1), T4, start=0.0, max_sockets=100)
+    plan.launches(0.0)
+    assert plan.expired(0.6) == [("127.0.0.1", 1)]
+    assert plan.launches(0.6) == [("127.0.0.1", 1)]
+    plan.completed(("127.0.0.1", 1), errno.ECONNREFUSED, 0.61)
+    assert plan.outcomes[("127.0.0.1", 1)].tries == 2
+    assert plan.rtt.srtt_s is None  # Karn: a retransmitted probe's RTT is ambiguous
+
+
+def test_self_connect_retry_spends_a_try() -> None:
+    plan = ConnectPlan(keys(1), dataclasses.replace(T4, max_retries=0), start=0, max_sockets=9)
+    plan.launches(0.0)
+    plan.retry(("127.0.0.1", 1))
+    assert plan.done
+    assert plan.outcomes[("127.0.0.1", 1)].verdict.state is PortState.FILTERED
+
+
+def test_postpone_returns_the_probe_untried_and_lowers_the_ceiling() -> None:
+    plan = ConnectPlan(keys(20), T4, start=0.0, max_sockets=1000)
+    launched = plan.launches(0.0)
+    plan.postpone(launched[-1], sockets_in_use=len(launched) - 1)
+    assert plan.window.ceiling == len(launched) - 2
+    assert plan.queue[0] == (launched[-1], 0)
+    assert plan.sent == len(launched) - 1
+
+
+def test_rtt_estimator_follows_nmap_and_clamps() -> None:
+    est = RttEstimator.for_timing(T4)
+    assert est.timeout_s == 0.5
+    est.update(0.010)
+    assert est.srtt_s == 0.010
+    assert est.timeout_s == 0.1  # 10 ms + 4 * 10 ms < min_rtt_timeout 100 ms
+    est.update(2.0)
+    assert est.timeout_s == 1.25  # capped at T4's max_rtt_timeout
+    est.update(0.5)
+    assert est.srtt_s is not None and 0.010 < est.srtt_s < 2.0
+
+
+def test_congestion_window_slow_start_avoidance_and_one_drop_per_interval() -> None:
+    w = CongestionWindow(ceiling=1000, ca_incr=2, ssthresh_divisor=4 / 3)
+    w.ssthresh = 12
+    w.on_reply()
+    w.on_reply()
+    assert w.cwnd == INITIAL_CWND + 2
+    w.on_reply()
+    assert w.cwnd == 12 + 2 / 12
+    w.on_drop(in_flight=40, now=10.0, interval_s=1.0)
+    assert w.cwnd == 1 and w.ssthresh == 30
+    w.cwnd = 8
+    w.on_drop(in_flight=8, now=10.5, interval_s=1.0)
+    assert w.cwnd == 8  # same burst
+    w.on_drop(in_flight=8, now=11.5, interval_s=1.0)
+    assert w.cwnd == 1 and w.ssthresh == 6
+
+
+def test_scan_delay_serialises_and_spaces_probes() -> None:
+    timing = resolve(4, scan_delay_ms=250)
+    plan = ConnectPlan(keys(3), timing, start=0.0, max_sockets=100)
+    starts = []
+    now = 0.0
+    for _ in range(100):
+        if plan.done:
+            break
+        for key in plan.launches(now):
+            starts.append(now)
+            plan.completed(key, errno.ECONNREFUSED, now + 0.001)
+        wake = plan.next_wakeup(now)
+        now = wake if wake is not None else now
+    assert starts == [0.0, 0.25, 0.5]
+
+
+def test_max_rate_spaces_launches() -> None:
+    timing = resolve(4, max_rate=100)
+    plan = ConnectPlan(keys(50), timing, start=0.0, max_sockets=1000)
+    now, sent = 0.0, 0
+    for _ in range(1000):
+        if plan.done:
+            break
+        for key in plan.launches(now):
+            sent += 1
+            assert sent <= 100 * now + 1 + 1e-6
+            plan.completed(key, errno.ECONNREFUSED, now)
+        wake = plan.next_wakeup(now)
+        assert wake is not None or plan.done
+        now = wake if wake is not None else now
+    assert plan.done and 0.48 <= now <= 0.5
+
+
+def test_min_rate_exceeds_the_congestion_window() -> None:
+    timing = resolve(4, min_rate=1000)
+    plan = ConnectPlan(keys(500), timing, start=0.0, max_sockets=10_000)
+    plan.launches(0.0)  # initial window
+    assert len(plan.launches(0.1)) >= 100 - INITIAL_CWND  # behind by ~100 at t=0.1 s
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    retries=st.integers(0, 3),
+    script=st.lists(
+        st.sampled_from(["open", "refused", "unreach", "silent", "self"]), min_size=1, max_size=60
+    ),
+)
+def test_every_probe_ends_with_exactly_one_legal_verdict(
+    n: int, retries: int, script: list[str]
+) -> None:
+    timing = dataclasses.replace(T4, max_retries=retries)
+    plan = ConnectPlan(keys(n), timing, start=0.0, max_sockets=64)
+    errnos = {"open": 0, "refused": errno.ECONNREFUSED, "unreach": errno.EHOSTUNREACH}
+    launched: dict[tuple[str, int], int] = {}
+    now, step = 0.0, 0
+    for _ in range(10_000):
+        if plan.done:
+            break
+        for key in plan.launches(now):
+            launched[key] = launched.get(key, 0) + 1
+            action = script[step % len(script)]
+            step += 1
+            if action in errnos:
+                plan.completed(key, errnos[action], now + 0.001)
+            elif action == "self":
+                plan.retry(key)
+        wake = plan.next_wakeup(now)
+        if wake is not None:
+            now = max(wake, now)
+        plan.expired(now)
+    assert plan.done
+    assert set(plan.outcomes) == set(keys(n))
+    legal = rules.LEGAL_STATES[Technique.CONNECT]
+    for key, outcome in plan.outcomes.items():
+        assert outcome.verdict.state in legal
+        assert 1 <= launched[key] <= retries + 1
+        assert outcome.tries == launched[key]
