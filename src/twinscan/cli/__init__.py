@@ -57,7 +57,9 @@ def _register() -> None:
     # Command modules register themselves on ``app`` when imported.
     from twinscan.cli import (
         basic,  # noqa: F401
+        bench,  # noqa: F401
         compare,  # noqa: F401
+        demo,  # noqa: F401
         diff,  # noqa: F401
         scan,  # noqa: F401
         who,  # noqa: F401

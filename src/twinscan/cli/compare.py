@@ -105,7 +105,9 @@ def compare(
     with progress_for_terminal() as progress:
         result = run_compare(request, truth=truth_frame, xml_dir=xml_dir, progress=progress)
     to_stdout = csv is not None and str(csv) == "-"
-    console = Console(stderr=to_stdout, highlight=False)
+    stream = sys.stderr if to_stdout else sys.stdout
+    # Off a terminal (CI logs, `make demo` output piped), rich would wrap the table at 80 columns.
+    console = Console(stderr=to_stdout, highlight=False, width=None if stream.isatty() else 160)
     print_comparison(result, console)
     if csv is not None:
         write_rows_csv(result.rows, sys.stdout if to_stdout else csv)

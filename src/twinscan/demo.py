@@ -1,0 +1,162 @@
+"""``twinscan demo``: bring up the lab, compare both engines against its truth, tear it down.
+
+The comparisons run inside the lab's scanner namespace (the only place with a route to the lab
+and none off the machine) by re-invoking ``twinscan compare`` there through the lab's exec
+helper. The demo uses its own lab prefix, so it never touches a lab the user has up, and it
+always removes its lab again, on success, failure or Ctrl-C.
+
+``demo_jobs`` (pure) plans the compare command lines from the lab spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from twinscan.errors import ScanFailed
+from twinscan.portspec import format_port_list
+from twinscan.vocab import Engine, Technique
+
+if TYPE_CHECKING:
+    from twinscan.lab.spec import LabSpec
+
+#: The demo's own lab prefix (never the user's default ``ts`` lab).
+DEMO_PREFIX = "tsdemo"
+#: Wall-clock budget of one compare run inside the lab.
+COMPARE_TIMEOUT_S = 1800.0
+#: Every technique but FTP bounce, which gets its own run over the spec's bounce cells.
+MAIN_TECHNIQUES: tuple[Technique, ...] = (
+    Technique.CONNECT,
+    Technique.SYN,
+    Technique.FIN,
+    Technique.XMAS,
+    Technique.NULL,
+    Technique.ACK,
+    Technique.WINDOW,
+    Technique.MAIMON,
+    Technique.UDP,
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DemoJob:
+    name: str
+    argv: tuple[str, ...]
+    csv: Path
+    html: Path
+
+
+def native_available(technique: Technique) -> bool:
+    """True when twinscan's native engine for ``technique`` is installed."""
+    from twinscan.engines import runner
+
+    try:
+        runner(Engine.NATIVE, technique)
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def demo_jobs(
+    spec: LabSpec,
+    out_dir: Path,
+    techniques: Sequence[Technique],
+    *,
+    timing: int = 4,
+    python: str = sys.executable,
+) -> list[DemoJob]:
+    """The ``twinscan compare`` runs of the demo (pure)."""
+    base = (python, "-m", "twinscan", "compare")
+    common = ("-T", str(timing), "--truth", "--spec", spec.source)
+    jobs: list[DemoJob] = []
+    main = [t for t in techniques if t is not Technique.FTP_BOUNCE]
+    if main:
+        letters = "".join(t.letter for t in main)
+        port_parts = []
+        if any(t.proto.value == "tcp" for t in main):
+            port_parts.append("T:" + format_port_list(spec.tcp_universe()))
+        if Technique.UDP in main:
+            port_parts.append("U:" + format_port_list(spec.udp_universe()))
+        csv, html = out_dir / "compare.csv", out_dir / "report.html"
+        argv = (
+            *base,
+            *(h.address for h in spec.hosts),
+            "-s",
+            letters,
+            "-p",
+            ",".join(port_parts),
+            *common,
+            "--csv", str(csv), "--html", str(html), "--xml-dir", str(out_dir / "xml"),
+        )  # fmt: skip
+        jobs.append(DemoJob("all techniques", argv, csv, html))
+    relay_name = spec.scan.bounce_relay
+    if Technique.FTP_BOUNCE in techniques and relay_name and spec.scan.bounce_targets:
+        relay = spec.host(relay_name)
+        csv, html = out_dir / "bounce.csv", out_dir / "bounce.html"
+        argv = (
+            *base,
+            *(spec.host(n).address for n in spec.scan.bounce_targets),
+            "-s", "b", "-b", f"{relay.address}:{relay.ftp}",
+            "-p", "T:" + format_port_list(spec.scan.bounce_ports),
+            *common,
+            "--csv", str(csv), "--html", str(html), "--xml-dir", str(out_dir / "xml"),
+        )  # fmt: skip
+        jobs.append(DemoJob("FTP bounce", argv, csv, html))
+    return jobs
+
+
+Exec = Callable[[list[str], str, float], int]
+Say = Callable[[str], None]
+
+
+def _exec_in_lab(argv: list[str], prefix: str, timeout: float) -> int:
+    from twinscan.lab.netns import exec_in_scanner
+
+    try:
+        return exec_in_scanner(argv, prefix, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ScanFailed(f"a demo comparison took longer than {timeout:.0f} s") from None
+
+
+def run_demo(
+    out_dir: Path,
+    *,
+    spec_path: str | None = None,
+    techniques: Sequence[Technique] | None = None,
+    timing: int = 4,
+    prefix: str = DEMO_PREFIX,
+    say: Say = print,
+    execute: Exec = _exec_in_lab,
+) -> list[DemoJob]:
+    """Lab up, every comparison inside its scanner namespace, lab down (always)."""
+    from twinscan.lab import load_spec, netns
+
+    spec = load_spec(spec_path)
+    wanted = list(techniques) if techniques else [*MAIN_TECHNIQUES, Technique.FTP_BOUNCE]
+    ready = [t for t in wanted if native_available(t)]
+    for t in wanted:
+        if t not in ready:
+            say(f"skipping {t}: twinscan's native {t} engine is not installed")
+    if not ready:
+        raise ScanFailed("no technique has a native engine installed; nothing to compare")
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = demo_jobs(spec, out_dir, ready, timing=timing)
+    say(f"bringing up lab {prefix!r} from {spec.source} ...")
+    try:
+        netns.up(spec, prefix)
+        for job in jobs:
+            say(f"\n== {job.name}: {' '.join(job.argv[1:])}")
+            code = execute(list(job.argv), prefix, COMPARE_TIMEOUT_S)
+            if code not in (0, 1):
+                raise ScanFailed(f"the {job.name} comparison failed (exit {code})")
+    finally:
+        netns.down(prefix)
+        say(f"lab {prefix!r} is down")
+    for job in jobs:
+        say(f"{job.name}: per-port CSV {job.csv}, HTML report {job.html}")
+    return jobs
