@@ -310,3 +310,84 @@ def test_lab_truth_is_restricted_to_the_targets() -> None:
     assert set(truth["technique"].astype(str)) == {"syn"}
     states = dict(zip(truth["port"].astype(int), truth["state"].astype(str), strict=True))
     assert states[22] == "open" and states[23] == "closed"
+
+
+# --- the CLI, with fake engines (no network) --------------------------------------------------
+
+
+def _fake_engines(monkeypatch: pytest.MonkeyPatch, nmap_state: PortState) -> None:
+    import twinscan.runcompare as rc
+
+    real = rc.run_compare
+
+    def native(req: ScanRequest, tech: Technique, progress: object) -> ScanResult:
+        return _result(Engine.NATIVE, tech, dict.fromkeys(req.ports_for(tech), PortState.CLOSED))
+
+    def nmap(req: ScanRequest, tech: Technique, progress: object) -> NmapRun:
+        states = dict.fromkeys(req.ports_for(tech), PortState.CLOSED)
+        states[req.ports_for(tech)[0]] = nmap_state
+        res = _result(Engine.NMAP, tech, states)
+        return NmapRun(res, b"", ("nmap",))
+
+    def fake(request: ScanRequest, **kw: object) -> object:
+        kw.pop("xml_dir", None)
+        return real(request, native=native, nmap=nmap, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rc, "run_compare", fake)
+
+
+@pytest.mark.parametrize("nmap_state, code", [(PortState.CLOSED, 0), (PortState.FILTERED, 1)])
+def test_cli_exit_code_is_the_verdict(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, nmap_state: PortState, code: int
+) -> None:
+    from typer.testing import CliRunner
+
+    from twinscan.cli import app
+
+    _fake_engines(monkeypatch, nmap_state)
+    out = tmp_path / "rows.csv"
+    html = tmp_path / "r.html"
+    res = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "127.0.0.1",
+            "-sSU",
+            "-p",
+            "T:1-3,U:53",
+            "--csv",
+            str(out),
+            "--html",
+            str(html),
+        ],
+    )
+    assert res.exit_code == code, res.output
+    rows = pd.read_csv(out)
+    assert list(rows.columns) == list(ROW_COLUMNS)
+    assert len(rows) == 4
+    assert int((~rows["agree"]).sum()) == (0 if code == 0 else 2)
+    assert html.read_text().startswith("<!DOCTYPE html>")
+    assert ("every verdict agrees" in res.output) is (code == 0)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compare", "127.0.0.1", "-s", "Q"], "unknown scan type -sQ"),
+        (["compare", "127.0.0.1", "-p", "70000"], "out of range"),
+        (["compare", "-sT"], "no targets"),
+        (["compare", "127.0.0.1", "-sT", "-p", "1", "--truth"], "--truth needs lab targets"),
+    ],
+)
+def test_cli_bad_input_exits_2(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from twinscan.cli import app
+
+    _fake_engines(monkeypatch, PortState.CLOSED)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
