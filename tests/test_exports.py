@@ -238,3 +238,39 @@ def test_ndiff_shows_exactly_the_comparator_disagreements(tmp_path: Path) -> Non
         assert folded or state_nmap == str(
             nmap_result.frame.loc[nmap_result.frame["port"] == port, "state"].iloc[0]
         )
+
+
+@needs_ndiff
+@pytest.mark.nmap
+@pytest.mark.skipif(shutil.which("nmap") is None, reason="nmap not installed")
+def test_ndiff_of_a_real_compare_matches_the_comparator(tmp_path: Path) -> None:
+    """Real scan on loopback: twinscan's connect engine vs nmap -sT, both saved as XML."""
+    import socket
+
+    from twinscan.ports import PortPlan
+    from twinscan.request import ScanRequest
+    from twinscan.runcompare import run_compare
+    from twinscan.timing import resolve
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    try:
+        open_port = srv.getsockname()[1]
+        ports = tuple(sorted({*range(1, 41), open_port}))
+        request = ScanRequest(
+            targets=("127.0.0.1",),
+            ports=PortPlan(ports, ()),
+            techniques=(Technique.CONNECT,),
+            timing=resolve(4),
+        )
+        result = run_compare(request, xml_dir=tmp_path)
+    finally:
+        srv.close()
+    rows = result.rows.set_index("port")
+    assert rows.loc[open_port, "native_state"] == rows.loc[open_port, "nmap_state"] == "open"
+    bad = result.disagreements()
+    expected = {(str(h), int(p)) for h, p in zip(bad["host"], bad["port"], strict=True)}
+    code, diffs = _ndiff_ports(tmp_path / "nmap-connect.xml", tmp_path / "native-connect.xml")
+    assert {(h, p) for h, p, _, _ in diffs} == expected
+    assert code == (1 if expected else 0)
