@@ -69,6 +69,8 @@ class BenchConfig:
     engines: tuple[BenchEngine, ...] = tuple(BenchEngine)
     #: Override every workload's number of measured pairs.
     pairs: int | None = None
+    #: Cap every run's timeout at this many seconds.
+    timeout_s: float | None = None
     command: str = "twinscan bench"
 
 
@@ -119,7 +121,8 @@ def select_workloads(config: BenchConfig) -> list[Workload]:
         if not engines:
             continue
         pairs = config.pairs if config.pairs is not None else w.pairs
-        chosen.append(dataclasses.replace(w, engines=engines, pairs=pairs))
+        timeout = min(w.timeout_s, config.timeout_s) if config.timeout_s else w.timeout_s
+        chosen.append(dataclasses.replace(w, engines=engines, pairs=pairs, timeout_s=timeout))
     if not chosen:
         raise UsageError("no workload matches --only/--engine")
     return chosen

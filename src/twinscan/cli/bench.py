@@ -35,6 +35,9 @@ def bench(
     pairs: Annotated[
         int | None, typer.Option("--pairs", min=1, help="measured pairs per workload")
     ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=1, help="cap every run at this many seconds")
+    ] = None,
     spec: Annotated[
         Path | None,
         typer.Option("--spec", help="bench lab spec [default: fixtures/labs/bench.toml]"),
@@ -58,7 +61,7 @@ def bench(
         run_bench,
     )
 
-    full_default = not quick and out is None and not only and not engine and pairs is None
+    full_default = not quick and out is None and not only and not engine
     if readme is None and full_default and (repo_root() / "README.md").is_file():
         readme = repo_root() / "README.md"
     config = BenchConfig(
@@ -69,7 +72,8 @@ def bench(
         only=tuple(only or ()),
         engines=parse_engines(engine or ()),
         pairs=pairs,
-        command=_command(quick, out, only, engine, pairs, spec),
+        timeout_s=timeout,
+        command=_command(quick, out, only, engine, pairs, spec, timeout),
     )
     outcome = run_bench(config, log=lambda line: typer.echo(line, err=True))
     typer.echo(outcome.summary_md.read_text())
@@ -85,12 +89,15 @@ def _command(
     engine: list[str] | None,
     pairs: int | None,
     spec: Path | None,
+    timeout: float | None = None,
 ) -> str:
     """The command line that reproduces this run (recorded with the results)."""
     parts = ["twinscan", "bench"] + (["--quick"] if quick else [])
     parts += [f"--only {o}" for o in only or ()] + [f"--engine {e}" for e in engine or ()]
     if pairs is not None:
         parts.append(f"--pairs {pairs}")
+    if timeout is not None:
+        parts.append(f"--timeout {timeout:g}")
     if spec is not None:
         parts.append(f"--spec {spec}")
     if out is not None:
