@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -39,3 +40,13 @@ def test_scan_refuses_foreign_targets_without_sending() -> None:
     result = CliRunner().invoke(app, ["scan", "-sT", "-p", "80", "203.0.113.9"])
     assert result.exit_code == 2
     assert "refusing to scan 203.0.113.9" in result.stderr
+
+
+def test_xml_output_with_two_tcp_techniques_is_refused_before_scanning(tmp_path: Path) -> None:
+    out = tmp_path / "x.xml"
+    result = CliRunner().invoke(
+        app, ["scan", "-sT", "-sS", "-p", "1", "-oX", str(out), "127.0.0.1"]
+    )
+    assert result.exit_code == 2
+    assert "one TCP technique per file" in result.stderr
+    assert not out.exists()

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from twinscan.cli import app, funnel
+from twinscan.errors import UsageError
 from twinscan.vocab import Engine, Technique
 
 _TECH_FLAGS: dict[Technique, str] = {
@@ -120,6 +121,12 @@ def scan(
         defeat_icmp_ratelimit=defeat_icmp_ratelimit,
         argv=("twinscan", *sys.argv[1:]),
     )
+    tcp_techniques = [t.value for t in request.techniques if t.proto.value == "tcp"]
+    if xml is not None and len(tcp_techniques) > 1:
+        raise UsageError(
+            f"-oX holds one TCP technique per file, as nmap's format does; got {', '.join(tcp_techniques)}"
+            " (scan them one at a time, or use --csv/--json)"
+        )
     from twinscan.cli.progress import progress_for_terminal
 
     with progress_for_terminal() as progress:
