@@ -44,8 +44,9 @@ def run_scan(
     """Run every technique of ``request`` through ``engine``, one after the other."""
     from twinscan.schema import combine
 
-    results = [
-        runner(engine, tech)(request, tech, progress=progress or NoProgress())
-        for tech in request.techniques
-    ]
+    results: list[ScanResult] = []
+    for tech in request.techniques:
+        results.append(runner(engine, tech)(request, tech, progress=progress or NoProgress()))
+        if results[-1].meta.incomplete:
+            break  # Ctrl-C: keep what finished, run nothing more
     return combine(results)

@@ -1,0 +1,355 @@
+"""The native raw-packet engine: SYN, FIN, Xmas, NULL, ACK, Window, Maimon and UDP scans.
+
+The only module that opens raw sockets for these techniques. It holds the I/O loop around
+the pure ``twinscan.session.ScanSession``: probe bytes come from ``twinscan.packets`` and go
+out on one long-lived ``IPPROTO_RAW`` socket (IP_HDRINCL); replies come back on raw
+``IPPROTO_TCP``/``IPPROTO_UDP`` and ``IPPROTO_ICMP`` sockets, each with a classic BPF filter
+attached in the kernel (only packets to our per-scan source port, and ICMP errors quoting
+it) and a large receive buffer. Works on loopback and over veth links alike.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import errno
+import os
+import random
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from twinscan import __version__
+from twinscan.errors import EnvironmentProblem, ScanFailed, UsageError
+from twinscan.packets import IPPROTO_UDP, MalformedReply, ProbeBuilder, parse_reply
+from twinscan.progress import NoProgress, Progress
+from twinscan.session import ScanSession
+from twinscan.vocab import Engine, Technique
+
+if TYPE_CHECKING:
+    from twinscan.request import ScanRequest
+    from twinscan.schema import ScanResult
+
+SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+RCVBUF = 32 * 1024 * 1024
+_READ = 65535
+
+
+# --- classic BPF -----------------------------------------------------------------------------
+
+# Opcodes (linux/filter.h)
+_LDX_B_MSH = 0xB1  # X <- 4*([k]&0xf)
+_LD_H_IND = 0x48  # A <- half word at [X+k]
+_LD_B_IND = 0x50  # A <- byte at [X+k]
+_JEQ_K = 0x15
+_RET_K = 0x06
+
+BpfInsn = tuple[int, int, int, int]
+
+
+def bpf_dport_filter(sport: int) -> list[BpfInsn]:
+    """Accept TCP/UDP datagrams whose destination port is ``sport`` (IPv4, any IHL)."""
+    return [
+        (_LDX_B_MSH, 0, 0, 0),
+        (_LD_H_IND, 0, 0, 2),
+        (_JEQ_K, 0, 1, sport),
+        (_RET_K, 0, 0, _READ),
+        (_RET_K, 0, 0, 0),
+    ]
+
+
+def bpf_icmp_filter(sport: int) -> list[BpfInsn]:
+    """Accept ICMP unreachable (3) and time-exceeded (11) quoting a datagram from ``sport``.
+
+    Our probes carry no IP options, so the quoted source port sits 8 + 20 bytes into the ICMP
+    message.
+    """
+    return [
+        (_LDX_B_MSH, 0, 0, 0),
+        (_LD_B_IND, 0, 0, 0),
+        (_JEQ_K, 1, 0, 3),
+        (_JEQ_K, 0, 3, 11),
+        (_LD_H_IND, 0, 0, 28),
+        (_JEQ_K, 0, 1, sport),
+        (_RET_K, 0, 0, _READ),
+        (_RET_K, 0, 0, 0),
+    ]
+
+
+def bpf_run(program: Sequence[BpfInsn], packet: bytes) -> int:
+    """Interpret ``program`` on ``packet`` like the kernel does (for tests): the return value."""
+    a = x = 0
+    pc = 0
+    for _ in range(len(program) + 1):
+        code, jt, jf, k = program[pc]
+        pc += 1
+        try:
+            if code == _LDX_B_MSH:
+                x = 4 * (packet[k] & 0x0F)
+            elif code == _LD_H_IND:
+                a = struct.unpack_from("!H", packet, x + k)[0]
+            elif code == _LD_B_IND:
+                a = packet[x + k]
+            elif code == _JEQ_K:
+                pc += jt if a == k else jf
+            elif code == _RET_K:
+                return k
+            else:
+                raise ValueError(f"opcode {code:#x}")
+        except (IndexError, struct.error):
+            return 0  # the kernel drops a packet a load runs past
+    raise ValueError("BPF program ran off its end")
+
+
+def _attach(sock: socket.socket, program: Sequence[BpfInsn]) -> object:
+    insns = b"".join(struct.pack("HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(insns)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    return buf  # the kernel copied it, but keep it alive until then
+
+
+# --- the network ---------------------------------------------------------------------------
+
+
+class RawNetwork:
+    """One raw send socket and the filtered raw receive sockets for one scan."""
+
+    def __init__(self, technique: Technique, sport: int) -> None:
+        proto = socket.IPPROTO_UDP if technique is Technique.UDP else socket.IPPROTO_TCP
+        self._socks: list[socket.socket] = []
+        try:
+            self.send_sock = self._open(socket.IPPROTO_RAW)
+            self.recv_socks = [self._open(proto), self._open(socket.IPPROTO_ICMP)]
+        except PermissionError:
+            self.close()
+            raise EnvironmentProblem(
+                f"-s{technique.letter} needs raw sockets (root or CAP_NET_RAW); "
+                "run as root or use -sT (connect scan)"
+            ) from None
+        _attach(self.recv_socks[0], bpf_dport_filter(sport))
+        _attach(self.recv_socks[1], bpf_icmp_filter(sport))
+        for s in self.recv_socks:
+            s.setblocking(False)
+            try:
+                s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+            except OSError:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        self.send_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        self._poll = select.poll()
+        for s in self.recv_socks:
+            self._poll.register(s, select.POLLIN)
+
+    def _open(self, proto: int) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+        self._socks.append(s)
+        return s
+
+    def send(self, packet: bytes, dst: str) -> bool:
+        """Send one probe; False when the kernel refused it for now (buffer full, firewall)."""
+        for attempt in range(3):
+            try:
+                self.send_sock.sendto(packet, (dst, 0))
+                return True
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS and attempt < 2:
+                    time.sleep(0.001)
+                    continue
+                if exc.errno in (errno.ENOBUFS, errno.EPERM, errno.EACCES):
+                    return False
+                if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                    return False
+                raise ScanFailed(f"cannot send to {dst}: {exc.strerror}") from None
+        return False
+
+    def drain(self, budget: int = 100_000) -> list[bytes]:
+        """Everything the receive sockets hold right now (bounded by ``budget`` datagrams)."""
+        out: list[bytes] = []
+        for s in self.recv_socks:
+            recv = s.recv
+            try:
+                while len(out) < budget:
+                    out.append(recv(_READ))
+            except BlockingIOError:
+                pass
+            except InterruptedError:
+                pass
+        return out
+
+    def wait(self, seconds: float) -> None:
+        self._poll.poll(max(0, int(seconds * 1000)))
+
+    def close(self) -> None:
+        for s in self._socks:
+            s.close()
+        self._socks.clear()
+
+
+def source_address(dst: str) -> str:
+    """The local address the kernel would use towards ``dst`` (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((dst, 9))
+        except OSError as exc:
+            raise ScanFailed(f"no route to {dst}: {exc.strerror}") from None
+        addr: str = s.getsockname()[0]
+        return addr
+
+
+def pick_source_port(rng: random.Random, avoid: Iterable[int]) -> int:
+    """A random high source port, outside the scanned ports when possible."""
+    avoid_set = set(avoid)
+    for _ in range(64):
+        port = rng.randrange(33000, 61000)
+        if port not in avoid_set:
+            return port
+    return rng.randrange(33000, 61000)
+
+
+# --- the scan ------------------------------------------------------------------------------
+
+
+def scan(
+    request: ScanRequest, technique: Technique, *, progress: Progress | None = None
+) -> ScanResult:
+    """Run one raw technique over the request's targets and ports."""
+    progress = progress or NoProgress()
+    from twinscan.schema import ScanMeta, ScanResult, to_frame
+
+    if not technique.raw or technique is Technique.CONNECT:
+        raise UsageError(f"the raw engine does not do {technique.value} scans")
+    for target in request.targets:
+        if ":" in target:
+            raise UsageError(
+                f"{target}: the native raw engine scans IPv4 only; use -sT or --engine nmap"
+            )
+    start = dt.datetime.now(dt.UTC)
+    session, incomplete = run(request, technique, progress=progress)
+    end = dt.datetime.now(dt.UTC)
+    meta = ScanMeta(
+        engine=Engine.NATIVE,
+        start=start,
+        end=end,
+        arguments=" ".join(request.argv),
+        engine_version=f"twinscan {__version__}",
+        techniques=(technique,),
+        incomplete=incomplete,
+    )
+    return ScanResult(frame=to_frame(session.verdicts()), meta=meta)
+
+
+def run(
+    request: ScanRequest,
+    technique: Technique,
+    *,
+    progress: Progress,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[ScanSession, bool]:
+    """The I/O loop. Returns the session and whether Ctrl-C cut it short."""
+    ports = request.ports_for(technique)
+    rng = random.Random(os.urandom(16))
+    secret = os.urandom(16)
+    sport = pick_source_port(rng, ports)
+    payloads = None
+    per_probe: dict[int, int] = {}
+    if technique is Technique.UDP:
+        from twinscan.udp_payloads import load_payloads
+
+        payloads = load_payloads()
+        per_probe = {p: len(payloads(p)) for p in ports}
+    builders: dict[str, ProbeBuilder] = {}
+    by_source: dict[str, ProbeBuilder] = {}
+    for target in request.targets:
+        src = source_address(target)
+        if src not in by_source:
+            by_source[src] = ProbeBuilder(
+                technique, src, sport, secret, ip_id_base=rng.getrandbits(16), payloads=payloads
+            )
+        builders[target] = by_source[src]
+    session = ScanSession(
+        technique,
+        request.targets,
+        ports,
+        request.timing,
+        randomize=request.randomize_ports,
+        rng=rng,
+        packets_per_probe=per_probe,
+        defeat_icmp_ratelimit=request.defeat_icmp_ratelimit,
+        start=clock(),
+    )
+    if session.done:
+        return session, False
+    net = RawNetwork(technique, sport)
+    progress.start(f"{technique.value} scan", len(session.probes))
+    reported = 0
+    guard = clock() + _worst_case_s(request, len(session.probes))
+    try:
+        while not session.done:
+            now = clock()
+            if now > guard:
+                raise ScanFailed("the scan overran its worst-case duration; giving up")
+            sent = 0
+            for addr, port, tryno in session.due(now):
+                for packet in builders[addr].probes(addr, port, tryno):
+                    net.send(packet, addr)
+                    sent += 1
+            _handle(net.drain(), session, builders, clock())
+            session.expire(clock())
+            if session.finished > reported:
+                progress.advance(session.finished - reported)
+                reported = session.finished
+            if session.done:
+                break
+            now = clock()
+            wake = session.wakeup(now)
+            pause = 0.2 if wake is None else min(0.2, wake - now)
+            if pause > 0 or not sent:
+                net.wait(max(pause, 0.0005))
+    except KeyboardInterrupt:
+        return session, True
+    finally:
+        net.close()
+        progress.finish()
+    return session, False
+
+
+def _handle(
+    datagrams: list[bytes],
+    session: ScanSession,
+    builders: dict[str, ProbeBuilder],
+    now: float,
+) -> None:
+    for data in datagrams:
+        try:
+            parsed = parse_reply(data)
+        except MalformedReply:
+            continue
+        builder = builders.get(parsed.host)
+        if builder is None:
+            continue
+        tryno = builder.try_of(parsed)
+        if tryno is None:
+            continue
+        if parsed.proto == IPPROTO_UDP and parsed.port == builder.sport and tryno == -1:
+            continue  # our own datagram looped back to ourselves
+        session.receive(
+            parsed.host,
+            parsed.port,
+            tryno,
+            parsed.reply,
+            now,
+            ttl=parsed.ttl,
+            sender=parsed.sender,
+        )
+
+
+def _worst_case_s(request: ScanRequest, probes: int) -> float:
+    """An upper bound on a scan's duration: every try of every probe waits the longest."""
+    t = request.timing
+    per_try = t.max_rtt_timeout_ms / 1000 + t.scan_delay_ms / 1000 + 1.0
+    rate = t.max_rate or 1.0
+    return 60 + probes * (t.max_retries + 1) * (per_try + 1 / rate)

@@ -1,0 +1,374 @@
+"""Probe bytes and reply parsing for the native raw engine (pure: no sockets, no clock).
+
+Probes: scapy builds each technique's IPv4/TCP or IPv4/UDP packet once (``build_template``);
+every probe is then a copy of those bytes with the destination, destination port, sequence
+number, acknowledgement number, IP ID and both checksums patched in. The checksums are
+computed incrementally: the one's-complement sum of the fixed fields is taken once per
+template and host, so a probe costs a few integer additions.
+
+Replies: ``parse_reply`` reads raw IPv4 bytes (as a raw socket delivers them) into a
+``Parsed``: the probed (host, port), our source port as echoed, the ``twinscan.rules`` reply
+value, and the numbers the cookie check needs. Anything that is not a well-formed reply
+raises ``MalformedReply`` and nothing else.
+
+Matching: each probe carries a keyed cookie, ``cookie(dst, dport)``, plus the try number in
+its sequence number (and in its acknowledgement number when the ACK flag is set, and in the
+IP ID of UDP probes). ``ProbeBuilder.try_of`` recovers the try number from a reply, or
+``None`` when the reply does not answer one of our probes (stray, late from another scan,
+forged, or our own probe looped back on ``lo``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import socket
+import struct
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from twinscan import rules
+from twinscan.rules import IcmpReply, TcpReply, UdpReply
+from twinscan.vocab import Technique
+
+T = Technique
+
+IPPROTO_ICMP: Final = 1
+IPPROTO_TCP: Final = 6
+IPPROTO_UDP: Final = 17
+
+#: TCP flags of each raw technique's probe (nmap scan_engine_raw.cc).
+PROBE_FLAGS: Final[dict[Technique, int]] = {
+    T.SYN: rules.SYN,
+    T.FIN: rules.FIN,
+    T.XMAS: rules.FIN | rules.PSH | rules.URG,
+    T.NULL: 0,
+    T.ACK: rules.ACK,
+    T.WINDOW: rules.ACK,
+    T.MAIMON: rules.FIN | rules.ACK,
+}
+
+#: Highest try number a cookie may carry (try numbers are 0-based; nmap caps retries at 50).
+MAX_TRIES: Final = 64
+#: nmap's probe window size and TTL range; we use a fixed per-scan TTL like nmap does per run.
+WINDOW: Final = 1024
+DEFAULT_TTL: Final = 64
+
+_IP_HEADER = 20
+_TCP_HEADER = 20
+
+
+class MalformedReply(ValueError):
+    """Bytes that are not a reply twinscan understands (truncated, wrong protocol, ...)."""
+
+
+# --- checksums ------------------------------------------------------------------------------
+
+
+def ones_sum(data: bytes) -> int:
+    """The unfolded one's-complement sum of ``data`` as big-endian 16-bit words."""
+    if len(data) % 2:
+        data = data + b"\0"
+    return sum(struct.unpack(f"!{len(data) // 2}H", data))
+
+
+def fold(total: int) -> int:
+    """Fold a sum to 16 bits and complement it: the Internet checksum (RFC 1071)."""
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def internet_checksum(data: bytes) -> int:
+    return fold(ones_sum(data))
+
+
+# --- templates -----------------------------------------------------------------------------
+
+
+def build_template(technique: Technique, src: str, sport: int, payload: bytes = b"") -> bytes:
+    """The technique's probe built by scapy once, with dst 0.0.0.0, dport 0, seq/ack/id 0.
+
+    SYN probes carry an MSS option of 1460, as nmap's do; the others carry no options.
+    """
+    from scapy.layers.inet import IP, TCP, UDP
+
+    ip = IP(src=src, dst="0.0.0.0", id=0, ttl=DEFAULT_TTL, flags=0)
+    if technique is T.UDP:
+        pkt = ip / UDP(sport=sport, dport=0) / payload
+    else:
+        options = [("MSS", 1460)] if technique is T.SYN else []
+        pkt = ip / TCP(
+            sport=sport,
+            dport=0,
+            seq=0,
+            ack=0,
+            flags=PROBE_FLAGS[technique],
+            window=WINDOW,
+            options=options,
+        )
+    return bytes(pkt)
+
+
+def cookie_key(secret: bytes, dst: str) -> int:
+    """Per-(scan, host) 32-bit key: a keyed BLAKE2 hash of the destination address."""
+    digest = hashlib.blake2b(socket.inet_aton(dst), key=secret, digest_size=4).digest()
+    return int.from_bytes(digest, "big")
+
+
+def mix_cookie(host_key: int, dport: int, sport: int) -> int:
+    """The 32-bit cookie of one (host, port, source port): a keyed integer mix (murmur3 fmix32).
+
+    The per-host key comes from BLAKE2 with the per-scan secret, so the cookie cannot be
+    predicted without the secret; the mix itself only has to spread ports over 32 bits.
+    """
+    h = (host_key ^ ((dport << 16) | sport)) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
+
+
+@dataclasses.dataclass(slots=True)
+class _Host:
+    addr: bytes
+    key: int
+    ip_sum: int  # one's-complement sum of the destination address words
+    l4_sum: int  # the same, for the pseudo-header
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Template:
+    data: bytes
+    ip_sum: int  # IP header sum without id, checksum and dst
+    l4_sum: int  # pseudo-header + L4 header (+ payload) sum without dst, dport, seq, ack, csum
+
+
+def _template(raw: bytes, proto: int) -> _Template:
+    buf = bytearray(raw)
+    # Zero the variable fields: IP id, IP checksum, dst; L4 dport/checksum (+ seq/ack for TCP).
+    buf[4:6] = b"\0\0"
+    buf[10:12] = b"\0\0"
+    buf[16:20] = b"\0\0\0\0"
+    buf[22:24] = b"\0\0"
+    if proto == IPPROTO_TCP:
+        buf[24:32] = b"\0" * 8
+        buf[36:38] = b"\0\0"
+    else:
+        buf[26:28] = b"\0\0"
+    ip_sum = ones_sum(bytes(buf[:_IP_HEADER]))
+    l4 = bytes(buf[_IP_HEADER:])
+    pseudo = bytes(buf[12:16]) + struct.pack("!BBH", 0, proto, len(l4))
+    return _Template(bytes(buf), ip_sum, ones_sum(pseudo) + ones_sum(l4))
+
+
+class ProbeBuilder:
+    """Patches per-probe fields into a technique's scapy-built template.
+
+    ``payloads(port)`` gives the UDP payloads to send to a port (one datagram per payload,
+    as nmap does); TCP probes have none.
+    """
+
+    def __init__(
+        self,
+        technique: Technique,
+        src: str,
+        sport: int,
+        secret: bytes,
+        *,
+        ip_id_base: int = 0,
+        payloads: Callable[[int], Sequence[bytes]] | None = None,
+        template: Callable[[Technique, str, int, bytes], bytes] = build_template,
+    ) -> None:
+        self.technique = technique
+        self.src = src
+        self.sport = sport
+        self.secret = secret
+        self.ip_id_base = ip_id_base & 0xFFFF
+        self.proto = IPPROTO_UDP if technique is T.UDP else IPPROTO_TCP
+        self.flags = PROBE_FLAGS.get(technique, 0)
+        #: Sequence space a probe consumes (SYN and FIN count one): what a RST/ACK acks beyond it.
+        self.consumed = 1 if self.flags & (rules.SYN | rules.FIN) else 0
+        self._with_ack = bool(self.flags & rules.ACK)
+        self._payloads = payloads or (lambda _port: (b"",))
+        self._make_template = template
+        self._templates: dict[bytes, _Template] = {}
+        self._hosts: dict[str, _Host] = {}
+        self._counter = 0
+
+    # -- per-host and per-payload caches
+
+    def _host(self, dst: str) -> _Host:
+        host = self._hosts.get(dst)
+        if host is None:
+            addr = socket.inet_aton(dst)
+            words = ones_sum(addr)
+            host = _Host(addr, cookie_key(self.secret, dst), words, words)
+            self._hosts[dst] = host
+        return host
+
+    def _tmpl(self, payload: bytes) -> _Template:
+        tmpl = self._templates.get(payload)
+        if tmpl is None:
+            raw = self._make_template(self.technique, self.src, self.sport, payload)
+            tmpl = _template(raw, self.proto)
+            self._templates[payload] = tmpl
+        return tmpl
+
+    def cookie(self, dst: str, dport: int) -> int:
+        return mix_cookie(self._host(dst).key, dport, self.sport)
+
+    # -- probes
+
+    def probes(self, dst: str, dport: int, tryno: int) -> list[bytes]:
+        """The datagram(s) of try ``tryno`` to ``dst:dport`` (UDP: one per payload)."""
+        host = self._host(dst)
+        ck = mix_cookie(host.key, dport, self.sport)
+        if self.proto == IPPROTO_TCP:
+            return [self._tcp(self._tmpl(b""), host, dport, (ck + tryno) & 0xFFFFFFFF)]
+        ip_id = (ck + tryno) & 0xFFFF
+        return [self._udp(self._tmpl(p), host, dport, ip_id) for p in self._payloads(dport)]
+
+    def _ip(self, buf: bytearray, tmpl: _Template, host: _Host, ip_id: int) -> None:
+        csum = fold(tmpl.ip_sum + host.ip_sum + ip_id)
+        # (struct's "x" pad bytes would write zeros: pack each field on its own)
+        struct.pack_into("!H", buf, 4, ip_id)
+        struct.pack_into("!H", buf, 10, csum)
+        buf[16:20] = host.addr
+
+    def _tcp(self, tmpl: _Template, host: _Host, dport: int, seq: int) -> bytes:
+        buf = bytearray(tmpl.data)
+        self._counter = (self._counter + 1) & 0xFFFF
+        self._ip(buf, tmpl, host, (self.ip_id_base + self._counter) & 0xFFFF)
+        ack = seq if self._with_ack else 0
+        total = tmpl.l4_sum + host.l4_sum + dport + (seq >> 16) + (seq & 0xFFFF)
+        total += (ack >> 16) + (ack & 0xFFFF)
+        struct.pack_into("!HII", buf, 22, dport, seq, ack)
+        struct.pack_into("!H", buf, 36, fold(total))
+        return bytes(buf)
+
+    def _udp(self, tmpl: _Template, host: _Host, dport: int, ip_id: int) -> bytes:
+        buf = bytearray(tmpl.data)
+        self._ip(buf, tmpl, host, ip_id)
+        csum = fold(tmpl.l4_sum + host.l4_sum + dport) or 0xFFFF
+        struct.pack_into("!H", buf, 22, dport)
+        struct.pack_into("!H", buf, 26, csum)
+        return bytes(buf)
+
+    # -- matching
+
+    def try_of(self, parsed: Parsed) -> int | None:
+        """The try number ``parsed`` answers, -1 when it carries no cookie (UDP data, a bare
+        SYN), or ``None`` when it is not an answer to this scan's probes."""
+        if parsed.sport != self.sport or parsed.proto != self.proto:
+            return None
+        reply = parsed.reply
+        ck = mix_cookie(self._host(parsed.host).key, parsed.port, self.sport)
+        if isinstance(reply, UdpReply):
+            return -1
+        if isinstance(reply, IcmpReply):
+            if self.proto == IPPROTO_UDP:
+                d = (parsed.seq - ck) & 0xFFFF
+            else:
+                d = (parsed.seq - ck) & 0xFFFFFFFF
+            return d if d < MAX_TRIES else None
+        # A TCP segment. Our own probe looped back (lo, dport == sport) is not a reply.
+        if reply.flags == self.flags and (parsed.seq - ck) & 0xFFFFFFFF < MAX_TRIES:
+            return None
+        if reply.flags & rules.ACK:
+            d = (parsed.ack - ck - (0 if self._with_ack else self.consumed)) & 0xFFFFFFFF
+            # RFC 793: a RST answering an ACK-bearing probe has no ACK; Linux may still set it.
+            return d if d < MAX_TRIES else None
+        if reply.flags & rules.RST:
+            d = (parsed.seq - ck) & 0xFFFFFFFF
+            return d if d < MAX_TRIES else None
+        if reply.flags & rules.SYN:
+            return -1  # split handshake: the peer's own ISN, nothing to check
+        return None
+
+
+# --- replies -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Parsed:
+    """A reply to one of our probes, as far as the bytes tell."""
+
+    host: str  # the probed address
+    port: int  # the probed port
+    sport: int  # our source port, as the reply echoes it
+    proto: int  # the probe's protocol (6 or 17)
+    reply: TcpReply | IcmpReply | UdpReply
+    seq: int  # TCP: the reply's seq; ICMP: the quoted seq (TCP) or IP ID (UDP)
+    ack: int  # TCP: the reply's ack; else 0
+    ttl: int
+    sender: str  # who sent the reply (a router for some ICMP errors)
+
+
+_IP = struct.Struct("!BBHHHBBH4s4s")
+
+
+def parse_reply(data: bytes) -> Parsed:
+    """Parse one IPv4 datagram (a raw socket read) into a ``Parsed`` or raise ``MalformedReply``."""
+    try:
+        return _parse(data)
+    except (struct.error, IndexError, ValueError) as exc:
+        if isinstance(exc, MalformedReply):
+            raise
+        raise MalformedReply(str(exc)) from None
+
+
+def _parse(data: bytes) -> Parsed:
+    if len(data) < _IP_HEADER:
+        raise MalformedReply("shorter than an IPv4 header")
+    vihl, _tos, _total, _id, frag, ttl, proto, _csum, src, dst = _IP.unpack_from(data)
+    if vihl >> 4 != 4:
+        raise MalformedReply("not IPv4")
+    ihl = (vihl & 0x0F) * 4
+    if ihl < _IP_HEADER or len(data) < ihl:
+        raise MalformedReply("bad IPv4 header length")
+    if frag & 0x1FFF:
+        raise MalformedReply("a non-first fragment")
+    sender = socket.inet_ntoa(src)
+    if proto == IPPROTO_TCP:
+        if len(data) < ihl + _TCP_HEADER:
+            raise MalformedReply("truncated TCP header")
+        sp, dp, seq, ack, _off, flags, window = struct.unpack_from("!HHIIBBH", data, ihl)
+        return Parsed(sender, sp, dp, IPPROTO_TCP, TcpReply(flags, window), seq, ack, ttl, sender)
+    if proto == IPPROTO_UDP:
+        if len(data) < ihl + 8:
+            raise MalformedReply("truncated UDP header")
+        sp, dp = struct.unpack_from("!HH", data, ihl)
+        return Parsed(sender, sp, dp, IPPROTO_UDP, UdpReply(), 0, 0, ttl, sender)
+    if proto == IPPROTO_ICMP:
+        return _parse_icmp(data, ihl, ttl, sender, socket.inet_ntoa(dst))
+    raise MalformedReply(f"IP protocol {proto}")
+
+
+def _parse_icmp(data: bytes, ihl: int, ttl: int, sender: str, _me: str) -> Parsed:
+    if len(data) < ihl + 8 + _IP_HEADER + 8:
+        raise MalformedReply("ICMP error too short to quote a probe")
+    icmp_type, code = data[ihl], data[ihl + 1]
+    if icmp_type not in (3, 11):
+        raise MalformedReply(f"ICMP type {icmp_type} is not an error about a probe")
+    q = ihl + 8
+    qvihl = data[q]
+    if qvihl >> 4 != 4:
+        raise MalformedReply("quoted packet is not IPv4")
+    qihl = (qvihl & 0x0F) * 4
+    if qihl < _IP_HEADER or len(data) < q + qihl + 8:
+        raise MalformedReply("bad quoted IPv4 header")
+    (qid,) = struct.unpack_from("!H", data, q + 4)
+    qproto = data[q + 9]
+    probed = socket.inet_ntoa(data[q + 16 : q + 20])
+    sp, dp = struct.unpack_from("!HH", data, q + qihl)
+    if qproto == IPPROTO_TCP:
+        (qseq,) = struct.unpack_from("!I", data, q + qihl + 4)
+    elif qproto == IPPROTO_UDP:
+        qseq = qid
+    else:
+        raise MalformedReply(f"quoted IP protocol {qproto}")
+    reply = IcmpReply(icmp_type, code, from_target=sender == probed)
+    return Parsed(probed, dp, sp, qproto, reply, qseq, 0, ttl, sender)

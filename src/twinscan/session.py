@@ -1,0 +1,490 @@
+"""The native engine's scan session: pure state, time passed in (sans-IO).
+
+The I/O loop (``twinscan.engines.raw``) drives one ``ScanSession``::
+
+    sends = session.due(now)            # (host, port, try) to put on the wire now
+    session.receive(host, port, try, reply, now, ...)   # every matched reply
+    session.expire(now)                 # time out what waited too long
+    session.wakeup()                    # when something will next be due (absolute)
+    session.done / session.verdicts()
+
+What it implements, after nmap's ultra_scan (scan_engine.cc, timing.cc):
+
+* the probe plan: every (host, port), ports shuffled unless ``-r``, hosts interleaved;
+* RTT estimation per host (Jacobson, timing.cc ``adjust_timeouts2``), clamped to the
+  template's min/max RTT timeout, starting at its initial timeout;
+* congestion control: a cwnd of outstanding probes, slow start then congestion avoidance
+  scaled by nmap's ``cc_scale``; a drop cuts it -- but only when losses look like congestion.
+  Random loss (a lossy link) is told apart from congestion by the *loss ratio*: the share of
+  tries to ports that did answer which went unanswered. A steady ratio below the template's
+  threshold (30%, 40% at -T4/-T5, nmap's boostScanDelay thresholds) is the link's own loss:
+  it costs retries, not speed;
+* adaptive retransmission: a port may be tried ``max(2, max_successful_try + 2)`` times
+  (nmap's ``allowedTryno``), capped by ``--max-retries``, and at least as often as the
+  measured loss ratio needs to make a false "no response" unlikely. Ports that ran out of
+  tries are only given their no-response verdict at the end, so a later, higher
+  ``max_successful_try`` still retries them;
+* ``--min-rate``/``--max-rate`` (global packets per second), ``--scan-delay`` (per host);
+* ICMP rate limiting (UDP): once a host's port-unreachables stop while probes go
+  unanswered, the host's ICMP token bucket (Linux: a burst of 6, then one per second) is
+  modelled and closed-candidate ports are re-probed exactly when the bucket has a token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+
+from twinscan import rules
+from twinscan.rules import IcmpReply, Reply, Verdict
+from twinscan.schema import PortVerdict
+from twinscan.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, Timing
+from twinscan.vocab import Engine, Proto, Technique
+
+#: Linux's ICMP error rate limit per destination (net.ipv4.icmp_ratelimit, XRLIM_BURST_FACTOR).
+ICMP_INTERVAL_S = 1.0
+ICMP_BURST = 6
+#: Send a rate-limited probe this long after the modelled token arrives (timer/jiffy slack).
+ICMP_MARGIN_S = 0.02
+#: How long a rate-limited probe holds its modelled token before a silence gives it back.
+ICMP_HOLD_MIN_S = 0.02
+#: The chance we accept that a responsive port is called silent because every try was lost.
+FALSE_SILENCE = 1e-4
+#: Replies of ports answered only after a retransmission, below which loss is not congestion.
+_LOSS_WINDOW = 200
+
+
+@dataclasses.dataclass(slots=True)
+class Probe:
+    """One (host, port) of the plan and where it stands."""
+
+    host: int
+    port: int
+    tries: int = 0  # how many times sent
+    sent_at: float = 0.0
+    outstanding: bool = False
+    verdict: Verdict | None = None
+    final: bool = False
+    ttl: int | None = None
+    reason_ip: str | None = None
+    rtt: float | None = None
+    held_token: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class HostStats:
+    address: str
+    srtt: float | None = None
+    rttvar: float = 0.0
+    timeout: float = 1.0
+    max_successful_try: int = -1
+    last_send: float = -math.inf
+    answered: int = 0  # ports that answered
+    lost_tries: int = 0  # unanswered tries of ports that later answered
+    # ICMP rate limiting (UDP)
+    icmp_seen: int = 0
+    limited: bool = False
+    tokens: float = 0.0
+    tokens_at: float = 0.0
+    interval: float = ICMP_INTERVAL_S
+    burst: int = ICMP_BURST
+
+    def loss_ratio(self) -> float:
+        total = self.answered + self.lost_tries
+        return self.lost_tries / total if total else 0.0
+
+
+class ScanSession:
+    """Pure state of one technique's scan over ``targets`` x ``ports``."""
+
+    def __init__(
+        self,
+        technique: Technique,
+        targets: Sequence[str],
+        ports: Sequence[int],
+        timing: Timing,
+        *,
+        randomize: bool = True,
+        rng: random.Random | None = None,
+        packets_per_probe: dict[int, int] | None = None,
+        defeat_icmp_ratelimit: bool = False,
+        start: float = 0.0,
+    ) -> None:
+        self.technique = technique
+        self.timing = timing
+        self.defeat_icmp_ratelimit = defeat_icmp_ratelimit
+        self._udp = technique is Technique.UDP
+        self._pp = packets_per_probe or {}
+        rng = rng or random.Random()
+        order = list(ports)
+        if randomize:
+            rng.shuffle(order)
+        self.hosts = [HostStats(a, timeout=timing.initial_rtt_timeout_ms / 1000) for a in targets]
+        self._host_index = {a: i for i, a in enumerate(targets)}
+        # Interleave hosts: port 1 of every host, then port 2 ...
+        self.probes: list[Probe] = [Probe(h, p) for p in order for h in range(len(targets))]
+        self._index: dict[tuple[int, int], Probe] = {(pr.host, pr.port): pr for pr in self.probes}
+        self._fresh: deque[Probe] = deque(self.probes)
+        self._retry: deque[Probe] = deque()
+        self._inflight: deque[Probe] = deque()  # in send order; answered ones skipped lazily
+        self._exhausted: list[Probe] = []
+        self.in_flight = 0
+        self.finished = 0
+        self.cwnd = float(min(INITIAL_CWND, timing.max_parallelism or MAX_CWND))
+        self.max_cwnd = float(timing.max_parallelism or MAX_CWND)
+        self.ssthresh = float(INITIAL_SSTHRESH)
+        self._expected = 0  # replies expected / received, for nmap's cc_scale
+        self._received = 0
+        self._recent_losses: deque[bool] = deque(maxlen=_LOSS_WINDOW)
+        self._rate_tokens = 1.0
+        self._rate_at = start
+        self._start = start
+        self._any_limited = False
+        self._last_drop_cut = -math.inf
+        self.sent_packets = 0
+        self.retransmissions = 0
+
+    # -- queries
+
+    @property
+    def done(self) -> bool:
+        return self.finished == len(self.probes)
+
+    def host_of(self, address: str) -> int | None:
+        return self._host_index.get(address)
+
+    def allowed_tries(self, host: HostStats) -> int:
+        """How many times a port of ``host`` may be sent (1 + retransmissions)."""
+        cap = self.timing.max_retries + 1
+        tries = max(2, host.max_successful_try + 2)
+        p = host.loss_ratio()
+        if p > 0:
+            # enough tries that a responsive port stays silent with chance < FALSE_SILENCE
+            pending = max(1, len(self.probes) - self.finished)
+            need = math.ceil(math.log(FALSE_SILENCE / pending) / math.log(min(p, 0.9)))
+            tries = max(tries, need)
+        return min(tries, cap)
+
+    def wakeup(self, now: float) -> float | None:
+        """The next absolute time something is due, or None when only replies can move us."""
+        times: list[float] = []
+        for probe in self._inflight:
+            if probe.outstanding:
+                times.append(probe.sent_at + self.hosts[probe.host].timeout)
+                break
+        if self._any_limited:
+            for probe in self._inflight:
+                if probe.held_token:
+                    times.append(probe.sent_at + self._hold(self.hosts[probe.host]))
+        if (self._fresh or self._retry) and self.in_flight < max(1, int(self.cwnd)):
+            times.append(self._next_send_time(now))
+        return min(times) if times else None
+
+    # -- sending
+
+    def due(self, now: float) -> list[tuple[str, int, int]]:
+        """Probes to send now as (address, port, try): retries first, then new ports."""
+        out: list[tuple[str, int, int]] = []
+        budget = self._budget(now)
+        deferred: list[Probe] = []
+        while budget > 0 and (self._retry or self._fresh):
+            probe = self._retry.popleft() if self._retry else self._fresh.popleft()
+            if probe.final:
+                continue
+            host = self.hosts[probe.host]
+            if not self._host_ready(host, probe, now):
+                deferred.append(probe)
+                if len(deferred) > 64:
+                    break
+                continue
+            out.append((host.address, probe.port, probe.tries))
+            if probe.tries:
+                self.retransmissions += 1
+            probe.tries += 1
+            probe.sent_at = now
+            probe.outstanding = True
+            host.last_send = now
+            self._inflight.append(probe)
+            self.in_flight += 1
+            self._expected += 1
+            n = self._pp.get(probe.port, 1) if self._udp else 1
+            self.sent_packets += n
+            self._rate_tokens -= n
+            budget -= n
+        self._retry.extendleft(reversed(deferred))
+        return out
+
+    def _budget(self, now: float) -> int:
+        """How many packets may go now: cwnd, then --max-rate, then --min-rate."""
+        budget = int(self.cwnd) - self.in_flight
+        t = self.timing
+        if t.max_rate is not None:
+            cap = max(1.0, t.max_rate / 50)  # at most 20 ms worth of burst
+            self._rate_tokens = min(cap, self._rate_tokens + (now - self._rate_at) * t.max_rate)
+            self._rate_at = now
+            budget = min(budget, int(self._rate_tokens))
+        if t.min_rate is not None:
+            owed = int(t.min_rate * (now - self._start)) - self.sent_packets
+            budget = max(budget, owed)
+            if t.max_rate is not None:
+                budget = min(budget, int(self._rate_tokens))
+        return budget
+
+    def _host_ready(self, host: HostStats, probe: Probe, now: float) -> bool:
+        delay = self.timing.scan_delay_ms / 1000
+        if delay and now - host.last_send < delay:
+            return False
+        if host.limited:
+            cost = self._pp.get(probe.port, 1)
+            self._refill(host, now)
+            if host.tokens < cost:
+                return False
+            host.tokens -= cost
+            probe.held_token = True
+        return True
+
+    def _next_send_time(self, now: float) -> float:
+        t = now
+        if self.timing.max_rate is not None and self._rate_tokens < 1:
+            t = now + (1 - self._rate_tokens) / self.timing.max_rate
+        delay = self.timing.scan_delay_ms / 1000
+        head = [q[0] for q in (self._retry, self._fresh) if q]
+        best = math.inf
+        for probe in head:
+            host = self.hosts[probe.host]
+            ready = host.last_send + delay if delay else now
+            if host.limited:
+                self._refill(host, now)
+                cost = self._pp.get(probe.port, 1)
+                if host.tokens < cost:
+                    ready = max(ready, now + (cost - host.tokens) * host.interval)
+            best = min(best, ready)
+        return max(t, best if head else now)
+
+    def _refill(self, host: HostStats, now: float) -> None:
+        if now > host.tokens_at:
+            gained = (now - host.tokens_at) / host.interval
+            host.tokens = min(float(host.burst), host.tokens + gained)
+            host.tokens_at = now
+
+    # -- receiving
+
+    def receive(
+        self,
+        address: str,
+        port: int,
+        tryno: int,
+        reply: Reply,
+        now: float,
+        *,
+        ttl: int | None = None,
+        sender: str | None = None,
+    ) -> bool:
+        """Account a matched reply. ``tryno`` -1: the reply does not say which try it answers.
+
+        Returns True when the reply changed the port's verdict.
+        """
+        hi = self._host_index.get(address)
+        if hi is None:
+            return False
+        probe = self._index.get((hi, port))
+        if probe is None or probe.final or probe.tries == 0 or tryno >= probe.tries:
+            return False
+        verdict = rules.interpret(self.technique, reply)
+        host = self.hosts[hi]
+        if isinstance(reply, IcmpReply) and reply.type == 3 and reply.code == 3:
+            host.icmp_seen += 1
+            if probe.held_token:
+                probe.held_token = False  # the kernel spent the token we reserved
+        if verdict is None:
+            return False
+        first = probe.verdict is None
+        new = rules.merge(self.technique, probe.verdict, verdict)
+        changed = new != probe.verdict
+        probe.verdict = new
+        if changed:
+            probe.ttl = ttl
+            probe.reason_ip = sender if sender and sender != address else None
+        if first:
+            answered_try = tryno if tryno >= 0 else probe.tries - 1
+            if answered_try == probe.tries - 1:
+                rtt = now - probe.sent_at
+                probe.rtt = rtt
+                self._rtt_sample(host, rtt)
+            if answered_try > host.max_successful_try:
+                host.max_successful_try = answered_try
+                self._revive(host)
+            if not host.limited:
+                # tries lost on a rate-limited host are the bucket's doing, not the link's
+                host.answered += 1
+                host.lost_tries += answered_try
+                self._recent_losses.extend([True] * answered_try)
+                self._recent_losses.append(False)
+            if probe.outstanding:
+                probe.outstanding = False
+                self.in_flight -= 1
+            self._received += 1
+            self._ack(isinstance(reply, IcmpReply))
+        # nmap stops probing a port once it has an answer
+        self._finish(probe)
+        self._maybe_settle()
+        return changed
+
+    def _rtt_sample(self, host: HostStats, delta: float) -> None:
+        """timing.cc adjust_timeouts2: Jacobson's estimator, clamped to the template."""
+        t = self.timing
+        if delta < 0 or delta >= 8.0:
+            return
+        if host.srtt is None:
+            host.srtt = delta
+            host.rttvar = min(2.0, max(0.005, delta))
+        else:
+            if delta > 1.5 and delta > 3 * host.srtt + 2 * host.rttvar:
+                return
+            err = delta - host.srtt
+            host.srtt += err / 8
+            host.rttvar += (abs(err) - host.rttvar) / 4
+            if host.rttvar > 2.3:
+                host.rttvar = 2.0
+        timeout = host.srtt + 4 * host.rttvar
+        host.timeout = min(t.max_rtt_timeout_ms / 1000, max(t.min_rtt_timeout_ms / 1000, timeout))
+
+    def _ack(self, icmp: bool) -> None:
+        """timing.cc ultra_timing_vals::ack, with nmap's cc_scale."""
+        scale = min(self._expected / max(1, self._received), CC_SCALE_MAX)
+        if icmp:
+            scale = min(scale, 1.0)  # ICMP errors may speed us up only modestly
+        if self.cwnd < self.ssthresh:
+            self.cwnd += scale
+        else:
+            self.cwnd += self.timing.ca_incr / self.cwnd * scale
+        self.cwnd = min(self.cwnd, self.max_cwnd)
+
+    def _revive(self, host: HostStats) -> None:
+        """A higher max_successful_try: exhausted ports of ``host`` get their extra tries."""
+        keep: list[Probe] = []
+        allowed = self.allowed_tries(host)
+        for probe in self._exhausted:
+            if self.hosts[probe.host] is host and probe.tries < allowed:
+                self._retry.append(probe)
+            else:
+                keep.append(probe)
+        self._exhausted = keep
+
+    # -- timers
+
+    def _hold(self, host: HostStats) -> float:
+        return max(ICMP_HOLD_MIN_S, 3 * (host.srtt or 0.0) + 4 * host.rttvar)
+
+    def expire(self, now: float) -> None:
+        """Time out probes whose wait is over; queue retransmissions or give up."""
+        inflight = self._inflight
+        if self._any_limited:
+            for probe in inflight:
+                host = self.hosts[probe.host]
+                if probe.held_token and now - probe.sent_at >= self._hold(host):
+                    self._release(host, probe)
+        while inflight:
+            probe = inflight[0]
+            if not probe.outstanding:
+                inflight.popleft()
+                continue
+            host = self.hosts[probe.host]
+            if now - probe.sent_at < host.timeout:
+                break
+            inflight.popleft()
+            probe.outstanding = False
+            self.in_flight -= 1
+            if probe.held_token:
+                self._release(host, probe)
+            self._on_silence(host, probe, now)
+        self._maybe_settle()
+
+    def _release(self, host: HostStats, probe: Probe) -> None:
+        """A silent probe did not make the host send an ICMP error: give its token back."""
+        probe.held_token = False
+        host.tokens = min(float(host.burst), host.tokens + self._pp.get(probe.port, 1))
+
+    def _on_silence(self, host: HostStats, probe: Probe, now: float) -> None:
+        if self._udp and not host.limited and host.icmp_seen > 0 and not self.defeat_icmp_ratelimit:
+            # Port-unreachables came, then silence: the host's ICMP bucket ran dry.
+            host.limited = True
+            self._any_limited = True
+            host.burst = max(1, min(ICMP_BURST, host.icmp_seen))
+            host.tokens = -ICMP_MARGIN_S / host.interval
+            host.tokens_at = now
+        if probe.tries < self.allowed_tries(host):
+            self._retry.append(probe)
+            self._drop(now)
+        else:
+            self._exhausted.append(probe)
+
+    def _drop(self, now: float) -> None:
+        """A retransmission: cut cwnd only when losses look like congestion (timing.cc drop)."""
+        losses = self._recent_losses
+        if len(losses) < 20:
+            return
+        ratio = sum(losses) / len(losses)
+        threshold = 0.4 if self.timing.level >= 4 else 0.3
+        if ratio <= threshold or now - self._last_drop_cut < 0.05:
+            return
+        self._last_drop_cut = now
+        self.ssthresh = max(self.in_flight / self.timing.ssthresh_divisor, 2.0)
+        self.cwnd = max(1.0, self.cwnd / 2)
+
+    def _maybe_settle(self) -> None:
+        """Nothing left to send or wait for: exhausted ports get their verdict (or more tries,
+        when what was learnt since they ran out allows more)."""
+        if self._fresh or self._retry or self.in_flight or not self._exhausted:
+            return
+        exhausted, self._exhausted = self._exhausted, []
+        for probe in exhausted:
+            if probe.final:
+                continue
+            if probe.tries < self.allowed_tries(self.hosts[probe.host]):
+                self._retry.append(probe)
+            else:
+                self._finish(probe)
+
+    def _finish(self, probe: Probe) -> None:
+        if probe.final:
+            return
+        if probe.outstanding:
+            probe.outstanding = False
+            self.in_flight -= 1
+        if probe.verdict is None:
+            probe.verdict = rules.no_response(
+                self.technique, defeat_icmp_ratelimit=self.defeat_icmp_ratelimit
+            )
+        probe.final = True
+        self.finished += 1
+
+    # -- results
+
+    def verdicts(self, *, finished_only: bool = True) -> list[PortVerdict]:
+        proto = Proto.UDP if self._udp else Proto.TCP
+        out: list[PortVerdict] = []
+        for probe in self.probes:
+            if finished_only and not probe.final:
+                if probe.verdict is None:
+                    continue
+            if probe.verdict is None:
+                continue
+            out.append(
+                PortVerdict(
+                    engine=Engine.NATIVE,
+                    technique=self.technique,
+                    host=self.hosts[probe.host].address,
+                    proto=proto,
+                    port=probe.port,
+                    state=probe.verdict.state,
+                    reason=probe.verdict.reason,
+                    reason_ttl=probe.ttl,
+                    reason_ip=probe.reason_ip,
+                    rtt_ms=None if probe.rtt is None else round(probe.rtt * 1000, 3),
+                )
+            )
+        return out
