@@ -225,6 +225,10 @@ def replace_block(text: str, block: str) -> str:
     return text[: anchor + 1] + section + text[anchor + 1 :]
 
 
+_COLORS = {"twinscan": "tab:green", "twinscan-nmap": "tab:blue", "nmap": "tab:orange",
+           "masscan": "tab:red"}  # fmt: skip
+
+
 def plot(summary: Sequence[Mapping[str, Any]], path: Path) -> None:
     """Wall time and peak RSS against probes (ports x hosts), one line per engine.
 
@@ -236,10 +240,10 @@ def plot(summary: Sequence[Mapping[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in summary if r["runs"] and r["group"] == "growth"]
-    title = "growth workloads (SYN, lab)"
+    title, style = "growth workloads (SYN, lab)", "-o"
     if not rows:
         rows = [r for r in summary if r["runs"]]
-        title = "all workloads"
+        title, style = "all workloads (points are different workloads)", "o"
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     metrics = (
         ("wall_median_s", "wall_min_s", "wall_max_s", "wall time (s)"),
@@ -255,7 +259,8 @@ def plot(summary: Sequence[Mapping[str, Any]], path: Path) -> None:
                 [y - float(r[low]) for y, r in zip(ys, mine, strict=True)],
                 [float(r[high]) - y for y, r in zip(ys, mine, strict=True)],
             ]
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=engine)
+            ax.errorbar(xs, ys, yerr=err, fmt=style, capsize=3, label=engine,
+                        color=_COLORS.get(engine))  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("probes (ports × hosts)")
