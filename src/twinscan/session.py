@@ -53,7 +53,7 @@ ICMP_MARGIN_S = 0.02
 ICMP_HOLD_MIN_S = 0.02
 #: The chance we accept that a responsive port is called silent because every try was lost.
 FALSE_SILENCE = 1e-4
-#: Replies of ports answered only after a retransmission, below which loss is not congestion.
+#: How many recent tries and answers the congestion signal looks at.
 _LOSS_WINDOW = 200
 
 
@@ -138,7 +138,10 @@ class ScanSession:
         self.ssthresh = float(INITIAL_SSTHRESH)
         self._expected = 0  # replies expected / received, for nmap's cc_scale
         self._received = 0
-        self._recent_losses: deque[bool] = deque(maxlen=_LOSS_WINDOW)
+        #: outcome of recently resolved tries (True: timed out), and of recent answers
+        #: (True: it took a retransmission) -- the congestion signal
+        self._recent_tries: deque[bool] = deque(maxlen=_LOSS_WINDOW)
+        self._recent_retry_ok: deque[bool] = deque(maxlen=_LOSS_WINDOW)
         self._rate_tokens = 1.0
         self._rate_at = start
         self._start = start
@@ -321,8 +324,8 @@ class ScanSession:
                 # tries lost on a rate-limited host are the bucket's doing, not the link's
                 host.answered += 1
                 host.lost_tries += answered_try
-                self._recent_losses.extend([True] * answered_try)
-                self._recent_losses.append(False)
+                self._recent_tries.append(False)
+                self._recent_retry_ok.append(answered_try > 0)
             if probe.outstanding:
                 probe.outstanding = False
                 self.in_flight -= 1
@@ -416,20 +419,28 @@ class ScanSession:
             host.burst = max(1, min(ICMP_BURST, host.icmp_seen))
             host.tokens = -ICMP_MARGIN_S / host.interval
             host.tokens_at = now
+        if not host.limited:
+            self._drop(now, host)
         if probe.tries < self.allowed_tries(host):
             self._retry.append(probe)
-            self._drop(now)
         else:
             self._exhausted.append(probe)
 
-    def _drop(self, now: float) -> None:
-        """A retransmission: cut cwnd only when losses look like congestion (timing.cc drop)."""
-        losses = self._recent_losses
-        if len(losses) < 20:
+    def _drop(self, now: float, host: HostStats) -> None:
+        """A timeout: cut cwnd only when losses look like congestion (timing.cc drop).
+
+        Congestion: many recent tries timed out (more than nmap's boostScanDelay share) *and*
+        some ports answered only after a retransmission -- so responsive ports are losing
+        probes, not just filtered ports staying silent. A lossy link's steady 10% stays below
+        the threshold and costs retries only.
+        """
+        self._recent_tries.append(True)
+        tries = self._recent_tries
+        if len(tries) < 20 or not any(self._recent_retry_ok):
             return
-        ratio = sum(losses) / len(losses)
+        ratio = sum(tries) / len(tries)
         threshold = 0.4 if self.timing.level >= 4 else 0.3
-        if ratio <= threshold or now - self._last_drop_cut < 0.05:
+        if ratio <= threshold or now - self._last_drop_cut < host.timeout:
             return
         self._last_drop_cut = now
         self.ssthresh = max(self.in_flight / self.timing.ssthresh_divisor, 2.0)

@@ -1,0 +1,123 @@
+"""The native raw engine end to end on loopback, against listeners this test starts (root)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from twinscan.errors import EnvironmentProblem
+from twinscan.ports import PortPlan
+from twinscan.request import ScanRequest
+from twinscan.timing import resolve
+from twinscan.vocab import PortState, Technique
+
+T = Technique
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root")
+
+
+@pytest.fixture(scope="module")
+def listeners() -> Iterator[dict[str, int]]:
+    """An open TCP port, a closed TCP port, an answering UDP port and a silent UDP port."""
+    socks: list[socket.socket] = []
+
+    def bound(kind: int) -> socket.socket:
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        return s
+
+    tcp_open = bound(socket.SOCK_STREAM)
+    tcp_open.listen(16)
+    closed = bound(socket.SOCK_STREAM)  # bound, never listening: closed
+    udp_echo = bound(socket.SOCK_DGRAM)
+    udp_silent = bound(socket.SOCK_DGRAM)
+    import threading
+
+    stop = threading.Event()
+
+    def echo() -> None:
+        udp_echo.settimeout(0.1)
+        for _ in range(3000):  # bounded: at most ~5 minutes
+            if stop.is_set():
+                return
+            try:
+                data, addr = udp_echo.recvfrom(2048)
+            except TimeoutError:
+                continue
+            udp_echo.sendto(data or b"x", addr)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    yield {
+        "tcp_open": tcp_open.getsockname()[1],
+        "tcp_closed": closed.getsockname()[1],
+        "udp_open": udp_echo.getsockname()[1],
+        "udp_silent": udp_silent.getsockname()[1],
+    }
+    stop.set()
+    thread.join(2)
+    for s in socks:
+        s.close()
+
+
+def _scan(tech: Technique, tcp: tuple[int, ...], udp: tuple[int, ...] = ()) -> dict[int, str]:
+    from twinscan.engines.raw import scan
+
+    request = ScanRequest(
+        targets=("127.0.0.1",),
+        ports=PortPlan(tcp=tcp, udp=udp),
+        techniques=(tech,),
+        timing=resolve(4),
+    )
+    result = scan(request, tech)
+    assert not result.meta.incomplete
+    frame = result.frame
+    assert set(frame["technique"].astype(str)) == {tech.value}
+    return {int(p): str(s) for p, s in zip(frame["port"], frame["state"], strict=True)}
+
+
+EXPECTED = {
+    T.SYN: (PortState.OPEN, PortState.CLOSED),
+    T.FIN: (PortState.OPEN_FILTERED, PortState.CLOSED),
+    T.XMAS: (PortState.OPEN_FILTERED, PortState.CLOSED),
+    T.NULL: (PortState.OPEN_FILTERED, PortState.CLOSED),
+    T.ACK: (PortState.UNFILTERED, PortState.UNFILTERED),
+    T.WINDOW: (PortState.CLOSED, PortState.CLOSED),  # Linux RSTs carry window 0
+    T.MAIMON: (PortState.CLOSED, PortState.CLOSED),  # Linux answers FIN/ACK with RST
+}
+
+
+@pytest.mark.parametrize("tech", list(EXPECTED))
+def test_tcp_techniques_on_loopback(tech: Technique, listeners: dict[str, int]) -> None:
+    ports = (listeners["tcp_open"], listeners["tcp_closed"], *range(1, 200))
+    got = _scan(tech, tuple(dict.fromkeys(ports)))
+    want_open, want_closed = EXPECTED[tech]
+    assert got[listeners["tcp_open"]] == want_open.value
+    assert got[listeners["tcp_closed"]] == want_closed.value
+    assert len(got) == len(set(ports))
+
+
+def test_udp_on_loopback(listeners: dict[str, int]) -> None:
+    closed = 19
+    got = _scan(T.UDP, (), (listeners["udp_open"], listeners["udp_silent"], closed))
+    assert got == {
+        listeners["udp_open"]: PortState.OPEN.value,
+        listeners["udp_silent"]: PortState.OPEN_FILTERED.value,
+        closed: PortState.CLOSED.value,
+    }
+
+
+def test_without_raw_sockets_the_error_suggests_connect_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from twinscan.engines import raw
+
+    def refuse(*_args: object, **_kw: object) -> socket.socket:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(raw.socket, "socket", refuse)
+    with pytest.raises(EnvironmentProblem, match="-sT"):
+        raw.RawNetwork(T.SYN, 40000)

@@ -1,0 +1,266 @@
+"""The sans-IO scan session driven by a fake network and a fake clock (no sockets, no root)."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from twinscan import rules
+from twinscan.rules import IcmpReply, Reply, TcpReply, UdpReply
+from twinscan.session import ScanSession
+from twinscan.timing import resolve
+from twinscan.vocab import PortState, Reason, Technique
+
+SYNACK = TcpReply(rules.SYN | rules.ACK)
+RST = TcpReply(rules.RST | rules.ACK)
+ADMIN = IcmpReply(3, 13)
+PORT_UNREACH = IcmpReply(3, 3)
+
+Behaviour = Callable[[str, int, int, float], Reply | None]
+
+
+@dataclass
+class IcmpBucket:
+    """Linux's per-destination ICMP limiter: a burst of 6 tokens, one more per second."""
+
+    burst: float = 6.0
+    interval: float = 1.0
+    tokens: float = 6.0
+    at: float = 0.0
+
+    def allow(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) / self.interval)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass
+class FakeNet:
+    """Per-(host, port) behaviour; ``loss`` drops probes at random; ``rtt`` delays replies."""
+
+    table: dict[int, Reply | None]
+    default: Reply | None = RST
+    rtt: float = 0.002
+    loss: float = 0.0
+    seed: int = 1
+    bucket: IcmpBucket | None = None
+    sent: list[tuple[float, str, int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def answer(self, host: str, port: int, now: float) -> Reply | None:
+        if self.loss and self.rng.random() < self.loss:
+            return None
+        reply = self.table.get(port, self.default)
+        if isinstance(reply, IcmpReply) and self.bucket and not self.bucket.allow(now):
+            return None
+        return reply
+
+
+def drive(session: ScanSession, net: FakeNet, *, limit_s: float = 600.0) -> float:
+    """Run ``session`` to completion against ``net`` on a fake clock; return the elapsed time."""
+    now = 0.0
+    events: list[tuple[float, int, str, int, int, Reply]] = []
+    n = 0
+    for _ in range(1_000_000):
+        for host, port, tryno in session.due(now):
+            net.sent.append((now, host, port, tryno))
+            reply = net.answer(host, port, now)
+            if reply is not None:
+                n += 1
+                heapq.heappush(events, (now + net.rtt, n, host, port, tryno, reply))
+        while events and events[0][0] <= now:
+            _, _, host, port, tryno, reply = heapq.heappop(events)
+            session.receive(host, port, tryno, reply, now, ttl=64, sender=host)
+        session.expire(now)
+        if session.done:
+            return now
+        wake = session.wakeup(now)
+        candidates = [t for t in (wake, events[0][0] if events else None) if t is not None]
+        assert candidates, "session stalled: nothing to wait for"
+        now = max(now + 1e-6, min(candidates))
+        assert now < limit_s, "fake scan ran past its time limit"
+    raise AssertionError("too many steps")
+
+
+def verdicts(session: ScanSession) -> dict[tuple[str, int], tuple[PortState, Reason]]:
+    return {(v.host, v.port): (v.state, v.reason) for v in session.verdicts()}
+
+
+def test_behaviour_table_gives_nmaps_verdicts() -> None:
+    net = FakeNet({22: SYNACK, 23: RST, 24: None, 25: ADMIN})
+    session = ScanSession(Technique.SYN, ["198.18.0.2"], [22, 23, 24, 25], resolve(4))
+    drive(session, net)
+    got = verdicts(session)
+    assert got == {
+        ("198.18.0.2", 22): (PortState.OPEN, Reason.SYN_ACK),
+        ("198.18.0.2", 23): (PortState.CLOSED, Reason.RESET),
+        ("198.18.0.2", 24): (PortState.FILTERED, Reason.NO_RESPONSE),
+        ("198.18.0.2", 25): (PortState.FILTERED, Reason.ADMIN_PROHIBITED),
+    }
+    # the dropped port was retransmitted once (nmap's allowedTryno with no successful retry)
+    assert [s[3] for s in net.sent if s[2] == 24] == [0, 1]
+    assert [s[3] for s in net.sent if s[2] != 24] == [0, 0, 0]
+
+
+def test_silence_means_open_filtered_for_fin() -> None:
+    net = FakeNet({80: None}, default=RST)
+    session = ScanSession(Technique.FIN, ["127.0.0.1"], [79, 80, 81], resolve(4))
+    drive(session, net)
+    got = verdicts(session)
+    assert got[("127.0.0.1", 80)] == (PortState.OPEN_FILTERED, Reason.NO_RESPONSE)
+    assert got[("127.0.0.1", 79)] == (PortState.CLOSED, Reason.RESET)
+
+
+def test_port_order_is_random_unless_asked_not_to() -> None:
+    ports = list(range(1, 201))
+    ordered = ScanSession(Technique.SYN, ["h"], ports, resolve(3), randomize=False)
+    assert [p.port for p in ordered.probes] == ports
+    shuffled = ScanSession(Technique.SYN, ["h"], ports, resolve(3), rng=random.Random(3))
+    assert sorted(p.port for p in shuffled.probes) == ports
+    assert [p.port for p in shuffled.probes] != ports
+
+
+def test_lost_probes_are_retransmitted_and_answered() -> None:
+    """10% random loss: every port still gets its real verdict (no false 'filtered')."""
+    ports = list(range(1, 3001))
+    table: dict[int, Reply | None] = {p: SYNACK for p in ports if p % 97 == 0}
+    table.update({p: None for p in ports if p % 89 == 0})
+    for seed in (1, 2):
+        net = FakeNet(table, loss=0.10, seed=seed)
+        session = ScanSession(
+            Technique.SYN, ["198.18.0.3"], ports, resolve(4), rng=random.Random(seed)
+        )
+        elapsed = drive(session, net)
+        got = verdicts(session)
+        wrong = [
+            p
+            for p in ports
+            if got[("198.18.0.3", p)][0] != rules.classify(Technique.SYN, table.get(p, RST)).state
+        ]
+        assert wrong == []
+        # random loss costs retries, not a crawl: cwnd never collapsed to a trickle
+        assert elapsed < 5.0, elapsed
+
+
+def test_congestion_cuts_the_window() -> None:
+    """A bottleneck (30 probes per 10 ms, the rest dropped): loss that grows with the
+    sending rate is congestion, so the window shrinks -- and every port is still right."""
+    session = ScanSession(Technique.SYN, ["h"], list(range(1, 2001)), resolve(4))
+
+    class Bottleneck(FakeNet):
+        def answer(self, host: str, port: int, now: float) -> Reply | None:
+            tick = int(now * 100)
+            recent = sum(1 for s in self.sent[-200:] if int(s[0] * 100) == tick)
+            return None if recent > 30 else RST
+
+    net = Bottleneck({})
+    drive(session, net)
+    assert all(v[0] is PortState.CLOSED for v in verdicts(session).values())
+    assert session.cwnd < 150
+    assert session.retransmissions < 2000
+
+
+def test_max_rate_is_respected() -> None:
+    net = FakeNet({})
+    session = ScanSession(Technique.SYN, ["h"], list(range(1, 201)), resolve(5, max_rate=100))
+    elapsed = drive(session, net)
+    assert elapsed >= 1.9  # 200 probes at 100/s
+    times = [s[0] for s in net.sent]
+    for i in range(len(times) - 10):
+        assert times[i + 10] - times[i] >= 0.08  # no burst beyond the 20 ms bucket
+
+
+def test_scan_delay_spaces_probes_to_a_host() -> None:
+    net = FakeNet({})
+    session = ScanSession(Technique.SYN, ["h"], list(range(1, 11)), resolve(4, scan_delay_ms=50))
+    drive(session, net)
+    times = [s[0] for s in net.sent]
+    assert all(b - a >= 0.05 - 1e-9 for a, b in zip(times, times[1:], strict=False))
+
+
+def test_adaptive_retries_follow_successful_retransmissions() -> None:
+    """A port answered on its 2nd try raises the cap (nmap's allowedTryno): a port that
+    needs 3 tries gets them, and a silent port is tried more than twice."""
+
+    class Stubborn(FakeNet):
+        def answer(self, host: str, port: int, now: float) -> Reply | None:
+            tries = sum(1 for s in self.sent if s[2] == port)
+            need = {6: 2, 7: 3}.get(port, 1)
+            return None if port == 9 or tries < need else RST
+
+    net = Stubborn({})
+    session = ScanSession(Technique.SYN, ["h"], [5, 6, 7, 8, 9], resolve(4), randomize=False)
+    drive(session, net)
+    assert verdicts(session)[("h", 7)][0] is PortState.CLOSED
+    assert verdicts(session)[("h", 9)][0] is PortState.FILTERED
+    assert sum(1 for s in net.sent if s[2] == 9) >= 3
+    assert sum(1 for s in net.sent if s[2] == 9) <= resolve(4).max_retries + 1
+
+
+def test_max_retries_caps_tries() -> None:
+    net = FakeNet({}, default=None)
+    session = ScanSession(Technique.SYN, ["h"], [1, 2], resolve(4, max_retries=0))
+    drive(session, net)
+    assert len(net.sent) == 2
+
+
+@pytest.mark.parametrize("closed", [20, 40])
+def test_udp_paces_to_the_icmp_rate_limit(closed: int) -> None:
+    """Closed UDP ports behind a 6-burst, 1/s ICMP limiter all come out closed, at the
+    bucket's pace: within 1.2x the (N - 6) seconds the limiter itself imposes."""
+    table: dict[int, Reply | None] = {1000: UdpReply(), 1001: None, 1002: None}
+    ports = [1000, 1001, 1002, *range(2000, 2000 + closed)]
+    net = FakeNet(table, default=PORT_UNREACH, rtt=0.0005, bucket=IcmpBucket())
+    session = ScanSession(Technique.UDP, ["198.18.0.9"], ports, resolve(4))
+    elapsed = drive(session, net)
+    got = verdicts(session)
+    assert got[("198.18.0.9", 1000)][0] is PortState.OPEN
+    assert got[("198.18.0.9", 1001)][0] is PortState.OPEN_FILTERED
+    assert all(got[("198.18.0.9", p)][0] is PortState.CLOSED for p in range(2000, 2000 + closed))
+    floor = closed - 6
+    assert floor - 1 <= elapsed <= 1.2 * floor, elapsed
+
+
+def test_defeat_icmp_ratelimit_gives_closed_filtered() -> None:
+    net = FakeNet({}, default=None)
+    session = ScanSession(Technique.UDP, ["h"], [1, 2], resolve(4), defeat_icmp_ratelimit=True)
+    drive(session, net)
+    assert {v[0] for v in verdicts(session).values()} == {PortState.CLOSED_FILTERED}
+
+
+def test_stray_and_late_replies_change_nothing() -> None:
+    session = ScanSession(Technique.SYN, ["h"], [1], resolve(4))
+    # a reply before anything was sent, for an unknown host, for an unknown port
+    assert not session.receive("h", 1, 0, SYNACK, 0.0)
+    session.due(0.0)
+    assert not session.receive("other", 1, 0, SYNACK, 0.001)
+    assert not session.receive("h", 2, 0, SYNACK, 0.001)
+    # a try number we never sent
+    assert not session.receive("h", 1, 5, SYNACK, 0.001)
+    assert session.receive("h", 1, 0, RST, 0.001)
+    assert session.done
+
+
+def test_rtt_estimate_follows_jacobson() -> None:
+    session = ScanSession(Technique.SYN, ["h"], list(range(1, 50)), resolve(3))
+    host = session.hosts[0]
+    assert host.timeout == 1.0  # T3 initial RTT timeout
+    drive(session, FakeNet({}, rtt=0.05))
+    assert host.srtt == pytest.approx(0.05, rel=0.05)
+    assert host.timeout == pytest.approx(0.1, rel=0.05)  # clamped up to min_rtt_timeout
+
+
+def test_interrupted_session_reports_only_finished_ports() -> None:
+    session = ScanSession(Technique.SYN, ["h"], [1, 2, 3], resolve(4), randomize=False)
+    session.due(0.0)
+    session.receive("h", 1, 0, RST, 0.001)
+    assert [v.port for v in session.verdicts()] == [1]
