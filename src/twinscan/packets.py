@@ -167,8 +167,8 @@ def _template(raw: bytes, proto: int) -> _Template:
 class ProbeBuilder:
     """Patches per-probe fields into a technique's scapy-built template.
 
-    ``payloads(port)`` gives the UDP payloads to send to a port (one datagram per payload,
-    as nmap does); TCP probes have none.
+    ``payloads(port)`` gives the UDP payloads of a port; try *k* sends payload *k* mod their
+    number (so a silent port hears each one), TCP probes have none.
     """
 
     def __init__(
@@ -223,13 +223,15 @@ class ProbeBuilder:
     # -- probes
 
     def probes(self, dst: str, dport: int, tryno: int) -> list[bytes]:
-        """The datagram(s) of try ``tryno`` to ``dst:dport`` (UDP: one per payload)."""
+        """The datagram of try ``tryno`` to ``dst:dport`` (UDP: the port's payloads in turn)."""
         host = self._host(dst)
         ck = mix_cookie(host.key, dport, self.sport)
         if self.proto == IPPROTO_TCP:
             return [self._tcp(self._tmpl(b""), host, dport, (ck + tryno) & 0xFFFFFFFF)]
         ip_id = (ck + tryno) & 0xFFFF
-        return [self._udp(self._tmpl(p), host, dport, ip_id) for p in self._payloads(dport)]
+        payloads = self._payloads(dport)
+        payload = payloads[tryno % len(payloads)]  # one payload per try, in turn
+        return [self._udp(self._tmpl(payload), host, dport, ip_id)]
 
     def _ip(self, buf: bytearray, tmpl: _Template, host: _Host, ip_id: int) -> None:
         csum = fold(tmpl.ip_sum + host.ip_sum + ip_id)

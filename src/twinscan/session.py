@@ -81,6 +81,7 @@ class HostStats:
     rttvar: float = 0.0
     timeout: float = 1.0
     max_successful_try: int = -1
+    in_flight: int = 0
     last_send: float = -math.inf
     answered: int = 0  # ports that answered
     lost_tries: int = 0  # unanswered tries of ports that later answered
@@ -109,7 +110,7 @@ class ScanSession:
         *,
         randomize: bool = True,
         rng: random.Random | None = None,
-        packets_per_probe: dict[int, int] | None = None,
+        packets_per_probe: dict[int, int] | None = None,  # UDP: payloads per port
         defeat_icmp_ratelimit: bool = False,
         start: float = 0.0,
     ) -> None:
@@ -133,6 +134,9 @@ class ScanSession:
         self._exhausted: list[Probe] = []
         self.in_flight = 0
         self.finished = 0
+        #: group-wide RTT estimate: the timeout of hosts that have not answered yet (nmap's
+        #: group timing stats), so a silent host does not wait the initial timeout forever
+        self._group = HostStats("*", timeout=timing.initial_rtt_timeout_ms / 1000)
         self.cwnd = float(min(INITIAL_CWND, timing.max_parallelism or MAX_CWND))
         self.max_cwnd = float(timing.max_parallelism or MAX_CWND)
         self.ssthresh = float(INITIAL_SSTHRESH)
@@ -176,13 +180,13 @@ class ScanSession:
         times: list[float] = []
         for probe in self._inflight:
             if probe.outstanding:
-                times.append(probe.sent_at + self.hosts[probe.host].timeout)
+                times.append(probe.sent_at + self._timeout(self.hosts[probe.host]))
                 break
         if self._any_limited:
             for probe in self._inflight:
                 if probe.held_token:
                     times.append(probe.sent_at + self._hold(self.hosts[probe.host]))
-        if (self._fresh or self._retry) and self.in_flight < max(1, int(self.cwnd)):
+        if (self._fresh or self._retry) and self.in_flight < self._window():
             times.append(self._next_send_time(now))
         return min(times) if times else None
 
@@ -198,7 +202,7 @@ class ScanSession:
             if probe.final:
                 continue
             host = self.hosts[probe.host]
-            if not self._host_ready(host, probe, now):
+            if host.in_flight >= int(self.cwnd) or not self._host_ready(host, probe, now):
                 deferred.append(probe)
                 if len(deferred) > 64:
                     break
@@ -212,8 +216,9 @@ class ScanSession:
             host.last_send = now
             self._inflight.append(probe)
             self.in_flight += 1
+            host.in_flight += 1
             self._expected += 1
-            n = self._pp.get(probe.port, 1) if self._udp else 1
+            n = 1
             self.sent_packets += n
             self._rate_tokens -= n
             budget -= n
@@ -222,7 +227,7 @@ class ScanSession:
 
     def _budget(self, now: float) -> int:
         """How many packets may go now: cwnd, then --max-rate, then --min-rate."""
-        budget = int(self.cwnd) - self.in_flight
+        budget = self._window() - self.in_flight
         t = self.timing
         if t.max_rate is not None:
             cap = max(1.0, t.max_rate / 50)  # at most 20 ms worth of burst
@@ -241,7 +246,7 @@ class ScanSession:
         if delay and now - host.last_send < delay:
             return False
         if host.limited:
-            cost = self._pp.get(probe.port, 1)
+            cost = 1
             self._refill(host, now)
             if host.tokens < cost:
                 return False
@@ -261,7 +266,7 @@ class ScanSession:
             ready = host.last_send + delay if delay else now
             if host.limited:
                 self._refill(host, now)
-                cost = self._pp.get(probe.port, 1)
+                cost = 1
                 if host.tokens < cost:
                     ready = max(ready, now + (cost - host.tokens) * host.interval)
             best = min(best, ready)
@@ -317,6 +322,7 @@ class ScanSession:
                 rtt = now - probe.sent_at
                 probe.rtt = rtt
                 self._rtt_sample(host, rtt)
+                self._rtt_sample(self._group, rtt)
             if answered_try > host.max_successful_try:
                 host.max_successful_try = answered_try
                 self._revive(host)
@@ -329,6 +335,7 @@ class ScanSession:
             if probe.outstanding:
                 probe.outstanding = False
                 self.in_flight -= 1
+                host.in_flight -= 1
             self._received += 1
             self._ack(isinstance(reply, IcmpReply))
         # nmap stops probing a port once it has an answer
@@ -379,6 +386,13 @@ class ScanSession:
 
     # -- timers
 
+    def _window(self) -> int:
+        """Probes allowed out at once: cwnd per host (nmap keeps one per host and group)."""
+        return max(1, int(self.cwnd)) * len(self.hosts)
+
+    def _timeout(self, host: HostStats) -> float:
+        return host.timeout if host.srtt is not None else self._group.timeout
+
     def _hold(self, host: HostStats) -> float:
         return max(ICMP_HOLD_MIN_S, 3 * (host.srtt or 0.0) + 4 * host.rttvar)
 
@@ -396,11 +410,12 @@ class ScanSession:
                 inflight.popleft()
                 continue
             host = self.hosts[probe.host]
-            if now - probe.sent_at < host.timeout:
+            if now - probe.sent_at < self._timeout(host):
                 break
             inflight.popleft()
             probe.outstanding = False
             self.in_flight -= 1
+            host.in_flight -= 1
             if probe.held_token:
                 self._release(host, probe)
             self._on_silence(host, probe, now)
@@ -409,7 +424,7 @@ class ScanSession:
     def _release(self, host: HostStats, probe: Probe) -> None:
         """A silent probe did not make the host send an ICMP error: give its token back."""
         probe.held_token = False
-        host.tokens = min(float(host.burst), host.tokens + self._pp.get(probe.port, 1))
+        host.tokens = min(float(host.burst), host.tokens + 1)
 
     def _on_silence(self, host: HostStats, probe: Probe, now: float) -> None:
         if self._udp and not host.limited and host.icmp_seen > 0 and not self.defeat_icmp_ratelimit:
@@ -421,7 +436,7 @@ class ScanSession:
             host.tokens_at = now
         if not host.limited:
             self._drop(now, host)
-        if probe.tries < self.allowed_tries(host):
+        if probe.tries < max(self.allowed_tries(host), self._pp.get(probe.port, 1)):
             self._retry.append(probe)
         else:
             self._exhausted.append(probe)
@@ -440,7 +455,7 @@ class ScanSession:
             return
         ratio = sum(tries) / len(tries)
         threshold = 0.4 if self.timing.level >= 4 else 0.3
-        if ratio <= threshold or now - self._last_drop_cut < host.timeout:
+        if ratio <= threshold or now - self._last_drop_cut < self._timeout(host):
             return
         self._last_drop_cut = now
         self.ssthresh = max(self.in_flight / self.timing.ssthresh_divisor, 2.0)
@@ -455,7 +470,8 @@ class ScanSession:
         for probe in exhausted:
             if probe.final:
                 continue
-            if probe.tries < self.allowed_tries(self.hosts[probe.host]):
+            allowed = max(self.allowed_tries(self.hosts[probe.host]), self._pp.get(probe.port, 1))
+            if probe.tries < allowed:
                 self._retry.append(probe)
             else:
                 self._finish(probe)
@@ -466,6 +482,7 @@ class ScanSession:
         if probe.outstanding:
             probe.outstanding = False
             self.in_flight -= 1
+            self.hosts[probe.host].in_flight -= 1
         if probe.verdict is None:
             probe.verdict = rules.no_response(
                 self.technique, defeat_icmp_ratelimit=self.defeat_icmp_ratelimit
