@@ -242,7 +242,8 @@ def _interpret_bounce(reply: BounceOutcome) -> Verdict:
     """nmap_ftp.cc bounce_scan: 1xx/2xx to LIST -> open; silence -> filtered; else closed."""
     codes = reply.codes
     if not codes:
-        return Verdict(S.FILTERED, R.NO_RESPONSE) if reply.timed_out else no_response(T.CONNECT)
+        # recvtime() timed out -> filtered; the relay hung up (0 bytes, no timeout) -> closed.
+        return Verdict(S.FILTERED if reply.timed_out else S.CLOSED, R.NO_RESPONSE)
     first = codes[0]
     if 100 <= first < 200:
         if len(codes) == 1:

@@ -55,7 +55,7 @@ def build_request(
     addresses = expand_targets(specs, exclude=exclude)
     check_targets(addresses, allow_external=allow_external)
 
-    techs = tuple(techniques) or (Technique.CONNECT,)
+    techs = tuple(techniques) or ((Technique.FTP_BOUNCE,) if bounce else (Technique.CONNECT,))
     relay: BounceRelay | None = None
     if Technique.FTP_BOUNCE in techs:
         if not bounce:
