@@ -37,15 +37,9 @@ IPPROTO_ICMP: Final = 1
 IPPROTO_TCP: Final = 6
 IPPROTO_UDP: Final = 17
 
-#: TCP flags of each raw technique's probe (nmap scan_engine_raw.cc).
+#: TCP flags of each raw TCP technique's probe (from ``rules.PROBE_FLAGS``, the one table).
 PROBE_FLAGS: Final[dict[Technique, int]] = {
-    T.SYN: rules.SYN,
-    T.FIN: rules.FIN,
-    T.XMAS: rules.FIN | rules.PSH | rules.URG,
-    T.NULL: 0,
-    T.ACK: rules.ACK,
-    T.WINDOW: rules.ACK,
-    T.MAIMON: rules.FIN | rules.ACK,
+    t: flags for t, flags in rules.PROBE_FLAGS.items() if t not in (T.CONNECT, T.FTP_BOUNCE)
 }
 
 #: Highest try number a cookie may carry (try numbers are 0-based; nmap caps retries at 50).

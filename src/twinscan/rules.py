@@ -109,6 +109,21 @@ RST_STATE: Final[Mapping[Technique, PortState]] = {
     T.MAIMON: S.CLOSED,
 }
 
+#: TCP flags of each technique's probe as it goes on the wire (scan_engine_raw.cc; connect and
+#: FTP bounce: the SYN the kernel sends). The raw engine builds its probes and the lab's truth
+#: predicts replies from this one table.
+PROBE_FLAGS: Final[Mapping[Technique, int]] = {
+    T.CONNECT: SYN,
+    T.SYN: SYN,
+    T.FIN: FIN,
+    T.XMAS: FIN | PSH | URG,
+    T.NULL: 0,
+    T.ACK: ACK,
+    T.WINDOW: ACK,
+    T.MAIMON: FIN | ACK,
+    T.FTP_BOUNCE: SYN,
+}
+
 #: ICMPv4 destination-unreachable (type 3) codes nmap acts on, with their reason
 #: (portreasons.cc icmp_to_reason). Other codes are logged as unexpected and change nothing.
 ICMP4_UNREACH: Final[Mapping[int, Reason]] = {

@@ -35,18 +35,8 @@ if TYPE_CHECKING:
 
 T = Technique
 
-#: TCP flags of each technique's probe (nmap's scan_engine_raw.cc).
-PROBE_FLAGS: dict[Technique, int] = {
-    T.CONNECT: rules.SYN,
-    T.SYN: rules.SYN,
-    T.FIN: rules.FIN,
-    T.XMAS: rules.FIN | rules.PSH | rules.URG,
-    T.NULL: 0,
-    T.ACK: rules.ACK,
-    T.WINDOW: rules.ACK,
-    T.MAIMON: rules.FIN | rules.ACK,
-    T.FTP_BOUNCE: rules.SYN,
-}
+#: TCP flags of each technique's probe (nmap's scan_engine_raw.cc): the one table in rules.
+PROBE_FLAGS = rules.PROBE_FLAGS
 
 #: ICMP destination-unreachable code each reject action sends.
 ICMP_CODE: dict[Action, int] = {
