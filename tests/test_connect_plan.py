@@ -69,24 +69,47 @@ def test_unknown_errno_is_fatal_like_nmap() -> None:
         raise AssertionError("ENETDOWN must not become a verdict")
 
 
-def test_silence_is_retried_then_filtered() -> None:
-    timing = dataclasses.replace(T4, max_retries=2)
-    plan = ConnectPlan(keys(1), timing, start=0.0, max_sockets=100)
-    now = 0.0
+def run_silent(plan: ConnectPlan, now: float = 0.0) -> tuple[int, float]:
+    """Let every probe time out; return (tries launched, the clock at the end)."""
     tries = 0
-    while not plan.done:
-        launched = plan.launches(now)
-        tries += len(launched)
+    for _ in range(1000):
+        if plan.done:
+            break
+        tries += len(plan.launches(now))
         wake = plan.next_wakeup(now)
         assert wake is not None and wake > now
         now = wake
         plan.expired(now)
-    assert tries == 3
+    return tries, now
+
+
+def test_silence_gets_one_retry_then_filtered() -> None:
+    # nmap allowedTryno: a host that never answered a retransmission gets tryno 0 and 1 only.
+    plan = ConnectPlan(keys(1), dataclasses.replace(T4, max_retries=6), start=0.0, max_sockets=99)
+    tries, now = run_silent(plan)
+    assert tries == 2
     outcome = plan.outcomes[("127.0.0.1", 1)]
     assert outcome.verdict == rules.Verdict(PortState.FILTERED, Reason.NO_RESPONSE)
-    assert outcome.tries == 3 and outcome.rtt_ms is None
-    # first try waits the template's initial RTT timeout
-    assert now >= 3 * T4.initial_rtt_timeout_ms / 1000 - 1e-9
+    assert outcome.tries == 2 and outcome.rtt_ms is None
+    assert now >= 2 * T4.initial_rtt_timeout_ms / 1000 - 1e-9  # the template's initial timeout
+    assert plan.window.cwnd == INITIAL_CWND  # silence alone is no congestion signal
+
+
+def test_retries_grow_once_a_retransmission_has_paid_off() -> None:
+    timing = dataclasses.replace(T4, max_retries=3)
+    plan = ConnectPlan(keys(2), timing, start=0.0, max_sockets=9)
+    plan.launches(0.0)
+    plan.expired(1.0)
+    plan.launches(1.0)
+    plan.completed(("127.0.0.1", 1), errno.ECONNREFUSED, 1.01)  # answered on tryno 1
+    assert plan.max_successful_tryno == {"127.0.0.1": 1}
+    assert plan.window.cwnd < INITIAL_CWND  # a drop: the window collapsed
+    assert plan.tries_allowed("127.0.0.1") == 3
+    assert plan.tries_allowed("127.0.0.2") == 2
+    tries, _ = run_silent(plan, 1.01)
+    assert plan.outcomes[("127.0.0.1", 2)].tries == 3
+    zero = ConnectPlan(keys(1), dataclasses.replace(T4, max_retries=0), start=0, max_sockets=9)
+    assert run_silent(zero)[0] == 1  # --max-retries 0 still caps
 
 
 def test_an_answer_on_a_retry_counts() -> None:

@@ -66,8 +66,8 @@ class RttEstimator:
 @dataclasses.dataclass(slots=True)
 class CongestionWindow:
     """nmap's ultra_timing_vals: slow start to ``ssthresh``, then +ca_incr/cwnd per reply; a drop
-    (a try that timed out) sets ssthresh to in-flight/divisor and the window back to 1 — at most
-    once per timeout interval, so one burst of losses counts once."""
+    (an answer to a retransmitted probe) sets ssthresh to in-flight/divisor and the window back
+    to 1 — at most once per timeout interval, so one burst of losses counts once."""
 
     ceiling: float
     ca_incr: float
@@ -146,6 +146,8 @@ class ConnectPlan:
         )
         self.sent = 0
         self.last_launch: float | None = None
+        #: host -> the highest try number that ever got an answer (nmap max_successful_tryno).
+        self.max_successful_tryno: dict[str, int] = {}
         #: errno -> verdict, memoised from ``rules.interpret`` (the table stays the authority).
         self._verdicts: dict[int, rules.Verdict] = {}
 
@@ -155,9 +157,12 @@ class ConnectPlan:
     def done(self) -> bool:
         return not self.queue and not self.in_flight
 
-    @property
-    def tries_allowed(self) -> int:
-        return self.timing.max_retries + 1
+    def tries_allowed(self, host: str) -> int:
+        """nmap's ``allowedTryno`` + 1: retransmit only as far as retransmissions have ever paid
+        off on this host (at least one retry), capped by ``--max-retries``. A host that never
+        answers a retransmission costs two tries per port, not eleven."""
+        earned = max(1, self.max_successful_tryno.get(host, -1) + 1)
+        return min(self.timing.max_retries, earned) + 1
 
     def next_wakeup(self, now: float) -> float | None:
         """When the engine must look again even if no socket reports (None: nothing pending)."""
@@ -206,6 +211,14 @@ class ConnectPlan:
         rtt_s = now - flight.sent
         if flight.tryno == 0:  # Karn: only unambiguous samples
             self.rtt.update(rtt_s)
+        else:
+            # An answer to a retransmission proves the earlier try was lost: nmap's congestion
+            # signal (silence alone is not one: a filtered port is silent forever).
+            host = key[0]
+            self.max_successful_tryno[host] = max(
+                self.max_successful_tryno.get(host, -1), flight.tryno
+            )
+            self.window.on_drop(len(self.in_flight) + 1, now, self.rtt.timeout_s)
         self.window.on_reply()
         outcome = Outcome(verdict, round(rtt_s * 1000, 3), flight.tryno + 1)
         self.outcomes[key] = outcome
@@ -233,8 +246,6 @@ class ConnectPlan:
             if flight.sent + limit > now:  # the same sum next_wakeup() reports
                 break  # insertion order is send order
             out.append(key)
-        if out:
-            self.window.on_drop(len(self.in_flight), now, limit)
         for key in out:
             flight = self.in_flight.pop(key)
             self._requeue(key, flight.tryno + 1)
@@ -243,7 +254,7 @@ class ConnectPlan:
     # --- internals ---------------------------------------------------------------------------
 
     def _requeue(self, key: ProbeKey, tryno: int) -> None:
-        if tryno < self.tries_allowed:
+        if tryno < self.tries_allowed(key[0]):
             self.queue.append((key, tryno))
         else:
             verdict = rules.no_response(Technique.CONNECT)
