@@ -264,3 +264,19 @@ def test_interrupted_session_reports_only_finished_ports() -> None:
     session.due(0.0)
     session.receive("h", 1, 0, RST, 0.001)
     assert [v.port for v in session.verdicts()] == [1]
+
+
+def test_columns_are_sorted_by_host_then_port_and_match_verdicts() -> None:
+    net = FakeNet({22: SYNACK, 24: None, 25: ADMIN}, default=RST)
+    hosts = ["198.18.0.20", "198.18.0.3"]  # string order differs from target order
+    session = ScanSession(Technique.SYN, hosts, range(20, 30), resolve(4), rng=random.Random(5))
+    drive(session, net)
+    cols = session.columns()
+    keys = list(zip(cols.host, cols.port, strict=True))
+    assert keys == sorted(keys) and len(keys) == 20
+    rows = [(v.host, v.port, v.state, v.reason, v.reason_ttl, v.rtt_ms) for v in session.verdicts()]
+    assert [r[:2] for r in rows] == keys
+    by_key = {r[:2]: r for r in rows}
+    assert by_key[("198.18.0.3", 22)][2:5] == (PortState.OPEN, Reason.SYN_ACK, 64)
+    assert by_key[("198.18.0.3", 24)][2:] == (PortState.FILTERED, Reason.NO_RESPONSE, None, None)
+    assert by_key[("198.18.0.20", 23)][5] == pytest.approx(2.0, abs=0.01)  # FakeNet's 2 ms rtt

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twinscan.vocab import Engine, IanaRange, PortState, Proto, Reason, Technique
@@ -136,6 +136,77 @@ def to_frame(verdicts: Iterable[PortVerdict]) -> pd.DataFrame:
     rows = [v.as_row() for v in verdicts]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return conform(frame)
+
+
+def category_code(column: str, value: str) -> int:
+    """The categorical code of ``value`` in ``column`` (for ``frame_from_columns``)."""
+    return _CATEGORIES[column].index(value)
+
+
+def frame_from_columns(
+    *,
+    engine: Engine,
+    technique: Technique,
+    proto: Proto,
+    host: Sequence[str],
+    port: Sequence[int],
+    state: Sequence[int],
+    reason: Sequence[int],
+    reason_ttl: Sequence[int | None] | None = None,
+    reason_ip: Sequence[str | None] | None = None,
+    rtt_ms: Sequence[float | None] | None = None,
+) -> pd.DataFrame:
+    """A schema frame built column by column, without a Python object per row.
+
+    One (engine, technique, proto) per call; ``state`` and ``reason`` are categorical codes
+    (``category_code``), the other columns plain values (None: missing). The frame equals
+    ``to_frame`` of the same verdicts (same columns, dtypes and row order) at a fraction of
+    the cost for 65535 rows.
+    """
+    import numpy as np
+    import pandas as pd
+
+    n = len(port)
+    types = dtypes()
+    ports = np.asarray(port, dtype=np.int64)
+    if n and (ports.min() < 0 or ports.max() > 65535):
+        raise ValueError("column port: value outside 0-65535")
+    for name, values in (("host", host), ("state", state), ("reason", reason)):
+        if len(values) != n:
+            raise ValueError(f"column {name}: {len(values)} values for {n} rows")
+
+    def const(col: str, value: str) -> pd.Categorical:
+        codes = np.full(n, category_code(col, value), dtype=np.int8)
+        return pd.Categorical.from_codes(codes, dtype=types[col])
+
+    def codes(col: str, values: Sequence[int]) -> pd.Categorical:
+        arr = np.asarray(values, dtype=np.int8)
+        if n and (arr.min() < 0 or arr.max() >= len(_CATEGORIES[col])):
+            raise ValueError(f"column {col}: code outside its categories")
+        return pd.Categorical.from_codes(arr, dtype=types[col])
+
+    def optional(values: Sequence[Any] | None, dtype: str) -> pd.Series:
+        return pd.Series([None] * n if values is None else list(values), dtype=dtype)
+
+    uppers = np.array([r.bounds[1] for r in IanaRange])
+    frame = pd.DataFrame(
+        {
+            "engine": const("engine", engine.value),
+            "technique": const("technique", technique.value),
+            "host": pd.array(list(host), dtype="string"),
+            "proto": const("proto", proto.value),
+            "port": ports.astype(np.uint16),
+            "state": codes("state", state),
+            "reason": codes("reason", reason),
+            "reason_ttl": optional(reason_ttl, "UInt8"),
+            "reason_ip": optional(reason_ip, "string"),
+            "rtt_ms": optional(rtt_ms, "Float32"),
+            "iana_range": pd.Categorical.from_codes(
+                np.searchsorted(uppers, ports).astype(np.int8), dtype=types["iana_range"]
+            ),
+        }
+    )
+    return frame
 
 
 def empty_frame() -> pd.DataFrame:

@@ -40,9 +40,9 @@ from collections.abc import Sequence
 
 from twinscan import rules
 from twinscan.rules import IcmpReply, Reply, Verdict
-from twinscan.schema import PortVerdict
+from twinscan.schema import PortVerdict, category_code
 from twinscan.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, Timing
-from twinscan.vocab import Engine, Proto, Technique
+from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
 
 #: Linux's ICMP error rate limit per destination (net.ipv4.icmp_ratelimit, XRLIM_BURST_FACTOR).
 ICMP_INTERVAL_S = 1.0
@@ -492,27 +492,74 @@ class ScanSession:
 
     # -- results
 
-    def verdicts(self, *, finished_only: bool = True) -> list[PortVerdict]:
+    def columns(self) -> VerdictColumns:
+        """Every port with a verdict, column by column, sorted by (host address, port).
+
+        What ``schema.frame_from_columns`` takes: no Python object per port beyond the values.
+        """
+        rank = {i: r for r, i in enumerate(sorted(range(len(self.hosts)), key=self._addr))}
+        done = [p for p in self.probes if p.verdict is not None]
+        done.sort(key=lambda p: (rank[p.host] << 16) | p.port)
+        codes = {
+            v: (category_code("state", v.state.value), category_code("reason", v.reason.value))
+            for v in {p.verdict for p in done}
+            if v is not None
+        }
+        pairs = [codes[p.verdict] for p in done if p.verdict is not None]
+        addrs = [h.address for h in self.hosts]
+        return VerdictColumns(
+            host=[addrs[p.host] for p in done],
+            port=[p.port for p in done],
+            state=[c[0] for c in pairs],
+            reason=[c[1] for c in pairs],
+            reason_ttl=[p.ttl for p in done],
+            reason_ip=[p.reason_ip for p in done],
+            rtt_ms=[None if p.rtt is None else round(p.rtt * 1000, 3) for p in done],
+        )
+
+    def _addr(self, host: int) -> str:
+        return self.hosts[host].address
+
+    def verdicts(self) -> list[PortVerdict]:
+        """Every port with a verdict as ``PortVerdict`` rows, in ``columns()`` order."""
         proto = Proto.UDP if self._udp else Proto.TCP
-        out: list[PortVerdict] = []
-        for probe in self.probes:
-            if finished_only and not probe.final:
-                if probe.verdict is None:
-                    continue
-            if probe.verdict is None:
-                continue
-            out.append(
-                PortVerdict(
-                    engine=Engine.NATIVE,
-                    technique=self.technique,
-                    host=self.hosts[probe.host].address,
-                    proto=proto,
-                    port=probe.port,
-                    state=probe.verdict.state,
-                    reason=probe.verdict.reason,
-                    reason_ttl=probe.ttl,
-                    reason_ip=probe.reason_ip,
-                    rtt_ms=None if probe.rtt is None else round(probe.rtt * 1000, 3),
-                )
+        states = list(PortState)
+        reasons = list(Reason)
+        cols = self.columns()
+        return [
+            PortVerdict(
+                engine=Engine.NATIVE,
+                technique=self.technique,
+                host=host,
+                proto=proto,
+                port=port,
+                state=states[st],
+                reason=reasons[rs],
+                reason_ttl=ttl,
+                reason_ip=rip,
+                rtt_ms=rtt,
             )
-        return out
+            for host, port, st, rs, ttl, rip, rtt in zip(
+                cols.host,
+                cols.port,
+                cols.state,
+                cols.reason,
+                cols.reason_ttl,
+                cols.reason_ip,
+                cols.rtt_ms,
+                strict=True,
+            )
+        ]
+
+
+@dataclasses.dataclass(slots=True)
+class VerdictColumns:
+    """A session's verdicts as parallel lists (state/reason as schema categorical codes)."""
+
+    host: list[str]
+    port: list[int]
+    state: list[int]
+    reason: list[int]
+    reason_ttl: list[int | None]
+    reason_ip: list[str | None]
+    rtt_ms: list[float | None]

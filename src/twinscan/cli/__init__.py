@@ -61,6 +61,7 @@ def _register() -> None:
         compare,  # noqa: F401
         demo,  # noqa: F401
         diff,  # noqa: F401
+        lab,  # noqa: F401
         scan,  # noqa: F401
         who,  # noqa: F401
     )

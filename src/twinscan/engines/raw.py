@@ -27,6 +27,7 @@ from twinscan.errors import EnvironmentProblem, ScanFailed, UsageError
 from twinscan.packets import IPPROTO_UDP, MalformedReply, ProbeBuilder, parse_reply
 from twinscan.progress import NoProgress, Progress
 from twinscan.session import ScanSession
+from twinscan.template_cache import cached_template
 from twinscan.vocab import Engine, Technique
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ def scan(
 ) -> ScanResult:
     """Run one raw technique over the request's targets and ports."""
     progress = progress or NoProgress()
-    from twinscan.schema import ScanMeta, ScanResult, to_frame
+    from twinscan.schema import ScanMeta, ScanResult, frame_from_columns
 
     if not technique.raw or technique is Technique.CONNECT:
         raise UsageError(f"the raw engine does not do {technique.value} scans")
@@ -239,7 +240,20 @@ def scan(
         techniques=(technique,),
         incomplete=incomplete,
     )
-    return ScanResult(frame=to_frame(session.verdicts()), meta=meta)
+    cols = session.columns()
+    frame = frame_from_columns(
+        engine=Engine.NATIVE,
+        technique=technique,
+        proto=technique.proto,
+        host=cols.host,
+        port=cols.port,
+        state=cols.state,
+        reason=cols.reason,
+        reason_ttl=cols.reason_ttl,
+        reason_ip=cols.reason_ip,
+        rtt_ms=cols.rtt_ms,
+    )
+    return ScanResult(frame=frame, meta=meta)
 
 
 def run(
@@ -267,7 +281,13 @@ def run(
         src = source_address(target)
         if src not in by_source:
             by_source[src] = ProbeBuilder(
-                technique, src, sport, secret, ip_id_base=rng.getrandbits(16), payloads=payloads
+                technique,
+                src,
+                sport,
+                secret,
+                ip_id_base=rng.getrandbits(16),
+                payloads=payloads,
+                template=cached_template,
             )
         builders[target] = by_source[src]
     session = ScanSession(
