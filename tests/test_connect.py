@@ -6,9 +6,13 @@ import contextlib
 import dataclasses
 import io
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -217,3 +221,27 @@ def test_same_verdicts_as_nmap_on_loopback() -> None:
     theirs = parse_nmap_xml(xml).frame
     assert verdicts(ours.frame) == verdicts(theirs)
     assert {s for s, _ in verdicts(theirs).values()} == {"open", "closed"}
+
+
+@pytest.mark.parametrize("ports", ["1-3000", "1-6000"], ids=["one-process", "forked"])
+def test_ctrl_c_keeps_what_finished_and_exits_130(tmp_path: Path, ports: str) -> None:
+    out = tmp_path / "partial.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twinscan", "scan", "-sT", "--max-rate", "400", "-p", ports,
+         "127.0.0.1", "--csv", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    frame = read_csv(out)
+    assert 50 < len(frame) < int(ports.split("-")[1])  # some, not all, at 400 probes/s
+    assert set(frame["state"].astype(str)) <= {"open", "closed"}
