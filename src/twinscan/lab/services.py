@@ -23,6 +23,8 @@ from twinscan.lab.spec import UdpKind
 
 #: How long the FTP relay waits for a bounced data connection before answering 421.
 FTP_ACTIVE_TIMEOUT_S = 3
+#: How long the relay waits before "226 Transfer complete." (see BounceHandler.respond).
+FTP_COMPLETE_DELAY_S = 0.5
 
 
 def dns_reply(query: bytes) -> bytes | None:
@@ -101,6 +103,20 @@ def _start_ftp(address: str, port: int) -> None:
                 self.respond("425 Can't open data connection.")
                 return
             super().push_dtp_data(*args, **kwargs)
+
+        def respond(self, resp: str, logfun: Any = None) -> None:
+            # nmap 7.93 reads one recv() per reply: when "125 ..." and "226 ..." arrive in the
+            # same read it waits 10 s for a second line that never comes and says filtered
+            # (nmap_ftp.cc bounce_scan). A pause before 226 keeps them in separate reads.
+            if resp.startswith("226"):
+                self.ioloop.call_later(FTP_COMPLETE_DELAY_S, self._late_respond, resp, logfun)
+                return
+            self._late_respond(resp, logfun)
+
+        def _late_respond(self, resp: str, logfun: Any) -> None:
+            if self.connected:
+                kwargs = {} if logfun is None else {"logfun": logfun}
+                super().respond(resp, **kwargs)
 
     home = tempfile.mkdtemp(prefix="twinscan-ftp-")
     with open(f"{home}/README", "w") as fh:
