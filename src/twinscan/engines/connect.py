@@ -118,7 +118,7 @@ def scan(
                 lambda part, prog: scan_shard(part, timing, budget // n, clock, prog),
                 progress=progress,
                 stall_timeout_s=max(60.0, 3 * request.timing.max_rtt_timeout_ms / 1000),
-                meanwhile=_import_pandas,
+                meanwhile=_prefetch,
             )
             rows = [r for shard, _ in results for r in shard]
             incomplete = any(flag for _, flag in results)
@@ -171,9 +171,14 @@ def scan_shard(
     return [row(h, p, o.verdict, o.rtt_ms) for (h, p), o in plan.outcomes.items()], incomplete
 
 
-def _import_pandas() -> None:
-    """Load pandas while the workers scan: the result frame needs it next."""
+def _prefetch() -> None:
+    """While the workers scan, load what comes next: pandas for the result frame and nmap's
+    service names for the report (both cached for the rest of the process)."""
     import pandas  # noqa: F401
+
+    from twinscan.ports import load_services
+
+    load_services()
 
 
 @functools.lru_cache(maxsize=4096)
