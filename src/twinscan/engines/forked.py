@@ -120,9 +120,14 @@ def run_forked(
                 _child(part, work, write_fd)
             os.close(write_fd)
             inboxes.append(_Inbox(pid, read_fd))
+        interrupted = False
         if meanwhile is not None:
-            meanwhile()
-        _collect(inboxes, progress, stall_timeout_s)
+            try:
+                meanwhile()
+            except KeyboardInterrupt:
+                interrupted = True
+                _interrupt(inboxes, stall_timeout_s)
+        _collect(inboxes, progress, stall_timeout_s, interrupted=interrupted)
     finally:
         for box in inboxes:
             _reap(box)
@@ -157,8 +162,17 @@ def _child(part: P, work: Callable[[P, Progress], R], fd: int) -> None:  # pragm
         os._exit(code)
 
 
-def _collect(inboxes: list[_Inbox[R]], progress: Progress, stall_timeout_s: float) -> None:
-    interrupted = False
+def _interrupt(inboxes: list[_Inbox[R]], stall_timeout_s: float) -> None:
+    """Pass a Ctrl-C on to the live workers and give them a few seconds to send what they have."""
+    for box in inboxes:
+        if not box.eof:
+            _signal(box, signal.SIGINT)
+            box.last_heard = min(box.last_heard, time.monotonic() - stall_timeout_s + 5.0)
+
+
+def _collect(
+    inboxes: list[_Inbox[R]], progress: Progress, stall_timeout_s: float, *, interrupted: bool
+) -> None:
     while True:
         live = [b for b in inboxes if not b.eof]
         if not live:
@@ -166,14 +180,10 @@ def _collect(inboxes: list[_Inbox[R]], progress: Progress, stall_timeout_s: floa
         try:
             readable, _, _ = select.select([b.fd for b in live], [], [], 1.0)
         except KeyboardInterrupt:
-            # Pass the interrupt on (a terminal's Ctrl-C reaches them anyway) and give the
-            # workers a few seconds to send what they have.
+            # A terminal's Ctrl-C reaches the workers too; a signal to us alone is passed on.
             if not interrupted:
-                for box in live:
-                    _signal(box, signal.SIGINT)
+                _interrupt(live, stall_timeout_s)
             interrupted = True
-            for box in live:
-                box.last_heard = min(box.last_heard, time.monotonic() - stall_timeout_s + 5.0)
             continue
         for box in live:
             if box.fd in readable:
