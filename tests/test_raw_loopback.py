@@ -121,3 +121,61 @@ def test_without_raw_sockets_the_error_suggests_connect_scan(
     monkeypatch.setattr(raw.socket, "socket", refuse)
     with pytest.raises(EnvironmentProblem, match="-sT"):
         raw.RawNetwork(T.SYN, 40000)
+
+
+class CountingProgress:
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.finished = False
+
+    def start(self, description: str, total: int) -> None:
+        self.total = total
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+@pytest.mark.parametrize("tech", [T.SYN, T.ACK])
+def test_large_scan_runs_in_a_worker_with_batched_io(
+    tech: Technique, listeners: dict[str, int]
+) -> None:
+    from twinscan.engines import raw
+
+    ports = tuple(dict.fromkeys((listeners["tcp_open"], *range(1, raw.FORK_MIN_PROBES + 500))))
+    request = ScanRequest(
+        targets=("127.0.0.1",),
+        ports=PortPlan(tcp=ports, udp=()),
+        techniques=(tech,),
+        timing=resolve(4),
+    )
+    progress = CountingProgress()
+    result = raw.scan(request, tech, progress=progress)
+    frame = result.frame
+    assert list(frame["port"]) == sorted(ports)  # every port, sorted
+    states = dict(zip(frame["port"].astype(int), frame["state"].astype(str), strict=True))
+    want_open, want_closed = EXPECTED[tech]
+    assert states.pop(listeners["tcp_open"]) == want_open.value
+    assert set(states.values()) <= {want_closed.value, PortState.OPEN.value}  # other listeners
+    assert progress.total == progress.done == len(ports) and progress.finished
+    assert frame["rtt_ms"].notna().all()
+
+
+def test_worker_errors_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    from twinscan.engines import raw
+
+    def refuse(*_args: object, **_kw: object) -> None:
+        raise EnvironmentProblem("-sS needs raw sockets; use -sT")
+
+    monkeypatch.setattr(raw, "RawNetwork", refuse)
+    request = ScanRequest(
+        targets=("127.0.0.1",),
+        ports=PortPlan(tcp=tuple(range(1, raw.FORK_MIN_PROBES + 1)), udp=()),
+        techniques=(T.SYN,),
+        timing=resolve(4),
+    )
+    with pytest.raises(EnvironmentProblem, match="-sT"):
+        raw.scan(request, T.SYN)

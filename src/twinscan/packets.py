@@ -25,7 +25,7 @@ import hashlib
 import socket
 import struct
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from twinscan import rules
 from twinscan.rules import IcmpReply, TcpReply, UdpReply
@@ -253,6 +253,112 @@ class ProbeBuilder:
         struct.pack_into("!H", buf, 26, csum)
         return bytes(buf)
 
+    def tcp_batch(self, dsts: Sequence[str], dports: Sequence[int], trynos: Sequence[int]) -> Any:
+        """Many TCP probes at once: a C-contiguous ``uint8`` array, one probe per row.
+
+        Row *i* is byte for byte what ``probes(dsts[i], dports[i], trynos[i])`` would give
+        (including the running IP ID), built with numpy instead of per-probe Python.
+        """
+        import numpy as np
+
+        if self.proto != IPPROTO_TCP:
+            raise ValueError("tcp_batch builds TCP probes only")
+        n = len(dports)
+        tmpl = self._tmpl(b"")
+        hosts = [self._host(d) for d in dsts]
+        u64 = np.uint64
+        key = np.array([h.key for h in hosts], dtype=u64)
+        hsum = np.array([h.ip_sum for h in hosts], dtype=u64)
+        addr = np.frombuffer(b"".join(h.addr for h in hosts), dtype=np.uint8).reshape(n, 4)
+        dport = np.asarray(dports, dtype=u64)
+        ck = _mix_cookies(key, dport, self.sport)
+        seq = (ck + np.asarray(trynos, dtype=u64)) & u64(0xFFFFFFFF)
+        ip_id = (u64(self.ip_id_base + self._counter + 1) + np.arange(n, dtype=u64)) & u64(0xFFFF)
+        self._counter = (self._counter + n) & 0xFFFF
+        ack = seq if self._with_ack else np.zeros(n, dtype=u64)
+        ip_csum = _fold(u64(tmpl.ip_sum) + hsum + ip_id)
+        l4 = u64(tmpl.l4_sum) + hsum + dport + (seq >> u64(16)) + (seq & u64(0xFFFF))
+        l4 += (ack >> u64(16)) + (ack & u64(0xFFFF))
+        out = np.empty((n, len(tmpl.data)), dtype=np.uint8)
+        out[:] = np.frombuffer(tmpl.data, dtype=np.uint8)
+        _put(out, 4, ip_id, 2)
+        _put(out, 10, ip_csum, 2)
+        out[:, 16:20] = addr
+        _put(out, 22, dport, 2)
+        _put(out, 24, seq, 4)
+        _put(out, 28, ack, 4)
+        _put(out, 36, _fold(l4), 2)
+        return out
+
+    def match_tcp(self, rows: Any, lengths: Any, hosts: Sequence[str]) -> tuple[list[Any], Any]:
+        """Parse and match many raw TCP datagrams at once (numpy), as ``parse_reply`` and
+        ``try_of`` would one by one.
+
+        ``rows``: ``uint8`` array, datagram *i* in row *i* (at least 40 bytes wide), its true
+        length ``lengths[i]``; ``hosts``: the scanned addresses. Returns the matched replies as
+        ``(host, port, tryno, flags, window, ttl)`` tuples, in row order, and the indices of
+        rows this fast path does not handle (IP options, a fragment): parse those one by one.
+        Rows that are no reply to this scan's probes are dropped, as ``try_of`` drops them.
+        """
+        import numpy as np
+
+        u64 = np.uint64
+        m = u64(0xFFFFFFFF)
+        lengths = np.asarray(lengths)
+        if not len(lengths):
+            return [], np.zeros(0, dtype=np.int64)
+        r = rows.astype(u64)
+
+        def be(at: int, width: int) -> Any:
+            v = r[:, at]
+            for i in range(1, width):
+                v = (v << u64(8)) | r[:, at + i]
+            return v
+
+        b0 = r[:, 0]
+        simple = (
+            (b0 == 0x45) & (lengths >= 40) & (r[:, 9] == IPPROTO_TCP) & (be(6, 2) & 0x1FFF == 0)
+        )
+        slow = np.nonzero(~simple & (lengths >= 20) & ((b0 >> u64(4)) == 4) & (b0 != 0x45))[0]
+        src = be(12, 4)
+        known = np.array(
+            sorted(int.from_bytes(socket.inet_aton(h), "big") for h in set(hosts)), dtype=u64
+        )
+        pos = np.minimum(np.searchsorted(known, src), len(known) - 1)
+        ok = simple & (known[pos] == src) & (be(22, 2) == u64(self.sport))
+        idx = np.nonzero(ok)[0]
+        if not len(idx):
+            return [], slow
+        src, port = src[idx], be(20, 2)[idx]
+        seq, ack, flags, window = be(24, 4)[idx], be(28, 4)[idx], r[idx, 33], be(34, 2)[idx]
+        names = [socket.inet_ntoa(int(a).to_bytes(4, "big")) for a in known]
+        keys = np.array([self._host(n).key for n in names], dtype=u64)
+        ck = _mix_cookies(keys[pos[idx]], port, self.sport)
+        from_seq = (seq - ck) & m
+        consumed = u64(0 if self._with_ack else self.consumed)
+        from_ack = (ack - ck - consumed) & m
+        has_ack = (flags & u64(rules.ACK)) != 0
+        tryno = np.where(has_ack, from_ack, from_seq).astype(np.int64)
+        valid = tryno < MAX_TRIES
+        bare_syn = ~has_ack & ((flags & u64(rules.RST)) == 0) & ((flags & u64(rules.SYN)) != 0)
+        tryno = np.where(bare_syn, -1, tryno)
+        valid = np.where(bare_syn, True, valid & (has_ack | ((flags & u64(rules.RST)) != 0)))
+        looped = (flags == u64(self.flags)) & (from_seq < MAX_TRIES)
+        keep = np.nonzero(valid & ~looped)[0]
+        host_names = [names[i] for i in pos[idx][keep].tolist()]
+        out = list(
+            zip(
+                host_names,
+                port[keep].tolist(),
+                tryno[keep].tolist(),
+                flags[keep].tolist(),
+                window[keep].tolist(),
+                r[idx[keep], 8].tolist(),
+                strict=True,
+            )
+        )
+        return out, slow
+
     # -- matching
 
     def try_of(self, parsed: Parsed) -> int | None:
@@ -283,6 +389,37 @@ class ProbeBuilder:
         if reply.flags & rules.SYN:
             return -1  # split handshake: the peer's own ISN, nothing to check
         return None
+
+
+def _mix_cookies(key: Any, dport: Any, sport: int) -> Any:
+    """``mix_cookie`` over numpy ``uint64`` arrays (values kept below 2**32)."""
+    import numpy as np
+
+    u64 = np.uint64
+    m = u64(0xFFFFFFFF)
+    h = (key ^ ((dport << u64(16)) | u64(sport))) & m
+    h ^= h >> u64(16)
+    h = (h * u64(0x85EBCA6B)) & m
+    h ^= h >> u64(13)
+    h = (h * u64(0xC2B2AE35)) & m
+    h ^= h >> u64(16)
+    return h
+
+
+def _fold(total: Any) -> Any:
+    """``fold`` over a numpy ``uint64`` array of sums below 2**32."""
+    import numpy as np
+
+    u64 = np.uint64
+    for _ in range(2):
+        total = (total & u64(0xFFFF)) + (total >> u64(16))
+    return ~total & u64(0xFFFF)
+
+
+def _put(out: Any, at: int, values: Any, width: int) -> None:
+    """Write ``values`` big-endian into columns ``at:at+width`` of every row of ``out``."""
+    for i in range(width):
+        out[:, at + i] = (values >> (8 * (width - 1 - i))) & 0xFF
 
 
 # --- replies -------------------------------------------------------------------------------

@@ -20,13 +20,14 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twinscan import __version__
 from twinscan.errors import EnvironmentProblem, ScanFailed, UsageError
 from twinscan.packets import IPPROTO_UDP, MalformedReply, ProbeBuilder, parse_reply
 from twinscan.progress import NoProgress, Progress
-from twinscan.session import ScanSession
+from twinscan.rules import TcpReply
+from twinscan.session import ScanSession, VerdictColumns
 from twinscan.template_cache import cached_template
 from twinscan.vocab import Engine, Technique
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
+_MSG_DONTWAIT = 0x40
 RCVBUF = 32 * 1024 * 1024
 _READ = 65535
 
@@ -117,6 +119,159 @@ def _attach(sock: socket.socket, program: Sequence[BpfInsn]) -> object:
 # --- the network ---------------------------------------------------------------------------
 
 
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.c_void_p),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    ]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint)]
+
+
+def _sockaddr_in(dst: str) -> bytes:
+    """A ``struct sockaddr_in`` for ``dst`` (port 0: IP_HDRINCL carries the real header)."""
+    return struct.pack("=HH4s8x", socket.AF_INET, 0, socket.inet_aton(dst))
+
+
+class BatchSender:
+    """``sendmmsg(2)`` of many equal-length datagrams in one call (the GIL released).
+
+    ``send(rows, dst_index)``: ``rows`` a C-contiguous ``uint8`` array, one datagram per row;
+    ``dst_index[i]`` the index of row *i*'s destination in ``destinations``. The message headers
+    are filled with numpy, so a batch costs no per-datagram Python.
+    """
+
+    def __init__(self, sock: socket.socket, destinations: Sequence[str]) -> None:
+        import numpy as np
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._sendmmsg = libc.sendmmsg
+        self._sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+        self._sendmmsg.restype = ctypes.c_int
+        self._fd = sock.fileno()
+        self._names = np.frombuffer(b"".join(_sockaddr_in(d) for d in destinations), np.uint8)
+        self._np = np
+        self._capacity = 0
+        self.refused = 0  # datagrams the kernel refused (firewall, no route, full buffers)
+
+    def _grow(self, n: int) -> None:
+        np = self._np
+        self._capacity = max(n, 2 * self._capacity)
+        self._msgs = np.zeros(self._capacity * ctypes.sizeof(_Mmsghdr), np.uint8)
+        self._iovs = np.zeros(self._capacity * ctypes.sizeof(_Iovec), np.uint8)
+        self._msgs64 = self._msgs.view(np.uint64).reshape(self._capacity, -1)
+        self._iovs64 = self._iovs.view(np.uint64).reshape(self._capacity, -1)
+        word = 8
+        m = _Msghdr
+        self._at = {f: getattr(m, f).offset // word for f in ("name", "iov", "iovlen")}
+        self._msgs64[:, self._at["iovlen"]] = 1
+        namelen = self._msgs.view(np.uint32).reshape(self._capacity, -1)
+        namelen[:, _Msghdr.namelen.offset // 4] = 16
+        step = ctypes.sizeof(_Iovec)
+        self._msgs64[:, self._at["iov"]] = self._iovs.ctypes.data + step * np.arange(
+            self._capacity, dtype=np.uint64
+        )
+
+    def send(self, rows: Any, dst_index: Sequence[int]) -> int:
+        """Send every row; returns how many the kernel took."""
+        np = self._np
+        n, length = (int(x) for x in rows.shape)
+        if n == 0:
+            return 0
+        if n > self._capacity:
+            self._grow(n)
+        rows = np.ascontiguousarray(rows)
+        base = rows.ctypes.data
+        self._iovs64[:n, 0] = base + length * np.arange(n, dtype=np.uint64)
+        self._iovs64[:n, 1] = length
+        names = self._names.ctypes.data + 16 * np.asarray(dst_index, dtype=np.uint64)
+        self._msgs64[:n, self._at["name"]] = names
+        msgs = self._msgs.ctypes.data
+        size = ctypes.sizeof(_Mmsghdr)
+        off = retries = refused = 0
+        while off < n:
+            done = self._sendmmsg(self._fd, msgs + off * size, n - off, 0)
+            if done > 0:
+                off += done
+                continue
+            err = ctypes.get_errno()
+            if err in (errno.ENOBUFS, errno.EAGAIN, errno.EINTR) and retries < 50:
+                retries += 1
+                time.sleep(0.001)
+                continue
+            if err in (
+                errno.ENOBUFS,
+                errno.EAGAIN,
+                errno.EPERM,
+                errno.EACCES,
+                errno.ENETUNREACH,
+                errno.EHOSTUNREACH,
+            ):
+                off += 1  # this datagram is lost; the session retransmits it
+                refused += 1
+                continue
+            raise ScanFailed(f"cannot send probes: {os.strerror(err)}")
+        self.refused += refused
+        return n - refused
+
+
+class BatchReceiver:
+    """``recvmmsg(2)`` into a numpy buffer: up to ``capacity`` datagrams per call, each
+    truncated to ``slot`` bytes (enough for any IPv4 + TCP header)."""
+
+    def __init__(self, sock: socket.socket, capacity: int = 1024, slot: int = 128) -> None:
+        import numpy as np
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._recvmmsg = libc.recvmmsg
+        self._recvmmsg.argtypes = [
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_void_p,
+        ]
+        self._recvmmsg.restype = ctypes.c_int
+        self._fd = sock.fileno()
+        self.capacity, self.slot = capacity, slot
+        self.rows = np.zeros((capacity, slot), np.uint8)
+        self._iovs = (_Iovec * capacity)()
+        self._msgs = (_Mmsghdr * capacity)()
+        base = self.rows.ctypes.data
+        for i in range(capacity):
+            self._iovs[i].base = base + i * slot
+            self._iovs[i].len = slot
+            self._msgs[i].hdr.iov = ctypes.addressof(self._iovs[i])
+            self._msgs[i].hdr.iovlen = 1
+        self._lens = np.frombuffer(memoryview(self._msgs).cast("B"), np.uint32).reshape(
+            capacity, -1
+        )
+        self._len_at = _Mmsghdr.len.offset // 4
+
+    def receive(self) -> tuple[Any, Any]:
+        """What the socket holds now (at most ``capacity``): (rows, lengths), copies."""
+        n = self._recvmmsg(
+            self._fd, ctypes.addressof(self._msgs), self.capacity, _MSG_DONTWAIT, None
+        )
+        if n <= 0:
+            err = ctypes.get_errno()
+            if n < 0 and err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                raise ScanFailed(f"cannot receive replies: {os.strerror(err)}")
+            return self.rows[:0], self._lens[:0, self._len_at]
+        return self.rows[:n].copy(), self._lens[:n, self._len_at].copy()
+
+
 class RawNetwork:
     """One raw send socket and the filtered raw receive sockets for one scan."""
 
@@ -167,10 +322,10 @@ class RawNetwork:
                 raise ScanFailed(f"cannot send to {dst}: {exc.strerror}") from None
         return False
 
-    def drain(self, budget: int = 100_000) -> list[bytes]:
+    def drain(self, budget: int = 100_000, *, icmp_only: bool = False) -> list[bytes]:
         """Everything the receive sockets hold right now (bounded by ``budget`` datagrams)."""
         out: list[bytes] = []
-        for s in self.recv_socks:
+        for s in self.recv_socks[1:] if icmp_only else self.recv_socks:
             recv = s.recv
             try:
                 while len(out) < budget:
@@ -229,7 +384,7 @@ def scan(
                 f"{target}: the native raw engine scans IPv4 only; use -sT or --engine nmap"
             )
     start = dt.datetime.now(dt.UTC)
-    session, incomplete = run(request, technique, progress=progress)
+    cols, incomplete = _scan_columns(request, technique, progress)
     end = dt.datetime.now(dt.UTC)
     meta = ScanMeta(
         engine=Engine.NATIVE,
@@ -240,7 +395,6 @@ def scan(
         techniques=(technique,),
         incomplete=incomplete,
     )
-    cols = session.columns()
     frame = frame_from_columns(
         engine=Engine.NATIVE,
         technique=technique,
@@ -254,6 +408,48 @@ def scan(
         rtt_ms=cols.rtt_ms,
     )
     return ScanResult(frame=frame, meta=meta)
+
+
+#: A scan of at least this many probes runs in a forked worker while this process loads pandas
+#: and the service names for the result and the report (a third of a second off ``-p-``).
+FORK_MIN_PROBES = 4096
+
+
+def _scan_columns(
+    request: ScanRequest, technique: Technique, progress: Progress
+) -> tuple[VerdictColumns, bool]:
+    """``run`` the scan, in a forked worker when it is large; its verdict columns."""
+    probes = len(request.targets) * len(request.ports_for(technique))
+    if probes < FORK_MIN_PROBES:
+        session, incomplete = run(request, technique, progress=progress)
+        return session.columns(), incomplete
+    from twinscan.engines.forked import run_forked
+
+    def work(_part: None, worker_progress: Progress) -> tuple[VerdictColumns, bool]:
+        session, incomplete = run(request, technique, progress=worker_progress)
+        return session.columns(), incomplete
+
+    progress.start(f"{technique.value} scan", probes)
+    try:
+        (result,) = run_forked(
+            [None],
+            work,
+            progress=progress,
+            stall_timeout_s=_worst_case_s(request, probes) + 30,
+            meanwhile=_prefetch,
+        )
+    finally:
+        progress.finish()
+    return result
+
+
+def _prefetch() -> None:
+    """What the parent loads while the worker scans (both cached for the process)."""
+    import pandas  # noqa: F401
+
+    from twinscan.ports import load_services
+
+    load_services()
 
 
 def run(
@@ -304,6 +500,11 @@ def run(
     if session.done:
         return session, False
     net = RawNetwork(technique, sport)
+    batch = receiver = None
+    if technique is not Technique.UDP:
+        batch = BatchSender(net.send_sock, request.targets)
+        receiver = BatchReceiver(net.recv_socks[0])
+    target_index = {t: i for i, t in enumerate(request.targets)}
     progress.start(f"{technique.value} scan", len(session.probes))
     reported = 0
     guard = clock() + _worst_case_s(request, len(session.probes))
@@ -312,12 +513,17 @@ def run(
             now = clock()
             if now > guard:
                 raise ScanFailed("the scan overran its worst-case duration; giving up")
-            sent = 0
-            for addr, port, tryno in session.due(now):
-                for packet in builders[addr].probes(addr, port, tryno):
-                    net.send(packet, addr)
-                    sent += 1
-            _handle(net.drain(), session, builders, clock())
+            due = session.due(now)
+            sent = len(due)
+            if batch is not None:
+                _send_tcp(batch, due, builders, target_index)
+            else:
+                for addr, port, tryno in due:
+                    for packet in builders[addr].probes(addr, port, tryno):
+                        net.send(packet, addr)
+            if receiver is not None:
+                _handle_tcp(receiver, session, builders, request.targets, clock())
+            _handle(net.drain(icmp_only=receiver is not None), session, builders, clock())
             session.expire(clock())
             if session.finished > reported:
                 progress.advance(session.finished - reported)
@@ -335,6 +541,51 @@ def run(
         net.close()
         progress.finish()
     return session, False
+
+
+def _send_tcp(
+    batch: BatchSender,
+    due: list[tuple[str, int, int]],
+    builders: dict[str, ProbeBuilder],
+    target_index: dict[str, int],
+) -> None:
+    """Build ``due``'s probes with numpy (one batch per source address) and sendmmsg them."""
+    if not due:
+        return
+    groups: dict[int, list[tuple[str, int, int]]] = {}
+    for item in due:
+        groups.setdefault(id(builders[item[0]]), []).append(item)
+    for items in groups.values():
+        dsts = [d for d, _, _ in items]
+        rows = builders[dsts[0]].tcp_batch(dsts, [p for _, p, _ in items], [k for _, _, k in items])
+        batch.send(rows, [target_index[d] for d in dsts])
+
+
+def _handle_tcp(
+    receiver: BatchReceiver,
+    session: ScanSession,
+    builders: dict[str, ProbeBuilder],
+    targets: Sequence[str],
+    now: float,
+) -> None:
+    """Match the TCP socket's replies in bulk (numpy) and hand them to the session."""
+    builder = next(iter(builders.values()))  # all share the source port, secret and flags
+    for _ in range(64):  # bounded: at most 64 full buffers per turn
+        rows, lengths = receiver.receive()
+        if not len(rows):
+            return
+        matched, slow = builder.match_tcp(rows, lengths, targets)
+        replies: dict[tuple[int, int], TcpReply] = {}
+        receive = session.receive
+        for host, port, tryno, flags, window, ttl in matched:
+            reply = replies.get((flags, window))
+            if reply is None:
+                reply = replies[(flags, window)] = TcpReply(flags, window)
+            receive(host, port, tryno, reply, now, ttl=ttl, sender=host)
+        if len(slow):
+            _handle([bytes(rows[i, : lengths[i]]) for i in slow], session, builders, now)
+        if len(rows) < receiver.capacity:
+            return
 
 
 def _handle(
