@@ -51,7 +51,9 @@ def up_cmd(spec: SpecOpt = None, prefix: PrefixOpt = None) -> None:
     for name, info in sorted(state["hosts"].items(), key=lambda kv: kv[1]["address"]):
         where = info["namespace"] or "silent (nothing answers)"
         typer.echo(f"  {name:<8} {info['address']:<15} {where}")
-    typer.echo(f"run commands in it with: twinscan lab exec -- nmap -Pn -sS {state['scanner']}/24")
+    first = min((h["address"] for h in state["hosts"].values()), default=state["scanner"])
+    hint = f"twinscan lab exec --prefix {state['prefix']} -- nmap -n -Pn -sS -p 1-100 {first}"
+    typer.echo(f"scan it from the scanner namespace: {hint}")
 
 
 @lab_app.command("down")
