@@ -127,7 +127,13 @@ class ScanSession:
         self._host_index = {a: i for i, a in enumerate(targets)}
         # Interleave hosts: port 1 of every host, then port 2 ...
         self.probes: list[Probe] = [Probe(h, p) for p in order for h in range(len(targets))]
-        self._index: dict[tuple[int, int], Probe] = {(pr.host, pr.port): pr for pr in self.probes}
+        #: per host: port -> its probe
+        self._index: list[dict[int, Probe]] = [
+            dict(zip(order, self.probes[h :: len(targets)], strict=True))
+            for h in range(len(targets))
+        ]
+        #: what each distinct reply means for this technique (replies repeat: few distinct ones)
+        self._meaning: dict[Reply, Verdict | None] = {}
         self._fresh: deque[Probe] = deque(self.probes)
         self._retry: deque[Probe] = deque()
         self._inflight: deque[Probe] = deque()  # in send order; answered ones skipped lazily
@@ -153,6 +159,7 @@ class ScanSession:
         self._last_drop_cut = -math.inf
         self.sent_packets = 0
         self.retransmissions = 0
+        self._rtt_bounds = (timing.min_rtt_timeout_ms / 1000, timing.max_rtt_timeout_ms / 1000)
 
     # -- queries
 
@@ -298,10 +305,13 @@ class ScanSession:
         hi = self._host_index.get(address)
         if hi is None:
             return False
-        probe = self._index.get((hi, port))
+        probe = self._index[hi].get(port)
         if probe is None or probe.final or probe.tries == 0 or tryno >= probe.tries:
             return False
-        verdict = rules.interpret(self.technique, reply)
+        try:
+            verdict = self._meaning[reply]
+        except KeyError:
+            verdict = self._meaning[reply] = rules.interpret(self.technique, reply)
         host = self.hosts[hi]
         if isinstance(reply, IcmpReply) and reply.type == 3 and reply.code == 3:
             host.icmp_seen += 1
@@ -310,8 +320,8 @@ class ScanSession:
         if verdict is None:
             return False
         first = probe.verdict is None
-        new = rules.merge(self.technique, probe.verdict, verdict)
-        changed = new != probe.verdict
+        new = verdict if first else rules.merge(self.technique, probe.verdict, verdict)
+        changed = first or new != probe.verdict
         probe.verdict = new
         if changed:
             probe.ttl = ttl
@@ -345,12 +355,11 @@ class ScanSession:
 
     def _rtt_sample(self, host: HostStats, delta: float) -> None:
         """timing.cc adjust_timeouts2: Jacobson's estimator, clamped to the template."""
-        t = self.timing
         if delta < 0 or delta >= 8.0:
             return
         if host.srtt is None:
             host.srtt = delta
-            host.rttvar = min(2.0, max(0.005, delta))
+            host.rttvar = 2.0 if delta > 2.0 else 0.005 if delta < 0.005 else delta
         else:
             if delta > 1.5 and delta > 3 * host.srtt + 2 * host.rttvar:
                 return
@@ -360,18 +369,19 @@ class ScanSession:
             if host.rttvar > 2.3:
                 host.rttvar = 2.0
         timeout = host.srtt + 4 * host.rttvar
-        host.timeout = min(t.max_rtt_timeout_ms / 1000, max(t.min_rtt_timeout_ms / 1000, timeout))
+        lo, hi = self._rtt_bounds
+        host.timeout = hi if timeout > hi else lo if timeout < lo else timeout
 
     def _ack(self, icmp: bool) -> None:
         """timing.cc ultra_timing_vals::ack, with nmap's cc_scale."""
-        scale = min(self._expected / max(1, self._received), CC_SCALE_MAX)
-        if icmp:
-            scale = min(scale, 1.0)  # ICMP errors may speed us up only modestly
-        if self.cwnd < self.ssthresh:
-            self.cwnd += scale
-        else:
-            self.cwnd += self.timing.ca_incr / self.cwnd * scale
-        self.cwnd = min(self.cwnd, self.max_cwnd)
+        scale = self._expected / (self._received or 1)
+        if scale > CC_SCALE_MAX:
+            scale = CC_SCALE_MAX
+        if icmp and scale > 1.0:
+            scale = 1.0  # ICMP errors may speed us up only modestly
+        cwnd = self.cwnd
+        cwnd += scale if cwnd < self.ssthresh else self.timing.ca_incr / cwnd * scale
+        self.cwnd = cwnd if cwnd < self.max_cwnd else self.max_cwnd
 
     def _revive(self, host: HostStats) -> None:
         """A higher max_successful_try: exhausted ports of ``host`` get their extra tries."""
@@ -563,3 +573,21 @@ class VerdictColumns:
     reason_ttl: list[int | None]
     reason_ip: list[str | None]
     rtt_ms: list[float | None]
+
+
+def merge_columns(parts: Sequence[VerdictColumns]) -> VerdictColumns:
+    """Several sessions' columns as one, sorted by (host address, port) like ``columns()``."""
+    if len(parts) == 1:
+        return parts[0]
+    import numpy as np
+
+    joined = VerdictColumns([], [], [], [], [], [], [])
+    names = [f.name for f in dataclasses.fields(VerdictColumns)]
+    for part in parts:
+        for name in names:
+            getattr(joined, name).extend(getattr(part, name))
+    rank = {h: r for r, h in enumerate(sorted(set(joined.host)))}
+    key = np.array([rank[h] for h in joined.host], dtype=np.int64) << 16
+    key |= np.asarray(joined.port, dtype=np.int64)
+    order = np.argsort(key, kind="stable").tolist()
+    return VerdictColumns(*([col[i] for i in order] for col in map(joined.__getattribute__, names)))

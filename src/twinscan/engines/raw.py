@@ -11,6 +11,7 @@ it) and a large receive buffer. Works on loopback and over veth links alike.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import datetime as dt
 import errno
 import os
@@ -27,7 +28,7 @@ from twinscan.errors import EnvironmentProblem, ScanFailed, UsageError
 from twinscan.packets import IPPROTO_UDP, MalformedReply, ProbeBuilder, parse_reply
 from twinscan.progress import NoProgress, Progress
 from twinscan.rules import TcpReply
-from twinscan.session import ScanSession, VerdictColumns
+from twinscan.session import ScanSession, VerdictColumns, merge_columns
 from twinscan.template_cache import cached_template
 from twinscan.vocab import Engine, Technique
 
@@ -418,21 +419,32 @@ FORK_MIN_PROBES = 4096
 def _scan_columns(
     request: ScanRequest, technique: Technique, progress: Progress
 ) -> tuple[VerdictColumns, bool]:
-    """``run`` the scan, in a forked worker when it is large; its verdict columns."""
+    """``run`` the scan -- in forked workers when it is large -- and return its verdict columns."""
     probes = len(request.targets) * len(request.ports_for(technique))
-    if probes < FORK_MIN_PROBES:
+    shards = shard_count(request, technique)
+    if not shards:
         session, incomplete = run(request, technique, progress=progress)
         return session.columns(), incomplete
+    from twinscan.engines.connect import shard_timing
     from twinscan.engines.forked import run_forked
 
-    def work(_part: None, worker_progress: Progress) -> tuple[VerdictColumns, bool]:
-        session, incomplete = run(request, technique, progress=worker_progress)
+    ports = request.ports_for(technique)
+    timing = shard_timing(request.timing, shards)
+    parts = [
+        dataclasses.replace(
+            request, ports=dataclasses.replace(request.ports, tcp=ports[i::shards]), timing=timing
+        )
+        for i in range(shards)
+    ]
+
+    def work(part: ScanRequest, worker_progress: Progress) -> tuple[VerdictColumns, bool]:
+        session, incomplete = run(part, technique, progress=worker_progress)
         return session.columns(), incomplete
 
     progress.start(f"{technique.value} scan", probes)
     try:
-        (result,) = run_forked(
-            [None],
+        results = run_forked(
+            parts,
             work,
             progress=progress,
             stall_timeout_s=_worst_case_s(request, probes) + 30,
@@ -440,7 +452,23 @@ def _scan_columns(
         )
     finally:
         progress.finish()
-    return result
+    return merge_columns([cols for cols, _ in results]), any(inc for _, inc in results)
+
+
+def shard_count(request: ScanRequest, technique: Technique) -> int:
+    """How many forked workers scan ``technique`` (0: scan in this process).
+
+    Small scans stay in-process. A large one runs in a worker while this process loads what
+    the result needs; a large TCP scan is split by port over one worker per CPU (at most 2),
+    each with its share of the rate limits. UDP stays whole: its ICMP pacing models each
+    host's one token bucket.
+    """
+    probes = len(request.targets) * len(request.ports_for(technique))
+    if probes < FORK_MIN_PROBES:
+        return 0
+    if technique is Technique.UDP or request.timing.scan_delay_ms:
+        return 1
+    return max(1, min(2, os.cpu_count() or 1, probes // FORK_MIN_PROBES))
 
 
 def _prefetch() -> None:
