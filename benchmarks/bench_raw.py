@@ -10,7 +10,8 @@ lab            two hosts of the default lab, ``plain`` and ``fw`` (10% inbound l
                every verdict of both is checked against the lab's truth.
 udp-ratelimit  ``twinscan scan -sU -T4`` of the ``rl`` host (Linux's ICMP limit: a burst of 6,
                then one port-unreachable a second) against the time that limit alone imposes
-               for its N closed ports, N - 6 seconds; nmap -T4 alongside for reference.
+               for its N closed ports, N - 6 seconds (each run starts after 7 s idle, so
+               the bucket is full); nmap -T4 alongside for reference.
 
 The lab workloads bring up the default lab under their own prefix (``tsB<hex>``) and always
 tear it down. Targets are only 127.0.0.1 and the lab's 198.18.0.0/24. Prints every run, then
@@ -34,6 +35,8 @@ TWINSCAN = [str(REPO / ".venv" / "bin" / "twinscan"), "scan"]
 DEFAULT_LAB = REPO / "fixtures" / "labs" / "default.toml"
 LAB_HOSTS = ("plain", "fw")  # fw: 10% inbound loss
 TIMEOUT_S = 900
+#: Idle time that refills Linux's ICMP error bucket (6 tokens at one a second), with slack.
+ICMP_REFILL_S = 7.0
 
 
 def timed(argv: list[str]) -> float:
@@ -160,13 +163,17 @@ def udp_ratelimit(args: argparse.Namespace) -> None:
         print(f"{closed} closed ports: the ICMP limit alone takes {limit} s")
         acc: list[tuple[str, str]] = []
 
+        # The host's ICMP bucket refills one token a second up to 6: let it fill before each
+        # run, so every run starts from the same full burst the limit's time assumes.
         def run_ours(i: int) -> float:
+            time.sleep(ICMP_REFILL_S)
             out = Path(tmp) / f"ours{i}.csv"
             t = timed(lab.argv([*ours, "--csv", str(out)]))
             acc.append(("twinscan", _accuracy(lab, out, "udp", ["rl"], ports)))
             return t
 
         def run_nmap(i: int) -> float:
+            time.sleep(ICMP_REFILL_S)
             out = Path(tmp) / f"nmap{i}.xml"
             t = timed(lab.argv([*nmap, "-oX", str(out)]))
             acc.append(("nmap", _accuracy(lab, out, "udp", ["rl"], ports)))
