@@ -230,6 +230,41 @@ def test_udp_paces_to_the_icmp_rate_limit(closed: int) -> None:
     assert floor - 1 <= elapsed <= 1.2 * floor, elapsed
 
 
+@pytest.mark.parametrize("tokens_at_start", [0.0, 0.5])
+def test_udp_finds_a_bucket_drained_before_the_scan(tokens_at_start: float) -> None:
+    """Another scan just emptied the host's ICMP bucket: no port-unreachable comes back at
+    first. A canary after a quiet second reveals the limit and the closed ports still come
+    out closed, at the bucket's pace (N closed ports: about N seconds)."""
+    closed = list(range(3000, 3009))
+    table: dict[int, Reply | None] = {53: UdpReply(), 9: None}
+    bucket = IcmpBucket(tokens=tokens_at_start)
+    net = FakeNet(table, default=PORT_UNREACH, rtt=0.0005, bucket=bucket)
+    session = ScanSession(Technique.UDP, ["198.18.0.13"], [53, 9, *closed], resolve(4))
+    elapsed = drive(session, net)
+    got = verdicts(session)
+    assert all(got[("198.18.0.13", p)] == (PortState.CLOSED, Reason.PORT_UNREACH) for p in closed)
+    assert got[("198.18.0.13", 9)] == (PortState.OPEN_FILTERED, Reason.NO_RESPONSE)
+    assert got[("198.18.0.13", 53)][0] is PortState.OPEN
+    assert len(closed) - 1 <= elapsed <= 1.2 * (len(closed) + 2), elapsed
+
+
+def test_silent_udp_host_costs_one_canary_second_only() -> None:
+    """A host that never answers (all open|filtered) pays one quiet interval for the canary."""
+    ports = list(range(1, 51))
+    net = FakeNet({}, default=None, bucket=IcmpBucket())
+    session = ScanSession(Technique.UDP, ["198.18.0.99"], ports, resolve(4))
+    elapsed = drive(session, net)
+    assert {v[0] for v in verdicts(session).values()} == {PortState.OPEN_FILTERED}
+    canaries = [t for t, _, _, tryno in net.sent if tryno >= 2]
+    assert len(canaries) == 1
+    # the same scan without waiting for ICMP at all (--defeat-icmp-ratelimit) has no canary
+    baseline = ScanSession(
+        Technique.UDP, ["198.18.0.99"], ports, resolve(4), defeat_icmp_ratelimit=True
+    )
+    base_elapsed = drive(baseline, FakeNet({}, default=None, bucket=IcmpBucket()))
+    assert 1.0 <= elapsed - base_elapsed <= 1.6, (elapsed, base_elapsed)
+
+
 def test_defeat_icmp_ratelimit_gives_closed_filtered() -> None:
     net = FakeNet({}, default=None)
     session = ScanSession(Technique.UDP, ["h"], [1, 2], resolve(4), defeat_icmp_ratelimit=True)

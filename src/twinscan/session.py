@@ -72,6 +72,7 @@ class Probe:
     reason_ip: str | None = None
     rtt: float | None = None
     held_token: bool = False
+    not_before: float = 0.0  # a canary waits for the host's ICMP bucket to refill
 
 
 @dataclasses.dataclass(slots=True)
@@ -92,6 +93,10 @@ class HostStats:
     tokens_at: float = 0.0
     interval: float = ICMP_INTERVAL_S
     burst: int = ICMP_BURST
+    #: a canary was re-sent after a quiet second (the bucket may have been empty from the start)
+    canary_sent: bool = False
+    #: tries every port already spent before the limit was found late; they don't count
+    bonus_tries: int = 0
 
     def loss_ratio(self) -> float:
         total = self.answered + self.lost_tries
@@ -172,8 +177,8 @@ class ScanSession:
 
     def allowed_tries(self, host: HostStats) -> int:
         """How many times a port of ``host`` may be sent (1 + retransmissions)."""
-        cap = self.timing.max_retries + 1
-        tries = max(2, host.max_successful_try + 2)
+        cap = self.timing.max_retries + 1 + host.bonus_tries
+        tries = max(2, host.max_successful_try + 2) + host.bonus_tries
         p = host.loss_ratio()
         if p > 0:
             # enough tries that a responsive port stays silent with chance < FALSE_SILENCE
@@ -249,6 +254,8 @@ class ScanSession:
         return budget
 
     def _host_ready(self, host: HostStats, probe: Probe, now: float) -> bool:
+        if now < probe.not_before:
+            return False
         delay = self.timing.scan_delay_ms / 1000
         if delay and now - host.last_send < delay:
             return False
@@ -271,6 +278,7 @@ class ScanSession:
         for probe in head:
             host = self.hosts[probe.host]
             ready = host.last_send + delay if delay else now
+            ready = max(ready, probe.not_before)
             if host.limited:
                 self._refill(host, now)
                 cost = 1
@@ -317,6 +325,8 @@ class ScanSession:
             host.icmp_seen += 1
             if probe.held_token:
                 probe.held_token = False  # the kernel spent the token we reserved
+            if host.canary_sent and not host.limited and self._udp:
+                self._limited_late(host, probe, now)
         if verdict is None:
             return False
         first = probe.verdict is None
@@ -471,10 +481,47 @@ class ScanSession:
         self.ssthresh = max(self.in_flight / self.timing.ssthresh_divisor, 2.0)
         self.cwnd = max(1.0, self.cwnd / 2)
 
+    def _limited_late(self, host: HostStats, canary: Probe, now: float) -> None:
+        """The canary drew a port-unreachable after a quiet second, where every earlier probe
+        had drawn none: the host's ICMP bucket was empty when the scan began (another scan
+        drained it). Pace to the bucket from here and give the silent ports fresh tries."""
+        host.limited = True
+        self._any_limited = True
+        host.burst = ICMP_BURST
+        host.tokens = -ICMP_MARGIN_S / host.interval
+        host.tokens_at = now
+        host.bonus_tries = max(p.tries for p in self._index[self.hosts.index(host)].values())
+        keep: list[Probe] = []
+        for probe in self._exhausted:
+            (self._retry if self.hosts[probe.host] is host else keep).append(probe)
+        self._exhausted = keep
+
+    def _queue_canaries(self) -> bool:
+        """UDP: before calling a host's silent ports open|filtered, re-probe one of them once
+        the host has been quiet for a full ICMP interval (nmap waits RLD_TIME_MS likewise). A
+        host that never sent a port-unreachable may only have had an empty bucket."""
+        if not self._udp or self.defeat_icmp_ratelimit:
+            return False
+        queued = False
+        for i, probe in enumerate(self._exhausted):
+            host = self.hosts[probe.host]
+            if host.limited or host.canary_sent or host.icmp_seen or probe.verdict is not None:
+                continue
+            host.canary_sent = True
+            probe.not_before = host.last_send + host.interval + ICMP_MARGIN_S
+            self._retry.append(self._exhausted.pop(i))
+            queued = True
+            break
+        if queued:
+            self._queue_canaries()  # one canary per host
+        return queued
+
     def _maybe_settle(self) -> None:
         """Nothing left to send or wait for: exhausted ports get their verdict (or more tries,
         when what was learnt since they ran out allows more)."""
         if self._fresh or self._retry or self.in_flight or not self._exhausted:
+            return
+        if self._queue_canaries():
             return
         exhausted, self._exhausted = self._exhausted, []
         for probe in exhausted:
