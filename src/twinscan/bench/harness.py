@@ -422,6 +422,13 @@ def _notes(rows: Sequence[dict[str, Any]], complete: bool) -> list[str]:
         "open recall = share of truly open ports reported open.",
         "The machine is shared and has 2 cores: treat differences under ~20% as noise.",
     ]
+    if any(r["engine"] == BenchEngine.MASSCAN.value and r["status"] == "timeout" for r in rows):
+        notes.append(
+            "masscan 1.3.2 often finishes its scan and then never exits (its receive thread "
+            "stays blocked in pcap; upstream issue #144): such runs are killed at their sending "
+            f"time + {MASSCAN_GRACE_S:.0f} s and recorded as timeouts, and masscan's other runs "
+            "of that workload are skipped."
+        )
     if not complete:
         notes.append("**Incomplete run**: interrupted or failed part-way.")
     return notes
