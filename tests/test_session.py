@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twinscan import rules
 from twinscan.rules import IcmpReply, Reply, TcpReply, UdpReply
@@ -339,3 +341,51 @@ def test_merge_columns_equals_one_session_over_all_ports() -> None:
         want.reason_ttl,
     )
     assert merge_columns([want]) is want
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    replies=st.lists(
+        st.tuples(
+            st.sampled_from(["198.18.0.10", "198.18.0.11", "198.19.9.9"]),
+            st.integers(1, 12),
+            st.integers(-1, 2),
+            st.sampled_from([rules.RST | rules.ACK, rules.SYN | rules.ACK, rules.ACK, rules.SYN]),
+            st.sampled_from([0, 1024]),
+            st.integers(1, 255),
+        ),
+        max_size=40,
+    ),
+    technique=st.sampled_from([Technique.SYN, Technique.WINDOW, Technique.ACK, Technique.FIN]),
+)
+def test_batch_receive_equals_one_by_one(
+    replies: list[tuple[str, int, int, int, int, int]], technique: Technique
+) -> None:
+    """``receive_tcp_batch`` is ``receive`` per reply, only faster."""
+    sessions = []
+    for _ in range(2):
+        s = ScanSession(
+            technique, ["198.18.0.10", "198.18.0.11"], list(range(1, 13)), resolve(4),
+            rng=random.Random(7),
+        )  # fmt: skip
+        s.due(0.0)
+        s.expire(0.6)  # a first timeout: some ports are on their second try
+        s.due(0.6)
+        sessions.append(s)
+    one, batch = sessions
+    for host, port, tryno, flags, window, ttl in replies:
+        one.receive(host, port, tryno, TcpReply(flags, window), 0.7, ttl=ttl, sender=host)
+    batch.receive_tcp_batch(replies, 0.7)
+    assert verdicts(one) == verdicts(batch)
+    for a, b in zip(one.probes, batch.probes, strict=True):
+        assert (a.verdict, a.final, a.ttl, a.rtt, a.outstanding) == (
+            b.verdict, b.final, b.ttl, b.rtt, b.outstanding,
+        )  # fmt: skip
+    assert (one.in_flight, one.cwnd, one._received) == (
+        batch.in_flight,
+        batch.cwnd,
+        batch._received,
+    )
+    assert [(h.srtt, h.max_successful_try, h.answered) for h in one.hosts] == [
+        (h.srtt, h.max_successful_try, h.answered) for h in batch.hosts
+    ]

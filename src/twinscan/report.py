@@ -1,76 +1,135 @@
-"""Human-readable scan reports in nmap's style (pure: frame in, text out)."""
+"""Human-readable scan reports in nmap's style (pure: result in, text out).
+
+Works on plain rows, so a result that still holds its columns is rendered without pandas.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from collections import Counter
+from typing import TYPE_CHECKING, NamedTuple
 
 from twinscan.ports import load_services
 from twinscan.vocab import PortState
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from twinscan.schema import ScanResult
 
+#: nmap folds a state into "Not shown" when more than this many ports share it.
+FOLD_THRESHOLD = 25
 
+
+class Row(NamedTuple):
+    port: int
+    proto: str
+    state: str
+    reason: str
+    ttl: str
+
+
+class _View(NamedTuple):
+    """The result as parallel lists of strings (no per-port objects)."""
+
+    host: list[str]
+    technique: list[str]
+    proto: list[str]
+    port: list[int]
+    state: list[str]
+    reason: list[str]
+    ttl: list[str]
+
+
+@functools.lru_cache(maxsize=1)
 def service_names() -> dict[tuple[int, str], str]:
+    """(port, proto) -> nmap's service name, from the installed nmap-services (cached)."""
     return {(e.port, e.proto.value): e.name for e in load_services()}
+
+
+def _view(result: ScanResult) -> _View:
+    columns = result.unbuilt_columns
+    if columns is not None:
+        from twinscan.schema import category_values
+
+        n = len(columns)
+        states, reasons = category_values("state"), category_values("reason")
+        ttls = columns.reason_ttl or [None] * n
+        return _View(
+            host=list(columns.host),
+            technique=[columns.technique.value] * n,
+            proto=[columns.proto.value] * n,
+            port=[int(p) for p in columns.port],
+            state=[states[s] for s in columns.state],
+            reason=[reasons[r] for r in columns.reason],
+            ttl=["" if t is None else str(t) for t in ttls],
+        )
+    frame = result.frame
+    return _View(
+        host=[str(v) for v in frame["host"]],
+        technique=[str(v) for v in frame["technique"]],
+        proto=[str(v) for v in frame["proto"]],
+        port=[int(v) for v in frame["port"]],
+        state=[str(v) for v in frame["state"]],
+        reason=[str(v) for v in frame["reason"]],
+        ttl=["" if str(v) == "<NA>" else str(v) for v in frame["reason_ttl"]],
+    )
 
 
 def render_text(result: ScanResult, *, show_closed: bool = False) -> str:
     """One block per (host, technique): the non-closed ports like nmap, then a summary line."""
-    frame = result.frame
+    view = _view(result)
     names = service_names()
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(view.host, view.technique, strict=True)):
+        groups.setdefault(key, []).append(i)
     lines: list[str] = []
-    for (host, technique), group in frame.groupby(["host", "technique"], observed=True, sort=True):
+    for host, technique in sorted(groups):
         lines.append(f"twinscan scan report for {host} ({technique} scan)")
-        lines.extend(_host_lines(group, names, show_closed))
+        lines.extend(_host_lines(view, groups[(host, technique)], names, show_closed))
         lines.append("")
-    hosts = frame["host"].nunique()
+    hosts = len(set(view.host))
     elapsed = result.meta.elapsed_s
     status = " (INCOMPLETE: interrupted)" if result.meta.incomplete else ""
     lines.append(
-        f"twinscan done: {hosts} IP address{'es' if hosts != 1 else ''}, {len(frame)} port "
+        f"twinscan done: {hosts} IP address{'es' if hosts != 1 else ''}, {len(view.port)} port "
         f"verdicts in {elapsed:.2f} seconds ({result.meta.engine} engine){status}"
     )
     return "\n".join(lines)
 
 
 def _host_lines(
-    group: pd.DataFrame, names: dict[tuple[int, str], str], show_closed: bool
+    view: _View, idx: list[int], names: dict[tuple[int, str], str], show_closed: bool
 ) -> list[str]:
-    hidden_states = set() if show_closed else {PortState.CLOSED.value}
+    hidden: set[str] = set() if show_closed else {PortState.CLOSED.value}
+    state = view.state
+    counts = Counter(state[i] for i in idx)
     # Like nmap, fold the most common state when it has more than 25 ports.
-    counts = group["state"].astype(str).value_counts()
-    if not show_closed and len(counts) and counts.iloc[0] > 25:
-        hidden_states.add(str(counts.index[0]))
-    shown = group[~group["state"].astype(str).isin(hidden_states)].sort_values(["proto", "port"])
+    if not show_closed and counts:
+        top, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+        if n > FOLD_THRESHOLD:
+            hidden.add(top)
     out: list[str] = []
-    for state in sorted(hidden_states):
-        part = group[group["state"].astype(str) == state]
-        if len(part):
+    for folded in sorted(hidden):
+        part = [i for i in idx if state[i] == folded]
+        if part:
             reasons = ", ".join(
-                f"{n} {r}" for r, n in part["reason"].astype(str).value_counts().items()
+                f"{n} {r}" for r, n in Counter(view.reason[i] for i in part).most_common()
             )
-            protos = "/".join(sorted(part["proto"].astype(str).unique()))
-            out.append(f"Not shown: {len(part)} {state} {protos} ports ({reasons})")
-    if shown.empty:
+            protos = "/".join(sorted({view.proto[i] for i in part}))
+            out.append(f"Not shown: {len(part)} {folded} {protos} ports ({reasons})")
+    shown = sorted(
+        (Row(view.port[i], view.proto[i], state[i], view.reason[i], view.ttl[i])
+         for i in idx if state[i] not in hidden),
+        key=lambda r: (r.proto, r.port),
+    )  # fmt: skip
+    if not shown:
         out.append("All scanned ports are in the states above.")
         return out
-    rows = [("PORT", "STATE", "SERVICE", "REASON")]
-    for port_v, proto_v, state_v, reason_v, ttl_v in zip(
-        shown["port"],
-        shown["proto"],
-        shown["state"],
-        shown["reason"],
-        shown["reason_ttl"],
-        strict=True,
-    ):
-        port, proto = int(port_v), str(proto_v)
-        ttl = "" if ttl_v is None or str(ttl_v) == "<NA>" else f" ttl {ttl_v}"
-        service = names.get((port, proto), "unknown")
-        rows.append((f"{port}/{proto}", str(state_v), service, str(reason_v) + ttl))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for r in rows:
+    table = [("PORT", "STATE", "SERVICE", "REASON")]
+    for row in shown:
+        ttl = f" ttl {row.ttl}" if row.ttl else ""
+        service = names.get((row.port, row.proto), "unknown")
+        table.append((f"{row.port}/{row.proto}", row.state, service, row.reason + ttl))
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    for r in table:
         out.append(f"{r[0]:<{widths[0]}} {r[1]:<{widths[1]}} {r[2]:<{widths[2]}} {r[3]}")
     return out

@@ -121,12 +121,122 @@ class ScanMeta:
         return (self.end - self.start).total_seconds()
 
 
-@dataclasses.dataclass(slots=True)
-class ScanResult:
-    """A results frame in the schema, plus how it was made."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResultColumns:
+    """One technique's verdicts as columns, before they become a frame.
 
-    frame: pd.DataFrame
-    meta: ScanMeta
+    What ``frame_from_columns`` takes. Engines hand these over so that a plain
+    ``twinscan scan --csv`` never needs pandas: the CSV and the text report are written from
+    the columns, and the frame is built only when something asks for it.
+    """
+
+    engine: Engine
+    technique: Technique
+    proto: Proto
+    host: Sequence[str]
+    port: Sequence[int]
+    state: Sequence[int]
+    reason: Sequence[int]
+    reason_ttl: Sequence[int | None] | None = None
+    reason_ip: Sequence[str | None] | None = None
+    rtt_ms: Sequence[float | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.port)
+
+    def to_frame(self) -> pd.DataFrame:
+        return frame_from_columns(
+            engine=self.engine,
+            technique=self.technique,
+            proto=self.proto,
+            host=self.host,
+            port=self.port,
+            state=self.state,
+            reason=self.reason,
+            reason_ttl=self.reason_ttl,
+            reason_ip=self.reason_ip,
+            rtt_ms=self.rtt_ms,
+        )
+
+    def csv_text(self) -> str:
+        """The rows exactly as ``write_csv`` of the frame writes them (header excluded).
+
+        No field can need CSV quoting: enum values, addresses and numbers hold no comma,
+        quote or newline, so lines are joined directly (the property test holds us to it).
+        """
+        import numpy as np
+
+        n = len(self.port)
+        states = _CATEGORIES["state"]
+        reasons = _CATEGORIES["reason"]
+        ranges = [r.value for r in IanaRange]
+        ports = np.asarray(self.port, dtype=np.int64)
+        uppers = [r.bounds[1] for r in IanaRange]
+        iana = [ranges[i] for i in np.searchsorted(uppers, ports).tolist()]
+        ttl = (
+            [""] * n
+            if self.reason_ttl is None
+            else ["" if v is None else str(v) for v in self.reason_ttl]
+        )
+        rip = (
+            [""] * n if self.reason_ip is None else ["" if v is None else v for v in self.reason_ip]
+        )
+        if self.rtt_ms is None:
+            rtt = [""] * n
+        else:
+            floats = np.array([np.nan if v is None else v for v in self.rtt_ms], dtype=np.float32)
+            rtt = ["" if t == "nan" else t for t in floats.astype(str).tolist()]
+        prefix = f"{self.engine.value},{self.technique.value},"
+        proto = self.proto.value
+        return "".join(
+            f"{prefix}{h},{proto},{p},{states[st]},{reasons[r]},{t},{ip},{ms},{rng}\n"
+            for h, p, st, r, t, ip, ms, rng in zip(
+                self.host, ports.tolist(), self.state, self.reason, ttl, rip, rtt, iana, strict=True
+            )
+        )
+
+
+class ScanResult:
+    """A results frame in the schema, plus how it was made.
+
+    Made from a frame, or from ``ResultColumns`` whose frame is built on first use.
+    """
+
+    __slots__ = ("_columns", "_frame", "meta")
+
+    def __init__(
+        self,
+        frame: pd.DataFrame | None = None,
+        meta: ScanMeta | None = None,
+        *,
+        columns: ResultColumns | None = None,
+    ) -> None:
+        if meta is None or (frame is None) == (columns is None):
+            raise TypeError("ScanResult takes meta and exactly one of frame or columns")
+        self._frame = frame
+        self._columns = columns
+        self.meta = meta
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            assert self._columns is not None
+            self._frame = self._columns.to_frame()
+        return self._frame
+
+    @frame.setter
+    def frame(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
+        self._columns = None
+
+    @property
+    def unbuilt_columns(self) -> ResultColumns | None:
+        """The columns when no frame has been built from them yet (the cheap path)."""
+        return self._columns if self._frame is None else None
+
+    def __repr__(self) -> str:
+        rows = len(self._columns) if self._frame is None and self._columns else len(self.frame)
+        return f"ScanResult({rows} rows, {self.meta!r})"
 
 
 def to_frame(verdicts: Iterable[PortVerdict]) -> pd.DataFrame:
@@ -136,6 +246,11 @@ def to_frame(verdicts: Iterable[PortVerdict]) -> pd.DataFrame:
     rows = [v.as_row() for v in verdicts]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return conform(frame)
+
+
+def category_values(column: str) -> list[str]:
+    """The categories of ``column`` in code order (code ``i`` means ``category_values[i]``)."""
+    return list(_CATEGORIES[column])
 
 
 def category_code(column: str, value: str) -> int:
@@ -272,6 +387,21 @@ def write_csv(frame: pd.DataFrame, path_or_buf: Any) -> None:
     frame.to_csv(path_or_buf, index=False)
 
 
+def write_result_csv(result: ScanResult, path_or_buf: Any) -> None:
+    """``write_csv`` of ``result.frame``, byte for byte, without building the frame when the
+    result still holds its columns (no pandas import on a plain ``scan --csv``)."""
+    columns = result.unbuilt_columns
+    if columns is None:
+        write_csv(result.frame, path_or_buf)
+        return
+    text = ",".join(COLUMNS) + "\n" + columns.csv_text()
+    if isinstance(path_or_buf, (str, bytes)) or hasattr(path_or_buf, "__fspath__"):
+        with open(path_or_buf, "w", newline="") as f:
+            f.write(text)
+    else:
+        path_or_buf.write(text)
+
+
 def meta_dict(meta: ScanMeta) -> Mapping[str, object]:
     return {
         "engine": meta.engine.value,
@@ -287,12 +417,12 @@ def meta_dict(meta: ScanMeta) -> Mapping[str, object]:
 
 def combine(results: list[ScanResult]) -> ScanResult:
     """Concatenate per-technique results of one engine into one result."""
-    import pandas as pd
-
     if not results:
         raise ValueError("nothing to combine")
     if len(results) == 1:
-        return results[0]  # already conformed by its engine; re-casting 65535 rows costs ~0.15 s
+        return results[0]  # already conformed by its engine (and maybe not built yet)
+    import pandas as pd
+
     frame = conform(pd.concat([r.frame for r in results], ignore_index=True))
     metas = [r.meta for r in results]
     techniques: list[Technique] = []

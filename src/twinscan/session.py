@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from twinscan import rules
-from twinscan.rules import IcmpReply, Reply, Verdict
+from twinscan.rules import IcmpReply, Reply, TcpReply, Verdict
 from twinscan.schema import PortVerdict, category_code
 from twinscan.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, Timing
 from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
@@ -362,6 +362,66 @@ class ScanSession:
         self._finish(probe)
         self._maybe_settle()
         return changed
+
+    def receive_tcp_batch(
+        self, matched: Sequence[tuple[str, int, int, int, int, int]], now: float
+    ) -> None:
+        """``receive`` for many matched TCP replies (host, port, tryno, flags, window, ttl).
+
+        The same bookkeeping as one ``receive`` per reply, with the common case -- a port's
+        first answer, to its latest try -- inlined: a loopback ``-p-`` hands over 65535 RSTs.
+        """
+        replies: dict[tuple[int, int], TcpReply] = {}
+        meaning = self._meaning
+        host_index = self._host_index
+        index = self._index
+        hosts = self.hosts
+        group = self._group
+        sample_group = any(h.srtt is None for h in hosts)
+        for address, port, tryno, flags, window, ttl in matched:
+            reply = replies.get((flags, window))
+            if reply is None:
+                reply = replies[(flags, window)] = TcpReply(flags, window)
+            hi = host_index.get(address)
+            probe = index[hi].get(port) if hi is not None else None
+            if probe is None or probe.final or probe.verdict is not None or probe.tries == 0:
+                self.receive(address, port, tryno, reply, now, ttl=ttl, sender=address)
+                continue
+            if tryno >= probe.tries:
+                continue
+            try:
+                verdict = meaning[reply]
+            except KeyError:
+                verdict = meaning[reply] = rules.interpret(self.technique, reply)
+            if verdict is None:
+                continue
+            host = hosts[hi]  # type: ignore[index]
+            probe.verdict = verdict
+            probe.ttl = ttl
+            answered_try = tryno if tryno >= 0 else probe.tries - 1
+            if answered_try == probe.tries - 1:
+                rtt = now - probe.sent_at
+                probe.rtt = rtt
+                self._rtt_sample(host, rtt)
+                if sample_group:
+                    self._rtt_sample(group, rtt)
+                    sample_group = any(h.srtt is None for h in hosts)
+            if answered_try > host.max_successful_try:
+                host.max_successful_try = answered_try
+                self._revive(host)
+            if not host.limited:
+                host.answered += 1
+                host.lost_tries += answered_try
+                self._recent_tries.append(False)
+                self._recent_retry_ok.append(answered_try > 0)
+            if probe.outstanding:
+                probe.outstanding = False
+                self.in_flight -= 1
+                host.in_flight -= 1
+            self._received += 1
+            self._ack(False)
+            self._finish(probe)
+        self._maybe_settle()
 
     def _rtt_sample(self, host: HostStats, delta: float) -> None:
         """timing.cc adjust_timeouts2: Jacobson's estimator, clamped to the template."""

@@ -150,11 +150,11 @@ def _argv_order(flags: dict[Technique, bool]) -> list[Technique]:
 
 def write_outputs(result: object, *, csv: Path | None, xml: Path | None, json: Path | None) -> bool:
     """Write the requested files; True when anything was written."""
-    from twinscan.schema import ScanResult, write_csv
+    from twinscan.schema import ScanResult, write_result_csv
 
     assert isinstance(result, ScanResult)
     if csv is not None:
-        write_csv(result.frame, sys.stdout if str(csv) == "-" else csv)
+        write_result_csv(result, sys.stdout if str(csv) == "-" else csv)
     if json is not None:
         from twinscan.exports import write_jsonl
 

@@ -172,13 +172,11 @@ def scan_shard(
 
 
 def _prefetch() -> None:
-    """While the workers scan, load what comes next: pandas for the result frame and nmap's
-    service names for the report (both cached for the rest of the process)."""
-    import pandas  # noqa: F401
+    """While the workers scan, load nmap's service names for the report (cached for the rest
+    of the process). Not pandas: ``scan --csv`` writes from the columns without it."""
+    from twinscan.report import service_names
 
-    from twinscan.ports import load_services
-
-    load_services()
+    service_names()
 
 
 @functools.lru_cache(maxsize=4096)

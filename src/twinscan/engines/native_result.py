@@ -1,6 +1,6 @@
 """Turn the connect and bounce engines' per-port outcomes into a schema ``ScanResult``.
 
-Builds the frame column by column with ``schema.frame_from_columns`` (65535 ``PortVerdict``
+Hands over ``schema.ResultColumns`` (the frame is built column by column on first use) (65535 ``PortVerdict``
 objects would cost more than the scan of a loopback port range).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from twinscan import __version__
 from twinscan.request import ScanRequest
 from twinscan.rules import Verdict
-from twinscan.schema import ScanMeta, ScanResult, category_code, frame_from_columns
+from twinscan.schema import ResultColumns, ScanMeta, ScanResult, category_code
 from twinscan.vocab import Engine, PortState, Reason, Technique
 
 #: (host, port, state, reason, rtt_ms), state and reason as their string values: plain tuples
@@ -35,7 +35,7 @@ def build_result(
     ordered = sorted(rows, key=lambda r: (r[0], r[1]))
     state_codes = {s.value: category_code("state", s.value) for s in PortState}
     reason_codes = {r.value: category_code("reason", r.value) for r in Reason}
-    frame = frame_from_columns(
+    columns = ResultColumns(
         engine=Engine.NATIVE,
         technique=technique,
         proto=technique.proto,
@@ -54,4 +54,4 @@ def build_result(
         techniques=(technique,),
         incomplete=incomplete,
     )
-    return ScanResult(frame=frame, meta=meta)
+    return ScanResult(columns=columns, meta=meta)

@@ -27,7 +27,6 @@ from twinscan import __version__
 from twinscan.errors import EnvironmentProblem, ScanFailed, UsageError
 from twinscan.packets import IPPROTO_UDP, MalformedReply, ProbeBuilder, parse_reply
 from twinscan.progress import NoProgress, Progress
-from twinscan.rules import TcpReply
 from twinscan.session import ScanSession, VerdictColumns, merge_columns
 from twinscan.template_cache import cached_template
 from twinscan.vocab import Engine, Technique
@@ -375,7 +374,7 @@ def scan(
 ) -> ScanResult:
     """Run one raw technique over the request's targets and ports."""
     progress = progress or NoProgress()
-    from twinscan.schema import ScanMeta, ScanResult, frame_from_columns
+    from twinscan.schema import ResultColumns, ScanMeta, ScanResult
 
     if not technique.raw or technique is Technique.CONNECT:
         raise UsageError(f"the raw engine does not do {technique.value} scans")
@@ -396,7 +395,7 @@ def scan(
         techniques=(technique,),
         incomplete=incomplete,
     )
-    frame = frame_from_columns(
+    columns = ResultColumns(
         engine=Engine.NATIVE,
         technique=technique,
         proto=technique.proto,
@@ -408,11 +407,11 @@ def scan(
         reason_ip=cols.reason_ip,
         rtt_ms=cols.rtt_ms,
     )
-    return ScanResult(frame=frame, meta=meta)
+    return ScanResult(columns=columns, meta=meta)
 
 
-#: A scan of at least this many probes runs in a forked worker while this process loads pandas
-#: and the service names for the result and the report (a third of a second off ``-p-``).
+#: A scan of at least this many probes runs in a forked worker while this process loads
+#: the service names for the report.
 FORK_MIN_PROBES = 4096
 
 
@@ -472,12 +471,13 @@ def shard_count(request: ScanRequest, technique: Technique) -> int:
 
 
 def _prefetch() -> None:
-    """What the parent loads while the worker scans (both cached for the process)."""
-    import pandas  # noqa: F401
+    """What the parent loads while the worker scans: the service names for the report.
 
-    from twinscan.ports import load_services
+    Not pandas: a plain ``scan --csv`` writes from the columns and never needs it, and on two
+    cores its import would only slow the workers down."""
+    from twinscan.report import service_names
 
-    load_services()
+    service_names()
 
 
 def run(
@@ -603,13 +603,7 @@ def _handle_tcp(
         if not len(rows):
             return
         matched, slow = builder.match_tcp(rows, lengths, targets)
-        replies: dict[tuple[int, int], TcpReply] = {}
-        receive = session.receive
-        for host, port, tryno, flags, window, ttl in matched:
-            reply = replies.get((flags, window))
-            if reply is None:
-                reply = replies[(flags, window)] = TcpReply(flags, window)
-            receive(host, port, tryno, reply, now, ttl=ttl, sender=host)
+        session.receive_tcp_batch(matched, now)
         if len(slow):
             _handle([bytes(rows[i, : lengths[i]]) for i in slow], session, builders, now)
         if len(rows) < receiver.capacity:

@@ -1,0 +1,101 @@
+"""A result that holds columns writes the same CSV and report as its frame, without pandas."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twinscan.report import render_text
+from twinscan.schema import (
+    ResultColumns,
+    ScanMeta,
+    ScanResult,
+    category_code,
+    write_csv,
+    write_result_csv,
+)
+from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+
+META = ScanMeta(
+    Engine.NATIVE, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, 0, 0, 2, tzinfo=dt.UTC),
+    "twinscan scan", "twinscan test", (Technique.SYN,),
+)  # fmt: skip
+
+
+@st.composite
+def columns(draw: st.DrawFn) -> ResultColumns:
+    n = draw(st.integers(0, 40))
+    tech = draw(st.sampled_from([Technique.SYN, Technique.UDP, Technique.CONNECT]))
+    ports = draw(st.lists(st.integers(0, 65535), min_size=n, max_size=n))
+    hosts = draw(st.lists(st.sampled_from(["127.0.0.1", "198.18.0.10"]), min_size=n, max_size=n))
+    states = draw(st.lists(st.sampled_from(list(PortState)), min_size=n, max_size=n))
+    reasons = draw(st.lists(st.sampled_from(list(Reason)), min_size=n, max_size=n))
+    ttl = draw(st.none() | st.lists(st.none() | st.integers(0, 255), min_size=n, max_size=n))
+    rip = draw(st.none() | st.lists(st.none() | st.just("198.18.0.1"), min_size=n, max_size=n))
+    rtt = draw(
+        st.none()
+        | st.lists(st.none() | st.floats(0, 1e6, allow_nan=False, width=32), min_size=n, max_size=n)
+    )
+    return ResultColumns(
+        engine=Engine.NATIVE, technique=tech, proto=tech.proto, host=hosts, port=ports,
+        state=[category_code("state", s.value) for s in states],
+        reason=[category_code("reason", r.value) for r in reasons],
+        reason_ttl=ttl, reason_ip=rip, rtt_ms=rtt,
+    )  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(columns())
+def test_csv_from_columns_equals_csv_from_the_frame(cols: ResultColumns) -> None:
+    fast, slow = io.StringIO(), io.StringIO()
+    write_result_csv(ScanResult(columns=cols, meta=META), fast)
+    write_csv(cols.to_frame(), slow)
+    assert fast.getvalue() == slow.getvalue()
+
+
+@settings(max_examples=40, deadline=None)
+@given(columns(), st.booleans())
+def test_report_from_columns_equals_report_from_the_frame(
+    cols: ResultColumns, closed: bool
+) -> None:
+    lazy = ScanResult(columns=cols, meta=META)
+    built = ScanResult(frame=cols.to_frame(), meta=META)
+    assert render_text(lazy, show_closed=closed) == render_text(built, show_closed=closed)
+
+
+def test_frame_is_built_once_on_demand_and_can_be_replaced() -> None:
+    cols = ResultColumns(
+        engine=Engine.NATIVE, technique=Technique.SYN, proto=Proto.TCP, host=["127.0.0.1"],
+        port=[22], state=[category_code("state", "open")], reason=[category_code("reason", "syn-ack")],
+    )  # fmt: skip
+    result = ScanResult(columns=cols, meta=META)
+    assert result.unbuilt_columns is cols
+    frame = result.frame
+    assert result.frame is frame and result.unbuilt_columns is None
+    result.frame = frame.iloc[:0]
+    assert len(result.frame) == 0
+    with pytest.raises(TypeError):
+        ScanResult(meta=META)
+
+
+def test_csv_path_does_not_import_pandas(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    code = (
+        "import sys, datetime as dt\n"
+        "from twinscan.schema import ResultColumns, ScanMeta, ScanResult, write_result_csv\n"
+        "from twinscan.report import render_text\n"
+        "from twinscan.vocab import Engine, Proto, Technique\n"
+        "c = ResultColumns(Engine.NATIVE, Technique.SYN, Proto.TCP, ['127.0.0.1'], [22], [0], [2])\n"
+        "now = dt.datetime.now(dt.UTC)\n"
+        "r = ScanResult(columns=c, meta=ScanMeta(Engine.NATIVE, now, now, '', ''))\n"
+        f"write_result_csv(r, {str(tmp_path / 'o.csv')!r}); render_text(r)\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert (tmp_path / "o.csv").read_text().startswith("engine,technique,host")
