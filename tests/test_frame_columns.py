@@ -17,7 +17,7 @@ verdict_rows = st.lists(
         st.sampled_from(list(PortState)),
         st.sampled_from(list(Reason)),
         st.none() | st.integers(0, 255),
-        st.none() | st.sampled_from(["198.18.0.1", "10.0.0.1"]),
+        st.none() | st.sampled_from(["198.18.0.1", "198.18.0.2"]),
         st.none() | st.floats(0, 5000, allow_nan=False, width=32),
     ),
     max_size=60,

@@ -93,7 +93,7 @@ def _bad(old: str, new: str) -> str:
         (_bad('action = "drop"', 'action = "dorp"'), "hosts.a.rules[0].action", 16, "dorp"),
         (_bad('action = "admin-prohibited"', 'action = "x"'), "hosts.a.rules[1].action", 17, "x"),
         (_bad('ports = "5-6"', 'ports = "6-5"'), "hosts.a.rules[0].ports", 16, "backwards"),
-        (_bad('address = "198.18.9.10"', 'address = "10.0.0.1"'), "hosts.a.address", 12, "usable"),
+        (_bad('address = "198.18.9.10"', 'address = "192.0.2.10"'), "hosts.a.address", 12, "usable"),
         (_bad('address = "198.18.9.11"', 'address = "198.18.9.10"'), "hosts.relay.address", 23,
          "already used"),
         (_bad("tcp = [22]", "tcp = [22, 70000]"), "hosts.a.tcp[1]", 13, "70000"),
