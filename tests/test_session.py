@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from twinscan import rules
 from twinscan.rules import IcmpReply, Reply, TcpReply, UdpReply
-from twinscan.session import ScanSession
+from twinscan.session import CANARIES, ScanSession
 from twinscan.timing import resolve
 from twinscan.vocab import PortState, Reason, Technique
 
@@ -258,13 +258,47 @@ def test_silent_udp_host_costs_one_canary_second_only() -> None:
     elapsed = drive(session, net)
     assert {v[0] for v in verdicts(session).values()} == {PortState.OPEN_FILTERED}
     canaries = [t for t, _, _, tryno in net.sent if tryno >= 2]
-    assert len(canaries) == 1
+    assert len(canaries) == CANARIES and len(set(canaries)) == 1  # one round, sent together
     # the same scan without waiting for ICMP at all (--defeat-icmp-ratelimit) has no canary
     baseline = ScanSession(
         Technique.UDP, ["198.18.0.99"], ports, resolve(4), defeat_icmp_ratelimit=True
     )
     base_elapsed = drive(baseline, FakeNet({}, default=None, bucket=IcmpBucket()))
     assert 1.0 <= elapsed - base_elapsed <= 1.6, (elapsed, base_elapsed)
+
+
+@pytest.mark.parametrize("loss", [0.1, 0.2])
+def test_udp_loss_is_not_mistaken_for_an_icmp_limit(loss: float) -> None:
+    """Random loss on a host that is not rate-limited costs retries, not one probe a second."""
+    ports = list(range(1, 3001))
+    net = FakeNet({53: UdpReply()}, default=PORT_UNREACH, rtt=0.0005, loss=loss, seed=3)
+    session = ScanSession(Technique.UDP, ["198.18.0.12"], ports, resolve(4))
+    elapsed = drive(session, net)
+    got = verdicts(session)
+    closed = sum(1 for p in ports if got[("198.18.0.12", p)][0] is PortState.CLOSED)
+    # at 20% a port may still lose all of T4's 7 tries (0.2**7 per port): that's the cap's cost
+    assert closed >= len(ports) - 1 - (3 if loss > 0.1 else 0)
+    assert not session.hosts[0].limited
+    assert elapsed < 15, elapsed  # paced at 1/s it would take 3000 s
+
+
+def test_udp_early_drop_while_resolving_the_neighbour_is_not_a_limit() -> None:
+    """The first probes vanish (the kernel holds only a few while it resolves the neighbour);
+    everything sent later is answered: no rate limit, the lost ones are simply retried."""
+
+    class Arp(FakeNet):
+        def answer(self, host: str, port: int, now: float) -> Reply | None:
+            if now < 0.001 and len([s for s in self.sent if s[0] < 0.001]) > 3:
+                return None
+            return super().answer(host, port, now)
+
+    ports = list(range(1, 2001))
+    net = Arp({}, default=PORT_UNREACH, rtt=0.0005)
+    session = ScanSession(Technique.UDP, ["198.18.0.10"], ports, resolve(4))
+    elapsed = drive(session, net)
+    assert all(v[0] is PortState.CLOSED for v in verdicts(session).values())
+    assert not session.hosts[0].limited
+    assert elapsed < 10, elapsed
 
 
 def test_defeat_icmp_ratelimit_gives_closed_filtered() -> None:

@@ -51,6 +51,11 @@ ICMP_BURST = 6
 ICMP_MARGIN_S = 0.02
 #: How long a rate-limited probe holds its modelled token before a silence gives it back.
 ICMP_HOLD_MIN_S = 0.02
+#: Ports re-probed together after a quiet interval: the one token the bucket has by then goes to
+#: the first closed one among them (a single canary could pick a port that never answers).
+CANARIES = 3
+#: Consecutive silences of probes sent after the latest answered one that mean a dry ICMP bucket.
+LIMIT_EVIDENCE = 8
 #: The chance we accept that a responsive port is called silent because every try was lost.
 FALSE_SILENCE = 1e-4
 #: How many recent tries and answers the congestion signal looks at.
@@ -73,6 +78,7 @@ class Probe:
     rtt: float | None = None
     held_token: bool = False
     not_before: float = 0.0  # a canary waits for the host's ICMP bucket to refill
+    seq: int = -1  # send order of the latest try (all hosts share the counter)
 
 
 @dataclasses.dataclass(slots=True)
@@ -93,8 +99,12 @@ class HostStats:
     tokens_at: float = 0.0
     interval: float = ICMP_INTERVAL_S
     burst: int = ICMP_BURST
-    #: a canary was re-sent after a quiet second (the bucket may have been empty from the start)
-    canary_sent: bool = False
+    #: the send order of the latest probe a port-unreachable answered, and how many probes
+    #: sent after it have gone silent since: the evidence that the ICMP bucket ran dry
+    answered_seq: int = -1
+    limit_evidence: int = 0
+    #: the ports re-probed after a quiet second, to find a bucket that silence alone can't show
+    canary_ports: set[int] | None = None
     #: tries every port already spent before the limit was found late; they don't count
     bonus_tries: int = 0
 
@@ -163,6 +173,7 @@ class ScanSession:
         self._any_limited = False
         self._last_drop_cut = -math.inf
         self.sent_packets = 0
+        self._send_seq = 0
         self.retransmissions = 0
         self._rtt_bounds = (timing.min_rtt_timeout_ms / 1000, timing.max_rtt_timeout_ms / 1000)
 
@@ -224,6 +235,8 @@ class ScanSession:
                 self.retransmissions += 1
             probe.tries += 1
             probe.sent_at = now
+            probe.seq = self._send_seq
+            self._send_seq += 1
             probe.outstanding = True
             host.last_send = now
             self._inflight.append(probe)
@@ -323,9 +336,12 @@ class ScanSession:
         host = self.hosts[hi]
         if isinstance(reply, IcmpReply) and reply.type == 3 and reply.code == 3:
             host.icmp_seen += 1
+            if probe.seq > host.answered_seq:
+                host.answered_seq = probe.seq
+            host.limit_evidence = 0
             if probe.held_token:
                 probe.held_token = False  # the kernel spent the token we reserved
-            if host.canary_sent and not host.limited and self._udp:
+            if host.canary_ports and probe.port in host.canary_ports and not host.limited:
                 self._limited_late(host, probe, now)
         if verdict is None:
             return False
@@ -507,13 +523,25 @@ class ScanSession:
         host.tokens = min(float(host.burst), host.tokens + 1)
 
     def _on_silence(self, host: HostStats, probe: Probe, now: float) -> None:
-        if self._udp and not host.limited and host.icmp_seen > 0 and not self.defeat_icmp_ratelimit:
-            # Port-unreachables came, then silence: the host's ICMP bucket ran dry.
-            host.limited = True
-            self._any_limited = True
-            host.burst = max(1, min(ICMP_BURST, host.icmp_seen))
-            host.tokens = -ICMP_MARGIN_S / host.interval
-            host.tokens_at = now
+        if (
+            self._udp
+            and not host.limited
+            and host.icmp_seen > 0
+            and probe.seq > host.answered_seq
+            and not self.defeat_icmp_ratelimit
+        ):
+            # A probe sent after the latest answered one went silent. Several in a row, with
+            # no port-unreachable between them: the host's ICMP bucket ran dry. (Silence of
+            # probes sent *before* an answered one is loss -- e.g. while the neighbour entry
+            # was resolved -- not a limit; and random loss rarely strikes LIMIT_EVIDENCE
+            # times in a row.)
+            host.limit_evidence += 1
+            if host.limit_evidence >= LIMIT_EVIDENCE:
+                host.limited = True
+                self._any_limited = True
+                host.burst = max(1, min(ICMP_BURST, host.icmp_seen))
+                host.tokens = -ICMP_MARGIN_S / host.interval
+                host.tokens_at = now
         if not host.limited:
             self._drop(now, host)
         if probe.tries < max(self.allowed_tries(host), self._pp.get(probe.port, 1)):
@@ -558,22 +586,29 @@ class ScanSession:
 
     def _queue_canaries(self) -> bool:
         """UDP: before calling a host's silent ports open|filtered, re-probe one of them once
-        the host has been quiet for a full ICMP interval (nmap waits RLD_TIME_MS likewise). A
-        host that never sent a port-unreachable may only have had an empty bucket."""
+        the host has been quiet for a full ICMP interval (nmap waits RLD_TIME_MS likewise).
+        Silence alone can't tell a dry ICMP bucket from ports that never answer: a host whose
+        bucket was empty when the scan began (another scan drained it), or one with fewer
+        closed ports left than the evidence needs. A port-unreachable to the canary switches
+        the host to paced probing (``_limited_late``); silence settles it."""
         if not self._udp or self.defeat_icmp_ratelimit:
             return False
         queued = False
-        for i, probe in enumerate(self._exhausted):
+        opened: set[int] = set()
+        for i in range(len(self._exhausted) - 1, -1, -1):
+            probe = self._exhausted[i]
             host = self.hosts[probe.host]
-            if host.limited or host.canary_sent or host.icmp_seen or probe.verdict is not None:
+            if host.limited or probe.verdict is not None:
                 continue
-            host.canary_sent = True
+            if host.canary_ports is None:
+                host.canary_ports = set()  # one round per host, queued in this call
+                opened.add(probe.host)
+            elif probe.host not in opened or len(host.canary_ports) >= CANARIES:
+                continue
+            host.canary_ports.add(probe.port)
             probe.not_before = host.last_send + host.interval + ICMP_MARGIN_S
             self._retry.append(self._exhausted.pop(i))
             queued = True
-            break
-        if queued:
-            self._queue_canaries()  # one canary per host
         return queued
 
     def _maybe_settle(self) -> None:
