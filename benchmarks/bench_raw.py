@@ -109,13 +109,18 @@ def _accuracy(lab: Lab, path: Path, technique: str, hosts: list[str], ports: lis
         )
     }
     right = total = 0
+    misses: list[str] = []
     for name in hosts:
         host = lab.spec.host(name)
         for port in ports:
             want = expected(host, tech, port)
             total += 1
-            right += got.get((host.address, port)) == (want.state.value, want.reason.value)
-    return f"{right}/{total}"
+            cell = got.get((host.address, port))
+            if cell == (want.state.value, want.reason.value):
+                right += 1
+            else:
+                misses.append(f"{host.address}:{port} {cell} (truth {want.state.value})")
+    return f"{right}/{total}" + (f" missed: {', '.join(misses[:5])}" if misses else "")
 
 
 def lab_syn(args: argparse.Namespace) -> None:
