@@ -9,22 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strategies import verdicts
 from twinscan.schema import COLUMNS, PortVerdict, conform, read_csv, to_frame, write_csv
 from twinscan.vocab import Engine, IanaRange, PortState, Proto, Reason, Technique
-
-verdicts = st.builds(
-    PortVerdict,
-    engine=st.sampled_from(list(Engine)),
-    technique=st.sampled_from(list(Technique)),
-    host=st.sampled_from(["127.0.0.1", "198.18.1.10", "::1"]),
-    proto=st.sampled_from(list(Proto)),
-    port=st.integers(0, 65535),
-    state=st.sampled_from(list(PortState)),
-    reason=st.sampled_from(list(Reason)),
-    reason_ttl=st.none() | st.integers(0, 255),
-    reason_ip=st.none() | st.just("198.18.0.1"),
-    rtt_ms=st.none() | st.floats(0, 10_000, width=32),
-)
 
 
 @settings(max_examples=60, deadline=None)
