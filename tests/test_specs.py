@@ -121,3 +121,18 @@ def test_bounce_relay() -> None:
     assert BounceRelay.parse("198.18.1.30") == BounceRelay("198.18.1.30", 21)
     r = BounceRelay.parse("bob:pw@198.18.1.30:2121")
     assert (r.user, r.password, r.host, r.port) == ("bob", "pw", "198.18.1.30", 2121)
+
+
+def test_bounce_flag_adds_or_is_the_bounce_scan() -> None:
+    from twinscan.scanspec import build_request
+    from twinscan.vocab import Technique
+
+    both = build_request(
+        targets=["127.0.0.1"], techniques=[Technique.CONNECT], ports="21", bounce="127.0.0.1:2121"
+    )
+    assert both.techniques == (Technique.CONNECT, Technique.FTP_BOUNCE)
+    assert both.bounce == BounceRelay("127.0.0.1", 2121)
+    alone = build_request(targets=["127.0.0.1"], techniques=[], ports="21", bounce="127.0.0.1")
+    assert alone.techniques == (Technique.FTP_BOUNCE,)
+    with pytest.raises(UsageError, match="needs -b"):
+        build_request(targets=["127.0.0.1"], techniques=[Technique.FTP_BOUNCE], ports="21")

@@ -56,6 +56,8 @@ def build_request(
     check_targets(addresses, allow_external=allow_external)
 
     techs = tuple(techniques) or ((Technique.FTP_BOUNCE,) if bounce else (Technique.CONNECT,))
+    if bounce and Technique.FTP_BOUNCE not in techs:
+        techs = (*techs, Technique.FTP_BOUNCE)  # -b beside other -s flags adds the bounce scan
     relay: BounceRelay | None = None
     if Technique.FTP_BOUNCE in techs:
         if not bounce:
@@ -67,16 +69,6 @@ def build_request(
         relay_addr = expand_targets([relay.host])[0]
         check_targets([relay_addr], allow_external=allow_external)
         relay = BounceRelay(relay_addr, relay.port, relay.user, relay.password)
-    elif bounce:
-        techs = (*techs, Technique.FTP_BOUNCE)
-        return build_request(
-            targets=targets, techniques=techs, ports=ports, top=top, input_list=input_list,
-            exclude=exclude, timing_level=timing_level, max_retries=max_retries,
-            min_rate=min_rate, max_rate=max_rate, scan_delay_ms=scan_delay_ms,
-            randomize_ports=randomize_ports, bounce=bounce, owners=owners,
-            allow_external=allow_external, defeat_icmp_ratelimit=defeat_icmp_ratelimit,
-            argv=argv,
-        )  # fmt: skip
 
     if ports is not None and top is not None:
         raise UsageError("use either -p or --top-ports, not both")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from twinscan.cli import app, funnel
 from twinscan.errors import UsageError
 from twinscan.vocab import Engine, Technique
+
+if TYPE_CHECKING:
+    from twinscan.schema import ScanResult
 
 _TECH_FLAGS: dict[Technique, str] = {
     t: f"-s{t.letter}" for t in Technique if t is not Technique.FTP_BOUNCE
@@ -148,11 +151,12 @@ def _argv_order(flags: dict[Technique, bool]) -> list[Technique]:
     return sorted(flags, key=lambda t: order.get(_TECH_FLAGS[t], len(order)))
 
 
-def write_outputs(result: object, *, csv: Path | None, xml: Path | None, json: Path | None) -> bool:
+def write_outputs(
+    result: ScanResult, *, csv: Path | None, xml: Path | None, json: Path | None
+) -> bool:
     """Write the requested files; True when anything was written."""
-    from twinscan.schema import ScanResult, write_result_csv
+    from twinscan.schema import write_result_csv
 
-    assert isinstance(result, ScanResult)
     if csv is not None:
         write_result_csv(result, sys.stdout if str(csv) == "-" else csv)
     if json is not None:

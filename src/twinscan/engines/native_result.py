@@ -1,7 +1,7 @@
 """Turn the connect and bounce engines' per-port outcomes into a schema ``ScanResult``.
 
-Hands over ``schema.ResultColumns`` (the frame is built column by column on first use) (65535 ``PortVerdict``
-objects would cost more than the scan of a loopback port range).
+Hands over ``schema.ResultColumns``: no Python object per port (65535 ``PortVerdict`` objects
+would cost more than the scan of a loopback port range), and the frame is built on first use.
 """
 
 from __future__ import annotations
