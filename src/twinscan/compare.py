@@ -131,12 +131,14 @@ def align(
 
 
 def sort_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Technique order of the vocabulary, then host, proto, port."""
+    """Technique order of the vocabulary, then host (by address), proto, port."""
+    from twinscan.schema import host_rank
+
     order = {t.value: i for i, t in enumerate(Technique)}
     return (
-        rows.assign(_t=rows["technique"].map(order))
-        .sort_values(["_t", "host", "proto", "port"], kind="stable")
-        .drop(columns="_t")
+        rows.assign(_t=rows["technique"].astype(str).map(order), _h=host_rank(rows["host"]))
+        .sort_values(["_t", "_h", "proto", "port"], kind="stable")
+        .drop(columns=["_t", "_h"])
     )
 
 

@@ -28,8 +28,8 @@ from xml.etree import ElementTree as ET
 
 from twinscan.errors import InputFileError, UsageError
 from twinscan.portspec import format_port_list
-from twinscan.schema import COLUMNS, OWNER_COLUMNS, ScanResult, conform
-from twinscan.vocab import PortState, Proto, Reason, Technique
+from twinscan.schema import COLUMNS, OWNER_COLUMNS, ScanMeta, ScanResult, conform
+from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,22 +177,39 @@ def _cell(value: object) -> str | None:
     return None if text in ("<NA>", "nan") else text
 
 
+def _scanner(meta: ScanMeta) -> tuple[str, str]:
+    """``(scanner, version)`` of the ``<nmaprun>`` header: who really made the verdicts.
+
+    A result from the nmap engine (or read from nmap's XML) names nmap, its version and the
+    nmap command line it ran (``meta.arguments``); anything else names twinscan, its version
+    and the twinscan command line.
+    """
+    from twinscan import __version__
+
+    if meta.engine is Engine.NMAP:
+        name, _, version = meta.engine_version.partition(" ")
+        if name == "nmap" and version:
+            return "nmap", version
+        return "nmap", meta.engine_version or "?"
+    return "twinscan", __version__
+
+
 def nmap_xml_tree(result: ScanResult) -> ET.ElementTree[ET.Element[str]]:
     """Build the ``<nmaprun>`` document for ``result`` (pure)."""
-    from twinscan import __version__
-    from twinscan.schema import sort_frame
+    from twinscan.schema import host_sort_key, sort_frame
 
     frame = sort_frame(result.frame)
     meta = result.meta
     by_proto = techniques_by_proto(frame)
+    scanner, version = _scanner(meta)
     root = ET.Element(
         "nmaprun",
         {
-            "scanner": "twinscan",
+            "scanner": scanner,
             "args": meta.arguments,
             "start": _ts(meta.start),
             "startstr": _timestr(meta.start),
-            "version": __version__,
+            "version": version,
             "xmloutputversion": "1.05",
         },
     )
@@ -213,7 +230,7 @@ def nmap_xml_tree(result: ScanResult) -> ET.ElementTree[ET.Element[str]]:
     ET.SubElement(root, "verbose", {"level": "0"})
     ET.SubElement(root, "debugging", {"level": "0"})
     services = _services()
-    hosts = list(dict.fromkeys(frame["host"].astype(str)))
+    hosts = sorted(set(frame["host"].astype(str)), key=host_sort_key)
     for host in hosts:
         _host_element(root, frame[frame["host"] == host], host, meta.start, meta.end, services)
     runstats = ET.SubElement(root, "runstats")
@@ -224,7 +241,7 @@ def nmap_xml_tree(result: ScanResult) -> ET.ElementTree[ET.Element[str]]:
         {
             "time": _ts(meta.end),
             "timestr": _timestr(meta.end),
-            "summary": f"twinscan done; {n} IP address{'es' if n != 1 else ''} ({n} host"
+            "summary": f"{'Nmap' if scanner == 'nmap' else 'twinscan'} done; {n} IP address{'es' if n != 1 else ''} ({n} host"
             f"{'s' if n != 1 else ''} up) scanned in {meta.elapsed_s:.2f} seconds",
             "elapsed": f"{meta.elapsed_s:.2f}",
             "exit": "error" if meta.incomplete else "success",
@@ -292,8 +309,14 @@ def _host_element(
 
 
 def nmap_xml_text(result: ScanResult) -> str:
+    from twinscan import __version__
+
     buf = io.StringIO()
     buf.write('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n')
+    scanner, version = _scanner(result.meta)
+    if scanner != "twinscan":
+        made_by = f"{scanner} {version}".replace("--", "- -")
+        buf.write(f"<!-- written by twinscan {__version__} from the verdicts of {made_by} -->\n")
     nmap_xml_tree(result).write(buf, encoding="unicode", xml_declaration=False)
     buf.write("\n")
     return buf.getvalue()

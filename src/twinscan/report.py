@@ -10,6 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
 
 from twinscan.ports import load_services
+from twinscan.schema import host_sort_key
 from twinscan.vocab import PortState
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def render_text(result: ScanResult, *, show_closed: bool = False) -> str:
     for i, key in enumerate(zip(view.host, view.technique, strict=True)):
         groups.setdefault(key, []).append(i)
     lines: list[str] = []
-    for host, technique in sorted(groups):
+    for host, technique in sorted(groups, key=lambda g: (host_sort_key(g[0]), g[1])):
         lines.append(f"twinscan scan report for {host} ({technique} scan)")
         lines.extend(_host_lines(view, groups[(host, technique)], names, show_closed))
         lines.append("")

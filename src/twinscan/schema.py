@@ -365,14 +365,40 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def host_sort_key(host: str) -> tuple[int, int, str]:
+    """Sort key of a target: by address, as nmap orders hosts (127.0.0.2 before 127.0.0.10).
+
+    IPv4 addresses first, then IPv6 (each family in numeric order, a zone ``%eth0`` after the
+    plain address), then anything that is not an address (a hostname) as text. Every report,
+    export, diff and truth table orders hosts with this key.
+    """
+    import ipaddress
+
+    addr, _, zone = host.partition("%")
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return (2, 0, host)
+    return (0 if ip.version == 4 else 1, int(ip), zone)
+
+
+def host_rank(hosts: pd.Series) -> pd.Series:
+    """Int ranks of a host column in ``host_sort_key`` order (same index), to sort a frame by."""
+    text = hosts.astype(str)
+    order = sorted(text.unique(), key=host_sort_key)
+    ranks = {h: i for i, h in enumerate(order)}
+    return text.map(ranks).astype("int64")
+
+
 def sort_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Canonical order: engine, technique, host, proto, port."""
+    """Canonical order: engine, technique, host (by address: ``host_sort_key``), proto, port."""
     ordered = frame.assign(
         _e=frame["engine"].astype(str),
         _t=frame["technique"].astype(str),
+        _h=host_rank(frame["host"]),
         _p=frame["proto"].astype(str),
-    ).sort_values(["_e", "_t", "host", "_p", "port"], kind="stable")
-    return ordered.drop(columns=["_e", "_t", "_p"]).reset_index(drop=True)
+    ).sort_values(["_e", "_t", "_h", "_p", "port"], kind="stable")
+    return ordered.drop(columns=["_e", "_t", "_h", "_p"]).reset_index(drop=True)
 
 
 def read_csv(path_or_buf: Any) -> pd.DataFrame:

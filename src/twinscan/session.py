@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 from twinscan import rules
 from twinscan.rules import IcmpReply, Reply, TcpReply, Verdict
-from twinscan.schema import PortVerdict, category_code
+from twinscan.schema import PortVerdict, category_code, host_sort_key
 from twinscan.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, Timing
 from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
 
@@ -649,7 +649,8 @@ class ScanSession:
 
         What ``schema.frame_from_columns`` takes: no Python object per port beyond the values.
         """
-        rank = {i: r for r, i in enumerate(sorted(range(len(self.hosts)), key=self._addr))}
+        by_addr = sorted(range(len(self.hosts)), key=lambda i: host_sort_key(self._addr(i)))
+        rank = {i: r for r, i in enumerate(by_addr)}
         done = [p for p in self.probes if p.verdict is not None]
         done.sort(key=lambda p: (rank[p.host] << 16) | p.port)
         codes = {
@@ -728,7 +729,7 @@ def merge_columns(parts: Sequence[VerdictColumns]) -> VerdictColumns:
     for part in parts:
         for name in names:
             getattr(joined, name).extend(getattr(part, name))
-    rank = {h: r for r, h in enumerate(sorted(set(joined.host)))}
+    rank = {h: r for r, h in enumerate(sorted(set(joined.host), key=host_sort_key))}
     key = np.array([rank[h] for h in joined.host], dtype=np.int64) << 16
     key |= np.asarray(joined.port, dtype=np.int64)
     order = np.argsort(key, kind="stable").tolist()

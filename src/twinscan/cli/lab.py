@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,20 +38,31 @@ PrefixOpt = Annotated[
 ]
 
 
+def _by_address(host: dict[str, Any]) -> tuple[int, int, str]:
+    from twinscan.schema import host_sort_key
+
+    return host_sort_key(str(host["address"]))
+
+
 @lab_app.command("up")
 @funnel
 def up_cmd(spec: SpecOpt = None, prefix: PrefixOpt = None) -> None:
     """Create the lab's namespaces, rules and services (idempotent)."""
     from twinscan.lab.netns import up
     from twinscan.lab.spec import load_spec
+    from twinscan.schema import host_sort_key
 
     state = up(load_spec(spec), prefix)
     verb = "already up" if state.get("already_up") else "up"
     typer.echo(f"lab {state['prefix']!r} {verb}: scanner namespace {state['scanner_ns']}")
-    for name, info in sorted(state["hosts"].items(), key=lambda kv: kv[1]["address"]):
+    for name, info in sorted(state["hosts"].items(), key=lambda kv: _by_address(kv[1])):
         where = info["namespace"] or "silent (nothing answers)"
         typer.echo(f"  {name:<8} {info['address']:<15} {where}")
-    first = min((h["address"] for h in state["hosts"].values()), default=state["scanner"])
+    first = min(
+        (str(h["address"]) for h in state["hosts"].values()),
+        default=state["scanner"],
+        key=host_sort_key,
+    )
     hint = f"twinscan lab exec --prefix {state['prefix']} -- nmap -n -Pn -sS -p 1-100 {first}"
     typer.echo(f"scan it from the scanner namespace: {hint}")
 
@@ -84,7 +95,7 @@ def status_cmd(
         typer.echo(json.dumps(info, indent=2, sort_keys=True))
         return
     typer.echo(f"lab {info['prefix']!r}: {info['status']}")
-    for name, host in sorted(info.get("hosts", {}).items(), key=lambda kv: kv[1]["address"]):
+    for name, host in sorted(info.get("hosts", {}).items(), key=lambda kv: _by_address(kv[1])):
         ok = host["namespace_present"] and host["services_running"]
         where = host["namespace"] or "silent"
         typer.echo(f"  {name:<8} {host['address']:<15} {where:<20} {'ok' if ok else 'BROKEN'}")

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from twinscan import __version__
 from twinscan.request import ScanRequest
 from twinscan.rules import Verdict
-from twinscan.schema import ResultColumns, ScanMeta, ScanResult, category_code
+from twinscan.schema import ResultColumns, ScanMeta, ScanResult, category_code, host_sort_key
 from twinscan.vocab import Engine, PortState, Reason, Technique
 
 #: (host, port, state, reason, rtt_ms), state and reason as their string values: plain tuples
@@ -32,7 +32,9 @@ def build_result(
     started: dt.datetime,
     incomplete: bool = False,
 ) -> ScanResult:
-    ordered = sorted(rows, key=lambda r: (r[0], r[1]))
+    rows = list(rows)
+    rank = {h: i for i, h in enumerate(sorted({r[0] for r in rows}, key=host_sort_key))}
+    ordered = sorted(rows, key=lambda r: (rank[r[0]], r[1]))
     state_codes = {s.value: category_code("state", s.value) for s in PortState}
     reason_codes = {r.value: category_code("reason", r.value) for r in Reason}
     columns = ResultColumns(
