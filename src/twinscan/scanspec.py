@@ -45,6 +45,7 @@ def build_request(
     owners: bool = False,
     allow_external: bool = False,
     defeat_icmp_ratelimit: bool = False,
+    family: int | None = None,
     argv: Sequence[str] = (),
 ) -> ScanRequest:
     specs = list(targets)
@@ -52,7 +53,7 @@ def build_request(
         specs.extend(read_target_file(input_list))
     if not specs:
         raise UsageError("no targets given (name hosts, or use -iL FILE)")
-    addresses = expand_targets(specs, exclude=exclude)
+    addresses = expand_targets(specs, exclude=exclude, family=family)
     check_targets(addresses, allow_external=allow_external)
 
     techs = tuple(techniques) or ((Technique.FTP_BOUNCE,) if bounce else (Technique.CONNECT,))

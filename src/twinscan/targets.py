@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -25,11 +27,28 @@ def _default_resolve(name: str) -> list[str]:
         infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise TargetError(f"cannot resolve {name!r}: {exc.strerror}") from None
+    except UnicodeError:
+        # The IDNA codec refuses empty labels (``bad..host``) and labels over 63 characters.
+        raise TargetError(f"not a valid host name: {name!r}") from None
     return [str(info[4][0]) for info in infos]
+
+
+#: A DNS name: labels of 1-63 letters, digits, hyphens or underscores, 253 characters at most.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
+
+
+def _check_hostname(spec: str) -> None:
+    name = spec[:-1] if spec.endswith(".") else spec
+    if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+        raise TargetError(
+            f"not a target: {spec!r} (not an address, CIDR block, range or host name)"
+        )
 
 
 def _octet_values(part: str, spec: str) -> list[int]:
     values: list[int] = []
+    if part == "*":  # nmap's wildcard octet: 0-255
+        return list(range(256))
     for item in part.split(","):
         lo_s, sep, hi_s = item.partition("-")
         if sep:
@@ -45,7 +64,7 @@ def _octet_values(part: str, spec: str) -> list[int]:
 
 def _expand_octets(spec: str) -> Iterator[Address]:
     parts = spec.split(".")
-    if len(parts) != 4 or not all(p and set(p) <= set("0123456789,-") for p in parts):
+    if len(parts) != 4 or not all(p == "*" or (p and set(p) <= set("0123456789,-")) for p in parts):
         raise TargetError(f"not a target: {spec!r}")
     try:
         octets = [_octet_values(p, spec) for p in parts]
@@ -63,7 +82,14 @@ def _expand_octets(spec: str) -> Iterator[Address]:
                     yield ipaddress.IPv4Address(f"{a}.{b}.{c}.{d}")
 
 
-def _expand_one(spec: str, resolve: Resolver) -> Iterator[Address]:
+def _expand_one(spec: str, resolve: Resolver, family: int | None = None) -> Iterator[Address]:
+    for addr in _expand_spec(spec, resolve, family):
+        if family is not None and addr.version != family:
+            raise TargetError(f"{spec!r} is not an IPv{family} target (-{family} was given)")
+        yield addr
+
+
+def _expand_spec(spec: str, resolve: Resolver, family: int | None) -> Iterator[Address]:
     spec = spec.strip()
     if not spec:
         return
@@ -82,22 +108,32 @@ def _expand_one(spec: str, resolve: Resolver) -> Iterator[Address]:
         # nmap scans every address of the block, network and broadcast included.
         yield from net
         return
-    if spec[0].isdigit() and set(spec) <= set("0123456789.,-"):
+    if (spec[0].isdigit() or spec[0] == "*") and set(spec) <= set("0123456789.,-*"):
         yield from _expand_octets(spec)
         return
-    addrs = resolve(spec)
-    if not addrs:
-        raise TargetError(f"cannot resolve {spec!r}")
-    # nmap takes the first address a name resolves to (no --resolve-all).
-    yield ipaddress.ip_address(addrs[0])
+    _check_hostname(spec)
+    addrs = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolve(spec)]
+    # nmap takes the first address a name resolves to (no --resolve-all), of the scan's
+    # family: IPv4 unless -6 was given.
+    wanted = [a for a in addrs if a.version == (family or 4)]
+    if not wanted:
+        kind = f" to an IPv{family or 4} address" if addrs else ""
+        raise TargetError(f"cannot resolve {spec!r}{kind}")
+    yield wanted[0]
 
 
 def read_target_file(path: str) -> list[str]:
-    """``-iL``: whitespace-separated targets, ``#`` starts a comment."""
+    """``-iL``: whitespace-separated targets, ``#`` starts a comment; ``-`` reads stdin."""
     try:
-        text = Path(path).read_text()
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise InputFileError(path, exc.strerror or str(exc)) from None
+    if b"\0" in data:
+        raise InputFileError(path, "not a text file of targets (it holds NUL bytes)")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        raise InputFileError(path, f"not UTF-8 text (byte {exc.start})") from None
     out: list[str] = []
     for line in text.splitlines():
         out.extend(line.split("#", 1)[0].split())
@@ -109,16 +145,17 @@ def expand_targets(
     *,
     exclude: Iterable[str] = (),
     resolve: Resolver = _default_resolve,
+    family: int | None = None,
 ) -> list[str]:
     """Every address the specs name, in order, without duplicates or excluded addresses."""
     excluded: set[Address] = set()
     for spec in exclude:
         for item in spec.split(","):
-            excluded.update(_expand_one(item, resolve))
+            excluded.update(_expand_spec(item, resolve, family))
     seen: set[Address] = set()
     out: list[str] = []
     for spec in specs:
-        for addr in _expand_one(spec, resolve):
+        for addr in _expand_one(spec, resolve, family):
             if addr in seen or addr in excluded:
                 continue
             seen.add(addr)

@@ -89,3 +89,25 @@ def resolve(
     if max_rtt_timeout_ms is not None:
         changes["max_rtt_timeout_ms"] = max_rtt_timeout_ms
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+#: nmap's names for the timing templates (``-T aggressive`` = ``-T4``).
+TEMPLATE_NAMES: Final[dict[str, int]] = {
+    "paranoid": 0,
+    "sneaky": 1,
+    "polite": 2,
+    "normal": 3,
+    "aggressive": 4,
+    "insane": 5,
+}
+
+
+def parse_level(text: str) -> int:
+    """``-T`` as nmap takes it: a digit 0-5 or a template name, any case."""
+    value = text.strip().lower()
+    if value in TEMPLATE_NAMES:
+        return TEMPLATE_NAMES[value]
+    if value.isdigit() and int(value) in TEMPLATES:
+        return int(value)
+    names = "|".join(TEMPLATE_NAMES)
+    raise ValueError(f"-T takes 0-5 or a template name ({names}), not {text!r}")

@@ -201,8 +201,21 @@ class Engine(StrEnum):
     TRUTH = "truth"
 
 
+class ScanEngine(StrEnum):
+    """The engines ``scan --engine`` can run (the truth is not scanned: see ``lab truth``)."""
+
+    NATIVE = "native"
+    NMAP = "nmap"
+
+    @property
+    def engine(self) -> Engine:
+        return Engine(self.value)
+
+
 class OutputFormat(StrEnum):
     CSV = "csv"
     JSON = "json"
     XML = "xml"
     HTML = "html"
+    NORMAL = "normal"
+    GREPABLE = "grepable"

@@ -49,7 +49,21 @@ def funnel(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+#: commands that take nmap's scanning options (see ``twinscan.cli.options``).
+SCANNING_COMMANDS = frozenset({"scan", "compare", "audit"})
+
+
 def main() -> None:
+    import sys
+
+    args = sys.argv[1:]
+    if args and args[0] in SCANNING_COMMANDS:
+        from twinscan.cli.options import nmap_only_hint
+
+        hint = nmap_only_hint(args[1:])
+        if hint is not None:
+            typer.echo(f"twinscan: error: {hint}", err=True)
+            raise SystemExit(2)
     app(prog_name="twinscan")
 
 

@@ -22,7 +22,7 @@ def demo(
     timing: Annotated[int, typer.Option("-T", min=0, max=5)] = 4,
 ) -> None:
     """Bring up the lab, run `compare --truth` over every technique inside it, tear it down."""
-    from twinscan.cli.compare import parse_letters
+    from twinscan.cli.options import parse_letters
     from twinscan.demo import run_demo
     from twinscan.scanspec import parse_scan_types
 

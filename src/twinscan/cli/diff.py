@@ -25,7 +25,9 @@ def diff(
 ) -> None:
     """Compare two saved scans like nmap's ndiff. Exit status: 0 same, 1 different, 2 bad input."""
     from twinscan.diffscans import diff_files, render_diff
+    from twinscan.outpaths import check_output_paths
 
+    check_output_paths({"--csv": csv})
     result = diff_files(a, b, reasons=reasons)
     to_stdout = csv is not None and str(csv) == "-"
     typer.echo(render_diff(result, str(a), str(b)), err=to_stdout)

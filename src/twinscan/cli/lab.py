@@ -114,8 +114,10 @@ def truth_cmd(
     """Write the expected nmap verdict of every (host, proto, port, technique) of the spec."""
     from twinscan.lab.spec import load_spec
     from twinscan.lab.truth import truth_frame
+    from twinscan.outpaths import check_output_paths
     from twinscan.schema import write_csv
 
+    check_output_paths({"--csv": csv})
     frame = truth_frame(load_spec(spec))
     if str(csv) == "-":
         write_csv(frame, sys.stdout)

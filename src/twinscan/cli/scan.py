@@ -9,150 +9,119 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from twinscan.cli import app, funnel
+from twinscan.cli.options import ScanOptions, describe_request, scan_options
 from twinscan.errors import UsageError
-from twinscan.vocab import Engine, Technique
+from twinscan.vocab import ScanEngine
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from twinscan.schema import ScanResult
 
-_TECH_FLAGS: dict[Technique, str] = {
-    t: f"-s{t.letter}" for t in Technique if t is not Technique.FTP_BOUNCE
-}
+#: the states nmap's ``--open`` keeps ("open or possibly open").
+OPEN_STATES = ("open", "open|filtered", "unfiltered")
 
 
-@app.command(context_settings={"ignore_unknown_options": False})
+def keep_open(frame: pd.DataFrame) -> pd.DataFrame:
+    from twinscan.schema import conform
+
+    return conform(frame[frame["state"].astype(str).isin(OPEN_STATES)])
+
+
+@app.command()
 @funnel
+@scan_options
 def scan(
-    targets: Annotated[
-        list[str] | None,
-        typer.Argument(help="addresses, CIDR, octet ranges (198.18.1.1-5), hostnames"),
-    ] = None,
-    s_s: Annotated[bool, typer.Option("-sS", help="SYN (half-open) scan")] = False,
-    s_t: Annotated[
-        bool, typer.Option("-sT", help="TCP connect scan (no privileges needed)")
-    ] = False,
-    s_f: Annotated[bool, typer.Option("-sF", help="FIN scan")] = False,
-    s_x: Annotated[bool, typer.Option("-sX", help="Xmas scan (FIN, PSH, URG)")] = False,
-    s_n: Annotated[bool, typer.Option("-sN", help="NULL scan (no flags)")] = False,
-    s_a: Annotated[bool, typer.Option("-sA", help="ACK scan (filtered vs unfiltered)")] = False,
-    s_w: Annotated[bool, typer.Option("-sW", help="Window scan")] = False,
-    s_m: Annotated[bool, typer.Option("-sM", help="Maimon scan (FIN/ACK)")] = False,
-    s_u: Annotated[bool, typer.Option("-sU", help="UDP scan")] = False,
-    bounce: Annotated[
-        str | None, typer.Option("-b", help="FTP bounce scan through [user:pass@]relay[:port]")
-    ] = None,
-    ports: Annotated[
-        str | None,
-        typer.Option(
-            "-p", help="ports: 22,80,1000-2000, -p-, T:/U: prefixes, well-known|registered|dynamic"
-        ),
-    ] = None,
-    top_ports: Annotated[
-        int | None, typer.Option("--top-ports", help="the N most common ports")
-    ] = None,
-    input_list: Annotated[str | None, typer.Option("-iL", help="read targets from a file")] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", help="addresses to skip")
-    ] = None,
-    timing: Annotated[int, typer.Option("-T", min=0, max=5, help="timing template 0-5")] = 3,
-    max_retries: Annotated[int | None, typer.Option("--max-retries", min=0)] = None,
-    min_rate: Annotated[
-        float | None, typer.Option("--min-rate", help="packets per second, at least")
-    ] = None,
-    max_rate: Annotated[
-        float | None, typer.Option("--max-rate", help="packets per second, at most")
-    ] = None,
-    scan_delay: Annotated[
-        str | None, typer.Option("--scan-delay", help="delay between probes (250ms, 1s)")
-    ] = None,
-    no_randomize: Annotated[bool, typer.Option("-r", help="scan ports in order")] = False,
+    opts: ScanOptions,
     engine: Annotated[
-        Engine, typer.Option("--engine", help="native (twinscan) or nmap")
-    ] = Engine.NATIVE,
+        ScanEngine, typer.Option("--engine", help="native (twinscan) or nmap")
+    ] = ScanEngine.NATIVE,
     csv: Annotated[
         Path | None, typer.Option("--csv", help="write rows as CSV ('-' = stdout)")
     ] = None,
-    xml: Annotated[Path | None, typer.Option("-oX", help="write nmap-compatible XML")] = None,
     json: Annotated[Path | None, typer.Option("--json", help="write rows as JSON lines")] = None,
+    xml: Annotated[Path | None, typer.Option("-oX", help="write nmap-compatible XML")] = None,
+    normal: Annotated[
+        Path | None, typer.Option("-oN", help="write nmap's normal text format")
+    ] = None,
+    grepable: Annotated[
+        Path | None, typer.Option("-oG", help="write nmap's grepable format")
+    ] = None,
+    all_formats: Annotated[
+        str | None,
+        typer.Option("-oA", help="write BASE.xml, BASE.nmap and BASE.gnmap, as nmap does"),
+    ] = None,
     owners: Annotated[
         bool, typer.Option("--owners", help="add the owning process of local open ports")
     ] = False,
-    defeat_icmp_ratelimit: Annotated[
+    only_open: Annotated[
         bool,
         typer.Option(
-            "--defeat-icmp-ratelimit",
-            help="UDP: don't wait for rate-limited ICMP (closed|filtered)",
-        ),
-    ] = False,
-    allow_external: Annotated[
-        bool,
-        typer.Option(
-            "--allow-external", help="allow targets outside loopback, the lab and local addresses"
+            "--open", help="keep only open, open|filtered and unfiltered ports (as nmap's --open)"
         ),
     ] = False,
     show_closed: Annotated[
         bool, typer.Option("--show-closed", help="list closed ports too")
     ] = False,
 ) -> None:
-    """Scan TARGETs like nmap does, with twinscan's native engine (or nmap with --engine nmap)."""
-    from twinscan.engines import run_scan
-    from twinscan.report import render_text
-    from twinscan.scanspec import build_request, parse_duration_ms
+    """Scan TARGETs like nmap does, with twinscan's native engine (or nmap with --engine nmap).
 
-    flags = {
-        Technique.SYN: s_s, Technique.CONNECT: s_t, Technique.FIN: s_f, Technique.XMAS: s_x,
-        Technique.NULL: s_n, Technique.ACK: s_a, Technique.WINDOW: s_w, Technique.MAIMON: s_m,
-        Technique.UDP: s_u,
-    }  # fmt: skip
-    techniques = [t for t in _argv_order(flags) if flags[t]]
-    request = build_request(
-        targets=targets or [],
-        techniques=techniques,
-        ports=ports,
-        top=top_ports,
-        input_list=input_list,
-        exclude=exclude or [],
-        timing_level=timing,
-        max_retries=max_retries,
-        min_rate=min_rate,
-        max_rate=max_rate,
-        scan_delay_ms=parse_duration_ms(scan_delay) if scan_delay else None,
-        randomize_ports=not no_randomize,
-        bounce=bounce,
-        owners=owners,
-        allow_external=allow_external,
-        defeat_icmp_ratelimit=defeat_icmp_ratelimit,
-        argv=("twinscan", *sys.argv[1:]),
-    )
+    Without -s it runs a TCP connect scan (-sT), which needs no privileges; without -p, the 1000 most common ports. Lab addresses are scanned through `twinscan lab exec -- twinscan scan ...`.
+
+    Exit status: 0 done, 2 bad input, 3 missing root or nmap, 4 the scan failed, 130 interrupted (what finished is written, marked incomplete).
+    """
+    from twinscan.engines import run_scan
+    from twinscan.outpaths import check_output_paths
+    from twinscan.report import render_text
+
+    if all_formats is not None:
+        if any(p is not None for p in (xml, normal, grepable)):
+            raise UsageError("-oA writes the -oX, -oN and -oG files: give either -oA or those")
+        if all_formats in ("", "-"):
+            raise UsageError("-oA needs a base file name (it writes three files)")
+        xml, normal, grepable = (Path(f"{all_formats}.{ext}") for ext in ("xml", "nmap", "gnmap"))
+    outputs = {"--csv": csv, "--json": json, "-oX": xml, "-oN": normal, "-oG": grepable}
+    check_output_paths(outputs)
+    request = opts.request(owners=owners)
     tcp_techniques = [t.value for t in request.techniques if t.proto.value == "tcp"]
-    if xml is not None and len(tcp_techniques) > 1:
-        raise UsageError(
-            f"-oX holds one TCP technique per file, as nmap's format does; got {', '.join(tcp_techniques)}"
-            " (scan them one at a time, or use --csv/--json)"
-        )
+    for option in ("-oX", "-oN", "-oG"):
+        if outputs[option] is not None and len(tcp_techniques) > 1:
+            raise UsageError(
+                f"{option} holds one TCP technique per file, as nmap's format does; got "
+                f"{', '.join(tcp_techniques)} (scan them one at a time, or use --csv/--json)"
+            )
+    if opts.verbose:
+        for line in describe_request(request):
+            typer.echo(line, err=True)
     from twinscan.cli.progress import progress_for_terminal
 
     with progress_for_terminal() as progress:
-        result = run_scan(request, engine, progress=progress)
+        result = run_scan(request, engine.engine, progress=progress)
     if owners:
         from twinscan.owners import add_owners
 
         result.frame = add_owners(result.frame)
-    wrote = write_outputs(result, csv=csv, xml=xml, json=json)
-    if not wrote or any(str(p) != "-" for p in (csv, xml, json) if p is not None):
+    if only_open:
+        result.frame = keep_open(result.frame)
+    wrote = write_outputs(result, csv=csv, xml=xml, json=json, normal=normal, grepable=grepable)
+    if not wrote or any(str(p) != "-" for p in outputs.values() if p is not None):
         typer.echo(render_text(result, show_closed=show_closed), err=wrote)
+    if opts.verbose:
+        typer.echo(
+            f"{len(request.techniques)} technique(s) in {result.meta.elapsed_s:.2f} s", err=True
+        )
     if result.meta.incomplete:
         raise typer.Exit(130)
 
 
-def _argv_order(flags: dict[Technique, bool]) -> list[Technique]:
-    """Techniques in the order their -s flags appear on the command line."""
-    order = {flag: i for i, flag in enumerate(sys.argv)}
-    return sorted(flags, key=lambda t: order.get(_TECH_FLAGS[t], len(order)))
-
-
 def write_outputs(
-    result: ScanResult, *, csv: Path | None, xml: Path | None, json: Path | None
+    result: ScanResult,
+    *,
+    csv: Path | None,
+    xml: Path | None,
+    json: Path | None,
+    normal: Path | None = None,
+    grepable: Path | None = None,
 ) -> bool:
     """Write the requested files; True when anything was written."""
     from twinscan.schema import write_result_csv
@@ -167,4 +136,14 @@ def write_outputs(
         from twinscan.exports import write_nmap_xml
 
         write_nmap_xml(result, sys.stdout if str(xml) == "-" else xml)
-    return any(p is not None for p in (csv, xml, json))
+    for path, kind in ((normal, "normal"), (grepable, "grepable")):
+        if path is not None:
+            from twinscan import nmap_text
+
+            text = (
+                nmap_text.normal_text(result)
+                if kind == "normal"
+                else nmap_text.grepable_text(result)
+            )
+            nmap_text.write_text(text, sys.stdout if str(path) == "-" else str(path))
+    return any(p is not None for p in (csv, xml, json, normal, grepable))

@@ -1,0 +1,153 @@
+"""nmap's normal (``-oN``) and grepable (``-oG``) output formats, from a results frame (pure).
+
+Written after nmap 7.93's output.cc as it prints with ``--reason`` (twinscan always knows the
+reason): a ``# Nmap ... scan initiated`` header, per host a ``Not shown:`` line for each folded
+state (portlist.cc folds a non-open state with more than 25 ports of the host) and the port table
+(``-oN``), or one ``Host:`` line with ``Ports:`` and ``Ignored State:`` (``-oG``), and a
+``# Nmap done`` footer. Like nmap's own formats, they hold one TCP technique per file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import IO, TYPE_CHECKING
+
+from twinscan.schema import host_sort_key
+from twinscan.vocab import PortState
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from twinscan.schema import ScanResult
+
+FOLD_THRESHOLD = 25
+
+
+def _stamp(when: dt.datetime) -> str:
+    # nmap: "Mon Nov 30 16:41:39 2026" (ctime without the newline), in local time.
+    return when.astimezone().strftime("%a %b %d %H:%M:%S %Y")
+
+
+def _scanner(result: ScanResult) -> str:
+    return "Nmap" if result.meta.engine.value == "nmap" else "twinscan"
+
+
+def _header(result: ScanResult) -> str:
+    meta = result.meta
+    # engine_version reads "twinscan 0.1.0" or "nmap 7.93": nmap writes "# Nmap 7.93 scan ..."
+    version = meta.engine_version.split(" ", 1)[-1]
+    return (
+        f"# {_scanner(result)} {version} scan initiated {_stamp(meta.start)} as: {meta.arguments}"
+    )
+
+
+def _footer(result: ScanResult, hosts: int) -> str:
+    meta = result.meta
+    scanner = _scanner(result)
+    addresses = f"{hosts} IP address{'es' if hosts != 1 else ''}"
+    up = f"{hosts} host{'s' if hosts != 1 else ''} up"
+    note = " (INCOMPLETE: interrupted)" if meta.incomplete else ""
+    return (
+        f"# {scanner} done at {_stamp(meta.end)} -- {addresses} ({up}) scanned in "
+        f"{meta.elapsed_s:.2f} seconds{note}"
+    )
+
+
+def _rows_by_host(frame: pd.DataFrame) -> dict[str, list[tuple[int, str, str, str, str]]]:
+    out: dict[str, list[tuple[int, str, str, str, str]]] = {}
+    ttl = frame["reason_ttl"]
+    for host, proto, port, state, reason, t in zip(
+        frame["host"].astype(str),
+        frame["proto"].astype(str),
+        frame["port"].astype(int),
+        frame["state"].astype(str),
+        frame["reason"].astype(str),
+        ttl,
+        strict=True,
+    ):
+        # nmap prints no ttl for a connect scan's verdicts (their reason_ttl is 0).
+        ttl_s = "" if t is None or str(t) in ("<NA>", "0") else f" ttl {t}"
+        out.setdefault(host, []).append((port, proto, state, reason, ttl_s))
+    return dict(sorted(out.items(), key=lambda kv: host_sort_key(kv[0])))
+
+
+def _folded(rows: list[tuple[int, str, str, str, str]]) -> set[str]:
+    counts = Counter(state for _, _, state, _, _ in rows)
+    return {s for s, n in counts.items() if n > FOLD_THRESHOLD and s != PortState.OPEN.value}
+
+
+def _order(rows: list[tuple[int, str, str, str, str]]) -> list[tuple[int, str, str, str, str]]:
+    # nmap lists TCP before UDP, each by port number.
+    return sorted(rows, key=lambda r: (r[1] != "tcp", r[1], r[0]))
+
+
+def normal_text(result: ScanResult) -> str:
+    """The result in nmap's ``-oN`` format."""
+    from twinscan.report import service_names
+
+    names = service_names()
+    by_host = _rows_by_host(result.frame)
+    lines = [_header(result)]
+    for host, rows in by_host.items():
+        lines.append(f"Nmap scan report for {host}")
+        lines.append("Host is up, received user-set.")
+        folded = _folded(rows)
+        shown = _order([r for r in rows if r[2] not in folded])
+        if not shown:
+            lines.append(f"All {len(rows)} scanned ports on {host} are in ignored states.")
+        parts = []
+        for state in sorted(folded):
+            for proto in ("tcp", "udp"):
+                part = [r for r in rows if r[2] == state and r[1] == proto]
+                if part:
+                    reasons = Counter(r[3] for r in part).most_common()
+                    why = ", ".join(r if len(reasons) == 1 else f"{n} {r}" for r, n in reasons)
+                    parts.append(f"{len(part)} {state} {proto} ports ({why})")
+        if parts:
+            lines.append("Not shown: " + ", ".join(parts))
+        if shown:
+            table = [("PORT", "STATE", "SERVICE", "REASON")]
+            for port, proto, state, reason, ttl in shown:
+                service = names.get((port, proto), "unknown")
+                table.append((f"{port}/{proto}", state, service, reason + ttl))
+            widths = [max(len(r[i]) for r in table) for i in range(3)]
+            for r in table:
+                lines.append(f"{r[0]:<{widths[0]}} {r[1]:<{widths[1]}} {r[2]:<{widths[2]}} {r[3]}")
+        lines.append("")
+    lines.append(_footer(result, len(by_host)))
+    return "\n".join(lines) + "\n"
+
+
+def grepable_text(result: ScanResult) -> str:
+    """The result in nmap's ``-oG`` format (one ``Host:`` line with every listed port)."""
+    from twinscan.report import service_names
+
+    names = service_names()
+    by_host = _rows_by_host(result.frame)
+    lines = [_header(result)]
+    for host, rows in by_host.items():
+        lines.append(f"Host: {host} ()\tStatus: Up")
+        folded = _folded(rows)
+        shown = _order([r for r in rows if r[2] not in folded])
+        ports = ", ".join(
+            f"{port}/{state}/{proto}//{names.get((port, proto), '')}///"
+            for port, proto, state, _, _ in shown
+        )
+        line = f"Host: {host} ()\tPorts: {ports}"
+        ignored = Counter(r[2] for r in rows if r[2] in folded)
+        if ignored:
+            # nmap names only the most common ignored state.
+            state, n = max(ignored.items(), key=lambda kv: (kv[1], kv[0]))
+            line += f"\tIgnored State: {state} ({n})"
+        lines.append(line)
+    lines.append(_footer(result, len(by_host)))
+    return "\n".join(lines) + "\n"
+
+
+def write_text(text: str, dest: str | IO[str]) -> None:
+    if isinstance(dest, str):
+        with open(dest, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+    else:
+        dest.write(text)
