@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from twinscan.schema import KEY
 from twinscan.vocab import Engine, Technique
+from twinscan.wording import count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,6 +74,25 @@ class Comparison:
 
     def disagreements(self) -> pd.DataFrame:
         return self.rows[~self.rows["agree"]].reset_index(drop=True)
+
+    def truth_gaps(self) -> list[tuple[str, int, int]]:
+        """``(technique, scored, ports)`` for each technique where the truth is known for
+        fewer ports than were compared (its accuracy covers only the ``scored`` ones)."""
+        if not self.has_truth:
+            return []
+        return [
+            (str(rec["technique"]), int(rec["truth_ports"]), int(rec["ports"]))
+            for rec in self.summary.to_dict("records")
+            if int(rec["truth_ports"]) < int(rec["ports"])
+        ]
+
+
+def describe_truth_gaps(gaps: list[tuple[str, int, int]]) -> str | None:
+    """One line saying on how many ports each technique's accuracy was scored (None: all)."""
+    if not gaps:
+        return None
+    parts = "; ".join(f"{t}: {scored} of {count(total, 'port')}" for t, scored, total in gaps)
+    return f"truth known for {parts} — accuracy counts only those, the rest are not scored"
 
 
 def _side(frame: pd.DataFrame, name: str) -> pd.DataFrame:

@@ -13,8 +13,9 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from twinscan.compare import MISSING, confusion
+from twinscan.compare import MISSING, confusion, describe_truth_gaps
 from twinscan.vocab import Engine, Technique
+from twinscan.wording import count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,7 +61,7 @@ def summary_html(comparison: Comparison) -> str:
         "native/nmap",
     ]
     if comparison.has_truth:
-        head += ["truth ports", "native accuracy", "nmap accuracy"]
+        head += ["scored (truth known)", "native accuracy", "nmap accuracy"]
     out = ["<table id='summary'><tr>", *(f"<th>{escape(h)}</th>" for h in head), "</tr>"]
     for rec in comparison.summary.to_dict("records"):
         cls = " class='bad'" if rec["disagreements"] else ""
@@ -231,8 +232,11 @@ def render_html(comparison: Comparison, *, title: str = "twinscan compare") -> s
     verdict = (
         "Every verdict agrees."
         if n_bad == 0
-        else f"{n_bad} of {len(comparison.rows)} verdicts differ between the engines."
+        else f"{n_bad} of {count(len(comparison.rows), 'verdict')} "
+        f"{'differs' if n_bad == 1 else 'differ'} between the engines."
     )
+    gaps = describe_truth_gaps(comparison.truth_gaps())
+    gaps_html = "" if gaps is None else f"<p id='truth-gaps'><strong>{escape(gaps)}</strong></p>"
     heatmaps = "".join(
         f"<div class='card'>{confusion_svg(confusion(comparison.rows, Technique(t)), Technique(t))}"
         "</div>"
@@ -245,7 +249,8 @@ def render_html(comparison: Comparison, *, title: str = "twinscan compare") -> s
         f"generated {escape(now)}</p><p><strong>{escape(verdict)}</strong></p>"
         f"<h2>Summary</h2>{summary_html(comparison)}"
         "<p class='muted'>native/nmap: wall-time ratio (below 1: twinscan was faster). "
-        "Accuracy: share of ports whose verdict equals the lab's ground truth.</p>"
+        "Accuracy: share of the scored ports (truth ports: those whose ground truth the lab "
+        f"knows) whose verdict equals the truth.</p>{gaps_html}"
         "<h2>Confusion matrices (rows: native, columns: nmap)</h2>"
         f"<div class='grid'>{heatmaps}</div>"
         f"<h2>Wall time per engine and technique</h2>{timing_svg(comparison)}"

@@ -57,8 +57,11 @@ def lab_truth(request: ScanRequest, spec_path: str | None = None) -> pd.DataFram
             f"{', '.join(request.targets[:3])}{'...' if len(request.targets) > 3 else ''} "
             f"is a host of the lab spec {spec.source}"
         )
-    frame = truth_frame(spec, tuple(request.techniques))
-    return frame[frame["host"].astype(str).isin(request.targets)].reset_index(drop=True)
+    # Every cell the request asks about: its ports, not just the spec's universe (a port with
+    # no listener or rule has a truth too), on the request's lab hosts.
+    return truth_frame(
+        spec, tuple(request.techniques), ports=request.ports, hosts=request.targets
+    ).reset_index(drop=True)
 
 
 def run_compare(

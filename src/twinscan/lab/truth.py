@@ -31,7 +31,11 @@ from twinscan.schema import PortVerdict
 from twinscan.vocab import Engine, Proto, Technique
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
+
+    from twinscan.ports import PortPlan
 
 T = Technique
 
@@ -157,22 +161,40 @@ def expected(host: Host, technique: Technique, port: int) -> rules.Verdict:
 
 
 def truth_verdicts(
-    spec: LabSpec, techniques: tuple[Technique, ...] = TECHNIQUES
+    spec: LabSpec,
+    techniques: tuple[Technique, ...] = TECHNIQUES,
+    *,
+    ports: PortPlan | None = None,
+    hosts: Iterable[str] | None = None,
 ) -> list[PortVerdict]:
-    """Every cell of the truth table, as schema verdicts (engine ``truth``)."""
+    """Every cell of the truth table, as schema verdicts (engine ``truth``).
+
+    By default the cells are the spec's port universe (``tcp_universe``/``udp_universe``) on
+    every host, and for ftp-bounce ``bounce_targets`` x ``bounce_ports``. With ``ports`` (a
+    scan request's port plan) the cells are exactly those ports instead — any port has a truth:
+    one with no listener and no rule is closed (RST, ICMP port-unreachable), unless the host's
+    firewall, conntrack rule or silence says otherwise — and ftp-bounce covers every host with
+    the request's TCP ports. ``hosts`` (addresses) keeps only those hosts of the spec; an
+    address that is not a spec host has no truth.
+    """
     out: list[PortVerdict] = []
-    tcp = spec.tcp_universe()
-    udp = spec.udp_universe()
+    wanted = None if hosts is None else set(hosts)
+    chosen = [h for h in spec.hosts if wanted is None or h.address in wanted]
+    tcp = spec.tcp_universe() if ports is None else ports.tcp
+    udp = spec.udp_universe() if ports is None else ports.udp
     for technique in techniques:
         if technique is T.FTP_BOUNCE:
             if spec.scan.bounce_relay is None:
                 continue
-            cells = [
-                (spec.host(n), p) for n in spec.scan.bounce_targets for p in spec.scan.bounce_ports
-            ]
+            if ports is None:
+                targets = set(spec.scan.bounce_targets)
+                cells = [
+                    (h, p) for h in chosen if h.name in targets for p in spec.scan.bounce_ports
+                ]
+            else:
+                cells = [(h, p) for h in chosen for p in tcp]
         else:
-            ports = udp if technique is T.UDP else tcp
-            cells = [(h, p) for h in spec.hosts for p in ports]
+            cells = [(h, p) for h in chosen for p in (udp if technique is T.UDP else tcp)]
         for host, port in cells:
             v = expected(host, technique, port)
             out.append(
@@ -189,8 +211,18 @@ def truth_verdicts(
     return out
 
 
-def truth_frame(spec: LabSpec, techniques: tuple[Technique, ...] = TECHNIQUES) -> pd.DataFrame:
-    """The truth table as a results-schema DataFrame, in canonical order."""
+def truth_frame(
+    spec: LabSpec,
+    techniques: tuple[Technique, ...] = TECHNIQUES,
+    *,
+    ports: PortPlan | None = None,
+    hosts: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """The truth table as a results-schema DataFrame, in canonical order (hosts by address).
+
+    ``ports`` and ``hosts`` as for ``truth_verdicts``: pass a scan request's port plan and
+    targets to get the truth of every cell that scan asks about.
+    """
     from twinscan.schema import sort_frame, to_frame
 
-    return sort_frame(to_frame(truth_verdicts(spec, techniques)))
+    return sort_frame(to_frame(truth_verdicts(spec, techniques, ports=ports, hosts=hosts)))
