@@ -1,18 +1,309 @@
 """Which addresses twinscan agrees to scan.
 
-By default only loopback (127.0.0.0/8, ::1), the lab range 198.18.0.0/16, and addresses
-assigned to this machine's (or this network namespace's) own interfaces. Anything else needs
-``--allow-external``, which states that the user is authorised to scan that network.
+By default: loopback (127.0.0.0/8, ::1), addresses assigned to this machine's (or this network
+namespace's) own interfaces, and lab addresses (198.18.0.0/16) *whose route leads into a
+twinscan lab*. Anything else needs ``--allow-external``, which states that the user is
+authorised to scan that network.
+
+198.18.0.0/16 is not special to the kernel: from the host's namespace it is routed like any
+other address (usually out through the default gateway), and fake-IP proxies (Clash, Surge, ...)
+hand out exactly that range to hostnames. So a lab address is accepted only when the route the
+kernel would use for it leads into a lab:
+
+* inside one of a lab's namespaces (``twinscan lab exec -- ...`` runs in ``P-scan``), through an
+  interface the lab created there (the scanner's bridge, a host's ``eth0``);
+* or, from any other namespace, through a veth whose peer lives in a lab's namespace.
+
+The decision (``lab_route_verdict``) is pure: it takes the address, the kernel's route for it
+(``Route``: device, gateway, namespace identity, the namespace a veth leads to) and the known
+lab namespaces (``LabNamespace``, from the lab state files ``/run/twinscan/P.json`` and the
+namespace inodes under ``/run/netns``). ``kernel_routes`` is the I/O: one ``ip -batch`` process
+for all ``ip route get`` queries, one query per group of addresses the routing table cannot
+tell apart (their /24 and the longer prefixes of routes and rules that contain them), so a /16
+costs a handful of processes, not 65536.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from collections.abc import Iterable
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from twinscan.errors import TargetError
 
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/16")
+LAB_EXEC_HINT = "scan lab hosts with `twinscan lab exec -- twinscan ...`"
+
+#: A network namespace's identity: (st_dev, st_ino) of its nsfs file.
+NsId = tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """The kernel's answer to ``ip route get ADDRESS`` in the namespace ``netns``."""
+
+    netns: NsId | None  # the namespace the lookup ran in (None: unknown)
+    dev: str | None  # output device; None: no route (unreachable, prohibit, blackhole, error)
+    gateway: str | None = None
+    kind: str = "unicast"  # route type: unicast, local, broadcast, ...
+    peer_netns: NsId | None = None  # a veth ``dev``: the namespace its peer lives in
+    error: str | None = None  # why there is no route (the kernel's or ip's message)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LabNamespace:
+    """A namespace of a running lab and the interfaces the lab created in it."""
+
+    prefix: str
+    name: str  # e.g. "ts-scan"
+    netns: NsId
+    devices: frozenset[str]  # e.g. {"tsbr"} in the scanner namespace, {"eth0"} in a host's
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    accepted: bool
+    reason: str  # why, as a clause: "the route to it leaves through eth0 via 192.0.2.1, ..."
+    in_lab: bool = False  # the lookup ran inside a lab namespace (no `lab exec` hint then)
+
+    def message(self, address: str) -> str:
+        hint = "" if self.in_lab else f"; {LAB_EXEC_HINT}"
+        return f"refusing to scan {address}: {self.reason}{hint}"
+
+
+def lab_route_verdict(address: str, route: Route, labs: Iterable[LabNamespace]) -> Verdict:
+    """Accept a lab-range address only if ``route`` leads into one of ``labs`` (pure)."""
+    labs = list(labs)
+    here = next((lab for lab in labs if route.netns is not None and lab.netns == route.netns), None)
+    if route.kind == "local":
+        return Verdict(True, "it is an address of this namespace", here is not None)
+    if route.dev is None:
+        why = f" ({route.error})" if route.error else ""
+        if here is not None:
+            return Verdict(False, f"lab {here.prefix!r} has no route to it{why}", True)
+        return Verdict(False, f"there is no route to it here{why}")
+    via = f"{route.dev} via {route.gateway}" if route.gateway else route.dev
+    if here is not None:
+        if route.dev in here.devices:
+            return Verdict(True, f"the route leads into lab {here.prefix!r} through {via}", True)
+        return Verdict(
+            False,
+            f"the route leaves lab namespace {here.name} through {via}, "
+            "an interface the lab did not create",
+            True,
+        )
+    peer = next(
+        (lab for lab in labs if route.peer_netns is not None and lab.netns == route.peer_netns),
+        None,
+    )
+    if peer is not None:
+        return Verdict(True, f"the route leads through {via} into lab namespace {peer.name}")
+    return Verdict(
+        False,
+        f"the route to it leaves through {via}, not into a twinscan lab "
+        "(outside a lab, 198.18.0.0/16 is an ordinary routed range)",
+    )
+
+
+# --- route grouping (pure) -------------------------------------------------------------------
+
+Split = ipaddress.IPv4Network
+
+
+def route_groups(
+    addresses: Iterable[str], splits: Iterable[Split]
+) -> dict[tuple[int, tuple[int, ...]], list[str]]:
+    """Group IPv4 addresses the kernel's routing cannot tell apart.
+
+    Routes and rules of prefix length <= 24 contain a whole /24 or none of it, so two addresses
+    of one /24 that lie in the same longer prefixes (``splits``: every route and rule
+    destination longer than /24, e.g. the lab's /32 sink routes) match the same routes.
+    """
+    by_24: dict[int, list[Split]] = {}
+    for net in splits:
+        if net.prefixlen > 24:
+            by_24.setdefault(int(net.network_address) >> 8, []).append(net)
+    groups: dict[tuple[int, tuple[int, ...]], list[str]] = {}
+    for address in addresses:
+        value = int(ipaddress.IPv4Address(address))
+        block = value >> 8
+        inside = by_24.get(block)
+        key = (
+            block,
+            tuple(
+                i
+                for i, n in enumerate(inside)
+                if int(n.network_address) <= value <= int(n.broadcast_address)
+            )
+            if inside
+            else (),
+        )
+        groups.setdefault(key, []).append(address)
+    return groups
+
+
+# --- I/O: the kernel's routes, the namespaces, the labs --------------------------------------
+
+
+def _ip(args: Sequence[str], stdin: str | None = None) -> str | None:
+    """stdout of ``ip ARGS`` (also when it failed part-way, as ``-force -batch`` does)."""
+    try:
+        proc = subprocess.run(
+            ["ip", *args], input=stdin, capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout
+
+
+def _json_values(text: str) -> list[Any]:
+    """Every JSON value in ``text`` (``ip -j -batch`` prints one array per command)."""
+    decoder = json.JSONDecoder()
+    out: list[Any] = []
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            return out
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return out
+        out.append(value)
+
+
+def _records(text: str | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for value in _json_values(text or ""):
+        if isinstance(value, list):
+            out.extend(v for v in value if isinstance(v, dict))
+    return out
+
+
+def _netns_id(path: str) -> NsId | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def current_netns() -> NsId | None:
+    return _netns_id("/proc/self/ns/net")
+
+
+def _splits() -> list[Split]:
+    """Destinations longer than /24 in any routing table or rule that touch the lab range."""
+    out: list[Split] = []
+    for route in _records(_ip(["-j", "-4", "route", "show", "table", "all"])):
+        dst = str(route.get("dst", "default"))
+        if dst != "default":
+            out.append(ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False))
+    for rule in _records(_ip(["-j", "-4", "rule", "show"])):
+        if "dst" in rule:
+            out.append(
+                ipaddress.IPv4Network(f"{rule['dst']}/{rule.get('dstlen', 32)}", strict=False)
+            )
+    return [n for n in out if n.prefixlen > 24 and n.overlaps(LAB_NETWORK)]
+
+
+def _peer_namespaces(devices: set[str]) -> dict[str, NsId]:
+    """For each veth among ``devices`` whose peer is in a named namespace: that namespace."""
+    if not devices:
+        return {}
+    nsids: dict[str, int] = {}
+    for link in _records(_ip(["-j", "-d", "link", "show"])):
+        name, nsid = link.get("ifname"), link.get("link_netnsid")
+        if name in devices and isinstance(nsid, int):
+            nsids[str(name)] = nsid
+    if not nsids:
+        return {}
+    names = {
+        int(r["nsid"]): str(r["name"])
+        for r in _records(_ip(["-j", "netns", "list-id"]))
+        if isinstance(r.get("nsid"), int) and "name" in r
+    }
+    out: dict[str, NsId] = {}
+    for dev, nsid in nsids.items():
+        ns = names.get(nsid)
+        ident = _netns_id(f"/run/netns/{ns}") if ns and "/" not in ns else None
+        if ident is not None:
+            out[dev] = ident
+    return out
+
+
+def kernel_routes(addresses: Sequence[str]) -> dict[str, Route]:
+    """The kernel's route for each IPv4 ``address``, asked of ``ip route get`` in one process."""
+    here = current_netns()
+    groups = route_groups(addresses, _splits())
+    probes = {members[0]: members for members in groups.values()}
+    out = _ip(["-j", "-force", "-batch", "-"], "".join(f"route get {a}\n" for a in probes))
+    if out is None:
+        missing = Route(here, None, error="cannot run iproute2's `ip` to ask for the route")
+        return dict.fromkeys(addresses, missing)
+    answers = {str(r.get("dst")): r for r in _records(out)}
+    devices = {str(r["dev"]) for r in answers.values() if "dev" in r}
+    peers = _peer_namespaces(devices - {"lo"})
+    routes: dict[str, Route] = {}
+    for probe, members in probes.items():
+        answer = answers.get(probe)
+        if answer is None or answer.get("type") in {"unreachable", "prohibit", "blackhole"}:
+            route = Route(here, None)  # ip printed no route: unreachable
+        else:
+            dev = str(answer["dev"]) if "dev" in answer else None
+            route = Route(
+                here,
+                dev,
+                gateway=str(answer["gateway"]) if "gateway" in answer else None,
+                kind=str(answer.get("type", "unicast")),
+                peer_netns=peers.get(dev) if dev else None,
+            )
+        routes.update(dict.fromkeys(members, route))
+    return routes
+
+
+def lab_namespaces(state_dir: Path | None = None) -> list[LabNamespace]:
+    """The namespaces of every lab with a state file, identified by their inode."""
+    if state_dir is None:
+        from twinscan.lab.netns import state_dir as lab_state_dir
+
+        state_dir = lab_state_dir()
+    out: list[LabNamespace] = []
+    try:
+        files = sorted(state_dir.glob("*.json"))
+    except OSError:
+        return out
+    for path in files:
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(state, dict):
+            continue
+        prefix, scanner, bridge = state.get("prefix"), state.get("scanner_ns"), state.get("bridge")
+        namespaces = state.get("namespaces")
+        if not (isinstance(prefix, str) and isinstance(namespaces, list)):
+            continue
+        for ns in namespaces:
+            if not isinstance(ns, str) or "/" in ns:
+                continue
+            ident = _netns_id(f"/run/netns/{ns}")
+            if ident is None:
+                continue
+            devices = {str(bridge)} if ns == scanner and bridge else {"eth0"}
+            out.append(LabNamespace(prefix, ns, ident, frozenset(devices)))
+    return out
+
+
+# --- the guard -------------------------------------------------------------------------------
+
+RouteLookup = Callable[[Sequence[str]], Mapping[str, Route]]
 
 
 def local_addresses() -> set[str]:
@@ -32,19 +323,48 @@ def is_local(address: str, local: set[str] | None = None) -> bool:
     return address in (local if local is not None else local_addresses())
 
 
-def check_targets(addresses: Iterable[str], *, allow_external: bool = False) -> None:
+def check_targets(
+    addresses: Iterable[str],
+    *,
+    allow_external: bool = False,
+    routes: RouteLookup | None = None,
+    labs: Sequence[LabNamespace] | None = None,
+    local: set[str] | None = None,
+) -> None:
+    """Raise ``TargetError`` for the first address twinscan must not scan.
+
+    ``routes``, ``labs`` and ``local`` replace the kernel's routes, the running labs and this
+    namespace's addresses (tests); by default they are read from the system, and only when an
+    address needs them.
+    """
     if allow_external:
         return
-    local: set[str] | None = None
+    lab_range: list[str] = []
     for address in addresses:
         ip = ipaddress.ip_address(address)
-        if ip.is_loopback or ip in LAB_NETWORK:
+        if ip.is_loopback:
             continue
         if local is None:
             local = local_addresses()
         if address in local:
             continue
+        if ip in LAB_NETWORK:
+            lab_range.append(address)
+            continue
         raise TargetError(
-            f"refusing to scan {address}: not loopback, the lab (198.18.0.0/16) or a local "
-            "address; pass --allow-external only for networks you are authorised to scan"
+            f"refusing to scan {address}: not loopback, a local address or a twinscan lab host "
+            "(198.18.0.0/16, through `twinscan lab exec --`); pass --allow-external only for "
+            "networks you are authorised to scan"
         )
+    if not lab_range:
+        return
+    found = (routes or kernel_routes)(lab_range)
+    known = lab_namespaces() if labs is None else labs
+    verdicts: dict[Route, Verdict] = {}
+    for address in lab_range:
+        route = found.get(address) or Route(None, None, error="the route lookup did not answer")
+        verdict = verdicts.get(route)
+        if verdict is None:
+            verdict = verdicts[route] = lab_route_verdict(address, route, known)
+        if not verdict.accepted:
+            raise TargetError(verdict.message(address))
