@@ -74,6 +74,7 @@ def _register() -> None:
         bench,  # noqa: F401
         compare,  # noqa: F401
         demo,  # noqa: F401
+        detect,  # noqa: F401
         diff,  # noqa: F401
         lab,  # noqa: F401
         scan,  # noqa: F401
