@@ -121,3 +121,68 @@ def test_cli_exit_codes_and_output(scans: dict[str, Path], tmp_path: Path) -> No
     assert missing.exit_code == 2
     assert "no such file" in missing.output
     assert "Traceback" not in missing.output
+
+
+# --- scans made with different techniques (issue #10) -----------------------------------------
+
+
+def _scan(technique: str, states: dict[int, str], host: str = "127.0.0.1") -> pd.DataFrame:
+    from twinscan.schema import PortVerdict, to_frame
+    from twinscan.vocab import Engine, PortState, Reason, Technique
+
+    tech = Technique(technique)
+    return to_frame(
+        PortVerdict(Engine.NATIVE, tech, host, tech.proto, p, PortState(s),
+                    Reason.SYN_ACK if s == "open" else Reason.RESET)
+        for p, s in states.items()
+    )  # fmt: skip
+
+
+def test_syn_against_connect_matches_on_host_proto_port() -> None:
+    from twinscan.diffscans import render_diff
+
+    a = _scan("syn", {22: "open", 23: "closed", 24: "closed"})
+    b = _scan("connect", {22: "open", 23: "open", 24: "closed"})
+    result = diff_frames(a, b)
+    assert result.compared == 3
+    assert result.counts() == {NEW: 0, VANISHED: 0, CHANGED: 1}
+    assert list(result.rows["technique"]) == ["syn/connect"]
+    text = render_diff(result, "a.csv", "b.xml")
+    assert "# A is a syn scan, B a connect scan: ports matched on host, proto and port" in text
+    assert "127.0.0.1 (syn scan in A, connect scan in B):" in text
+    assert text.splitlines()[-1] == "3 ports compared: 0 new, 0 vanished, 1 changed"
+
+
+def test_single_port_count_is_singular() -> None:
+    from twinscan.diffscans import render_diff
+
+    a = _scan("syn", {22: "open"})
+    text = render_diff(diff_frames(a, _scan("syn", {22: "closed"})), "a", "b")
+    assert text.splitlines()[-1] == "1 port compared: 0 new, 0 vanished, 1 changed"
+
+
+def test_several_techniques_match_by_technique_and_say_what_is_left_out() -> None:
+    a = pd.concat([_scan("syn", {22: "open"}), _scan("fin", {22: "open|filtered"})])
+    b = pd.concat([_scan("syn", {22: "open"}), _scan("udp", {53: "open"})])
+    result = diff_frames(conform(a), conform(b))
+    assert result.same and result.compared == 1
+    assert result.notes == [
+        "only A ran fin: not compared",
+        "only B ran udp: not compared",
+        "ports matched by technique: syn",
+    ]
+
+
+def test_nothing_in_common_is_refused_with_the_reason(tmp_path: Path) -> None:
+    from twinscan.errors import UsageError
+
+    a = pd.concat([_scan("syn", {22: "open"}), _scan("fin", {22: "open|filtered"})])
+    b = pd.concat([_scan("connect", {22: "open"}), _scan("udp", {53: "open"})])
+    with pytest.raises(UsageError, match="no technique in common"):
+        diff_frames(conform(a), conform(b))
+    with pytest.raises(UsageError, match="syn scan .tcp. and B a udp scan"):
+        diff_frames(_scan("syn", {22: "open"}), _scan("udp", {22: "open"}))
+    write_csv(conform(a), tmp_path / "a.csv")
+    write_csv(conform(b), tmp_path / "b.csv")
+    res = CliRunner().invoke(app, ["diff", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")])
+    assert res.exit_code == 2 and "no technique in common" in res.output

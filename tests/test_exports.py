@@ -25,7 +25,15 @@ from twinscan.exports import (
     write_nmap_xml_per_technique,
 )
 from twinscan.nmap_xml import parse_nmap_xml, read_nmap_xml_file
-from twinscan.schema import COLUMNS, PortVerdict, ScanResult, conform, sort_frame, to_frame
+from twinscan.schema import (
+    COLUMNS,
+    PortVerdict,
+    ScanMeta,
+    ScanResult,
+    conform,
+    sort_frame,
+    to_frame,
+)
 from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
@@ -261,3 +269,37 @@ def test_ndiff_of_a_real_compare_matches_the_comparator(tmp_path: Path) -> None:
     code, diffs = _ndiff_ports(tmp_path / "nmap-connect.xml", tmp_path / "native-connect.xml")
     assert {(h, p) for h, p, _, _ in diffs} == expected
     assert code == (1 if expected else 0)
+
+
+def test_xml_header_names_who_made_the_verdicts() -> None:
+    """An nmap-made result (--engine nmap -oX) says nmap, its version and its command line;
+    twinscan's own result says twinscan with the twinscan command line (issue #10)."""
+    import dataclasses
+    import datetime as dt
+
+    from twinscan import __version__
+
+    nmap_result = read_nmap_xml_file(FIXTURES / "syn.xml")
+    meta = dataclasses.replace(
+        nmap_result.meta,
+        arguments="/usr/bin/nmap -oX - 127.0.0.1 -n -Pn --reason -sS -p T:1-200",
+        engine_version="nmap 7.93",
+    )
+    text = nmap_xml_text(ScanResult(nmap_result.frame, meta))
+    root = ET.fromstring(text.split("\n", 2)[2])
+    assert root.get("scanner") == "nmap"
+    assert root.get("version") == "7.93"
+    assert root.get("args", "").startswith("/usr/bin/nmap ")
+    assert f"written by twinscan {__version__} from the verdicts of nmap 7.93" in text
+    finished = root.find("runstats/finished")
+    assert finished is not None and finished.get("summary", "").startswith("Nmap done;")
+
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    native = ScanResult(
+        nmap_result.frame.assign(engine="native"),
+        ScanMeta(Engine.NATIVE, t0, t0, "twinscan scan -sS -p 1-200 127.0.0.1",
+                 f"twinscan {__version__}", (Technique.SYN,)),
+    )  # fmt: skip
+    root = ET.fromstring(nmap_xml_text(native).split("\n", 2)[2])
+    assert (root.get("scanner"), root.get("version")) == ("twinscan", __version__)
+    assert root.get("args") == "twinscan scan -sS -p 1-200 127.0.0.1"

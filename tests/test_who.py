@@ -81,3 +81,35 @@ def test_parse_port_proto() -> None:
     assert parse_port_proto("53/UDP") == (53, (Proto.UDP,))
     with pytest.raises(UsageError):
         parse_port_proto("53/icmp")
+
+
+def test_both_protocols_are_named_in_words_when_nothing_listens() -> None:
+    with bound(socket.AF_INET, socket.SOCK_STREAM, "127.0.0.1") as port:
+        pass
+    res = CliRunner().invoke(app, ["who", str(port)])
+    assert res.exit_code == 1
+    assert res.stdout.strip() == f"nothing listens on port {port} (tcp or udp)"
+    assert "/tcp/udp" not in res.stdout
+
+
+def test_multi_line_command_line_stays_on_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    import twinscan.owners as owners
+
+    found = [
+        owners.Owner(Proto.TCP, "127.0.0.1", 8080, 41, "py\nthon", "root",
+                     "python3 -c 'import x\n\tx.serve()'\r\n--flag \x1b[31mred"),
+        owners.Owner(Proto.UDP, "::", 8080, 42, "dns", "nobody", "dnsd\n--port 8080"),
+    ]  # fmt: skip
+    monkeypatch.setattr(owners, "listeners", lambda port, protos: found)
+    res = CliRunner().invoke(app, ["who", "8080"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[1].startswith("py thon ") and lines[1].endswith(
+        "python3 -c 'import x x.serve()' --flag [31mred"
+    )
+    assert lines[2].endswith("dnsd --port 8080")
+    assert not any(ch in res.stdout for ch in "\t\r\x1b")
+    # The columns line up: every row's PID starts where the header's does.
+    col = lines[0].index("PID")
+    assert lines[1][col:].split()[0] == "41" and lines[2][col:].split()[0] == "42"

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twinscan.compare import outer_join, sort_rows
-from twinscan.errors import InputFileError
+from twinscan.errors import InputFileError, UsageError
+from twinscan.vocab import Technique
+from twinscan.wording import count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,6 +86,8 @@ def load_scan(path: str | os.PathLike[str]) -> pd.DataFrame:
 class ScanDiff:
     rows: pd.DataFrame  # DIFF_COLUMNS, only the differences
     compared: int  # ports present in either scan
+    #: How the scans were matched when it is not plain (host, proto, port, technique).
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def same(self) -> bool:
@@ -94,8 +98,64 @@ class ScanDiff:
         return {kind: int(values.get(kind, 0)) for kind in (NEW, VANISHED, CHANGED)}
 
 
+def _techniques(frame: pd.DataFrame) -> list[str]:
+    """The techniques of ``frame`` in the vocabulary's order."""
+    present = set(frame["technique"].astype(str))
+    return [t.value for t in Technique if t.value in present]
+
+
+def match_techniques(
+    a: pd.DataFrame, b: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """``a`` and ``b`` made comparable, and the notes that say how (pure).
+
+    Same single technique, or the same set: matched on (host, proto, port, technique). One
+    technique each, but different ones (a SYN scan against a connect scan): matched on
+    (host, proto, port), the technique column reads ``syn/connect``; ``UsageError`` if their
+    protocols differ. Several techniques: matched by technique, those only one scan ran are
+    left out (said in a note); ``UsageError`` when no technique is in both.
+    """
+    ta, tb = _techniques(a), _techniques(b)
+    if ta == tb or not ta or not tb:
+        return a, b, []
+    if len(ta) == 1 and len(tb) == 1:
+        one, two = Technique(ta[0]), Technique(tb[0])
+        if one.proto is not two.proto:
+            raise UsageError(
+                f"A is a {one.value} scan ({one.proto.value}) and B a {two.value} scan "
+                f"({two.proto.value}): no port is in both, nothing to compare"
+            )
+        label = f"{one.value}/{two.value}"
+        note = (
+            f"A is a {one.value} scan, B a {two.value} scan: ports matched on host, proto "
+            f"and port (technique {label})"
+        )
+        return a.assign(technique=label), b.assign(technique=label), [note]
+    common = [t for t in ta if t in tb]
+    if not common:
+        raise UsageError(
+            f"A ran {', '.join(ta)} and B ran {', '.join(tb)}: no technique in common, "
+            "nothing to compare (diff scans made with the same techniques, or one technique each)"
+        )
+    notes = []
+    for name, only in (
+        ("A", [t for t in ta if t not in tb]),
+        ("B", [t for t in tb if t not in ta]),
+    ):
+        if only:
+            notes.append(f"only {name} ran {', '.join(only)}: not compared")
+    notes.append(f"ports matched by technique: {', '.join(common)}")
+    keep_a = a[a["technique"].astype(str).isin(common)]
+    keep_b = b[b["technique"].astype(str).isin(common)]
+    return keep_a, keep_b, notes
+
+
 def diff_frames(a: pd.DataFrame, b: pd.DataFrame, *, reasons: bool = False) -> ScanDiff:
-    """New, vanished and changed ports from scan ``a`` to scan ``b`` (pure)."""
+    """New, vanished and changed ports from scan ``a`` to scan ``b`` (pure).
+
+    Scans made with different techniques are matched as ``match_techniques`` says.
+    """
+    a, b, notes = match_techniques(a, b)
     joined = outer_join(a, b, "a", "b")
     in_a, in_b = joined["a_state"].notna(), joined["b_state"].notna()
     differs = (joined["a_state"] != joined["b_state"]).fillna(False).astype(bool)
@@ -106,7 +166,7 @@ def diff_frames(a: pd.DataFrame, b: pd.DataFrame, *, reasons: bool = False) -> S
     joined.loc[in_a & ~in_b, "change"] = VANISHED
     joined.loc[in_a & in_b & differs, "change"] = CHANGED
     rows = joined[joined["change"].notna()][list(DIFF_COLUMNS)]
-    return ScanDiff(rows=sort_rows(rows).reset_index(drop=True), compared=len(joined))
+    return ScanDiff(rows=sort_rows(rows).reset_index(drop=True), compared=len(joined), notes=notes)
 
 
 def diff_files(
@@ -117,9 +177,11 @@ def diff_files(
 
 def render_diff(diff: ScanDiff, a_name: str, b_name: str) -> str:
     """ndiff-style text: ``-`` only in A, ``+`` only in B, ``~`` changed (A -> B)."""
-    lines = [f"--- {a_name}", f"+++ {b_name}"]
+    lines = [f"--- {a_name}", f"+++ {b_name}", *(f"# {note}" for note in diff.notes)]
     for (host, technique), part in diff.rows.groupby(["host", "technique"], sort=False):
-        lines.append(f"{host} ({technique} scan):")
+        one, slash, two = str(technique).partition("/")
+        scan = f"{one} scan in A, {two} scan in B" if slash else f"{technique} scan"
+        lines.append(f"{host} ({scan}):")
         for rec in part.to_dict("records"):
             spec = f"{rec['port']}/{rec['proto']}"
             if rec["change"] == NEW:
@@ -133,7 +195,7 @@ def render_diff(diff: ScanDiff, a_name: str, b_name: str) -> str:
                 )
     c = diff.counts()
     lines.append(
-        f"{diff.compared} ports compared: {c[NEW]} new, {c[VANISHED]} vanished, "
+        f"{count(diff.compared, 'port')} compared: {c[NEW]} new, {c[VANISHED]} vanished, "
         f"{c[CHANGED]} changed"
     )
     return "\n".join(lines)

@@ -136,6 +136,20 @@ def describe(sock: Socket) -> Owner:
     return Owner(sock.proto, sock.address, sock.port, sock.pid, name, user, cmdline)
 
 
+def one_line(text: str) -> str:
+    """``text`` for one table cell: control characters (newlines, tabs, escapes) become spaces
+    and runs of whitespace one space (a process may put anything in its command line)."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(printable.split())
+
+
+def nothing_listens(port: int, protos: Sequence[Proto]) -> str:
+    """``nothing listens on port 53/udp``; ``... on port 22 (tcp or udp)`` for both."""
+    if len(protos) == 1:
+        return f"nothing listens on port {port}/{protos[0].value}"
+    return f"nothing listens on port {port} ({' or '.join(p.value for p in protos)})"
+
+
 def listeners(port: int, protos: Sequence[Proto] = (Proto.TCP, Proto.UDP)) -> list[Owner]:
     """Who listens on ``port`` (any local address), one entry per socket and process."""
     sockets = local_sockets()

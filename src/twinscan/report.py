@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, NamedTuple
 from twinscan.ports import load_services
 from twinscan.schema import host_sort_key
 from twinscan.vocab import PortState
+from twinscan.wording import count, noun
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from twinscan.schema import ScanResult
 
 #: nmap folds a state into "Not shown" when more than this many ports share it.
@@ -26,6 +29,7 @@ class Row(NamedTuple):
     state: str
     reason: str
     ttl: str
+    owner: str = ""
 
 
 class _View(NamedTuple):
@@ -38,6 +42,9 @@ class _View(NamedTuple):
     state: list[str]
     reason: list[str]
     ttl: list[str]
+    #: ``pid/process`` of the local process behind an open port (``--owners``), else "";
+    #: None when the result has no owner columns.
+    owner: list[str] | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,7 +79,22 @@ def _view(result: ScanResult) -> _View:
         state=[str(v) for v in frame["state"]],
         reason=[str(v) for v in frame["reason"]],
         ttl=["" if str(v) == "<NA>" else str(v) for v in frame["reason_ttl"]],
+        owner=_owners(frame) if "pid" in frame.columns else None,
     )
+
+
+def _owners(frame: pd.DataFrame) -> list[str]:
+    """``pid/process`` per row (``?`` for what is not visible), "" where no owner is known."""
+    out = []
+    processes = frame["process"] if "process" in frame.columns else [None] * len(frame)
+    for pid, process in zip(frame["pid"].astype("object"), processes, strict=True):
+        known_pid = pid is not None and str(pid) not in ("<NA>", "nan")
+        known_name = process is not None and str(process) not in ("<NA>", "nan", "")
+        if known_pid or known_name:
+            out.append(f"{pid if known_pid else '?'}/{process if known_name else '?'}")
+        else:
+            out.append("")
+    return out
 
 
 def render_text(result: ScanResult, *, show_closed: bool = False) -> str:
@@ -91,8 +113,9 @@ def render_text(result: ScanResult, *, show_closed: bool = False) -> str:
     elapsed = result.meta.elapsed_s
     status = " (INCOMPLETE: interrupted)" if result.meta.incomplete else ""
     lines.append(
-        f"twinscan done: {hosts} IP address{'es' if hosts != 1 else ''}, {len(view.port)} port "
-        f"verdicts in {elapsed:.2f} seconds ({result.meta.engine} engine){status}"
+        f"twinscan done: {count(hosts, 'IP address', 'IP addresses')}, "
+        f"{count(len(view.port), 'port verdict')} in {elapsed:.2f} seconds "
+        f"({result.meta.engine} engine){status}"
     )
     return "\n".join(lines)
 
@@ -116,21 +139,30 @@ def _host_lines(
                 f"{n} {r}" for r, n in Counter(view.reason[i] for i in part).most_common()
             )
             protos = "/".join(sorted({view.proto[i] for i in part}))
-            out.append(f"Not shown: {len(part)} {folded} {protos} ports ({reasons})")
+            out.append(
+                f"Not shown: {len(part)} {folded} {protos} {noun(len(part), 'port')} ({reasons})"
+            )
+    owners = view.owner
     shown = sorted(
-        (Row(view.port[i], view.proto[i], state[i], view.reason[i], view.ttl[i])
+        (Row(view.port[i], view.proto[i], state[i], view.reason[i], view.ttl[i],
+             owners[i] if owners is not None else "")
          for i in idx if state[i] not in hidden),
         key=lambda r: (r.proto, r.port),
     )  # fmt: skip
     if not shown:
         out.append("All scanned ports are in the states above.")
         return out
-    table = [("PORT", "STATE", "SERVICE", "REASON")]
+    # With --owners (owner columns present), the process behind each open port, like netstat's
+    # PID/Program name.
+    with_owner = owners is not None
+    table = [("PORT", "STATE", "SERVICE", "REASON", "PID/PROCESS")]
     for row in shown:
         ttl = f" ttl {row.ttl}" if row.ttl else ""
         service = names.get((row.port, row.proto), "unknown")
-        table.append((f"{row.port}/{row.proto}", row.state, service, row.reason + ttl))
-    widths = [max(len(r[i]) for r in table) for i in range(3)]
+        table.append((f"{row.port}/{row.proto}", row.state, service, row.reason + ttl, row.owner))
+    ncols = 5 if with_owner else 4
+    widths = [max(len(r[i]) for r in table) for i in range(ncols - 1)]
     for r in table:
-        out.append(f"{r[0]:<{widths[0]}} {r[1]:<{widths[1]}} {r[2]:<{widths[2]}} {r[3]}")
+        head = " ".join(f"{r[i]:<{widths[i]}}" for i in range(ncols - 1))
+        out.append(f"{head} {r[ncols - 1]}".rstrip() if with_owner else f"{head} {r[3]}")
     return out

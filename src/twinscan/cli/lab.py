@@ -116,6 +116,7 @@ def truth_cmd(
     from twinscan.lab.truth import truth_frame
     from twinscan.outpaths import check_output_paths
     from twinscan.schema import write_csv
+    from twinscan.wording import count
 
     check_output_paths({"--csv": csv})
     frame = truth_frame(load_spec(spec))
@@ -123,7 +124,7 @@ def truth_cmd(
         write_csv(frame, sys.stdout)
     else:
         write_csv(frame, csv)
-        typer.echo(f"{len(frame)} truth rows -> {csv}", err=True)
+        typer.echo(f"{count(len(frame), 'truth row')} -> {csv}", err=True)
 
 
 @lab_app.command(

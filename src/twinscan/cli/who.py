@@ -33,26 +33,25 @@ def who(
 
     Read-only. Exit status 0 when something listens, 1 when nothing does.
     """
-    from twinscan.owners import listeners
+    from twinscan.owners import listeners, nothing_listens, one_line
 
     number, protos = parse_port_proto(port)
     found = listeners(number, protos)
-    label = "/".join(p.value for p in protos)
     if not found:
-        typer.echo(f"nothing listens on port {number}/{label}")
+        typer.echo(nothing_listens(number, protos))
         raise typer.Exit(1)
-    rows = [("COMMAND", "PID", "USER", "PROTO", "ADDRESS", "CMDLINE")]
+    rows: list[tuple[str, ...]] = [("COMMAND", "PID", "USER", "PROTO", "ADDRESS", "CMDLINE")]
     for o in found:
-        rows.append(
-            (
-                o.process or "?",
-                str(o.pid) if o.pid is not None else "?",
-                o.user or "?",
-                o.proto.value.upper(),
-                o.endpoint + (" (LISTEN)" if o.proto is Proto.TCP else ""),
-                o.cmdline or "",
-            )
+        cells = (
+            o.process or "?",
+            str(o.pid) if o.pid is not None else "?",
+            o.user or "?",
+            o.proto.value.upper(),
+            o.endpoint + (" (LISTEN)" if o.proto is Proto.TCP else ""),
+            o.cmdline or "",
         )
+        # One row per socket, whatever a process put in its name or command line.
+        rows.append(tuple(one_line(c) for c in cells))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         typer.echo(

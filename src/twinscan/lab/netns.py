@@ -493,8 +493,46 @@ def exec_in_scanner(
         raise UsageError("lab exec: no command given (usage: twinscan lab exec -- CMD ...)")
     if names.scanner_ns not in list_namespaces():
         raise LabNotUp(f"lab {names.prefix!r} is not up (run `twinscan lab up` first)")
+    problem = exec_problem(argv[0])
+    if problem is not None:
+        code, why = problem
+        print(f"twinscan lab exec: {argv[0]}: {why}", file=sys.stderr)
+        return code
     try:
         proc = subprocess.run(["ip", "netns", "exec", names.scanner_ns, *argv], timeout=timeout)
     except FileNotFoundError:
-        raise UsageError(f"lab exec: {argv[0]}: command not found") from None
+        print(f"twinscan lab exec: {argv[0]}: command not found", file=sys.stderr)
+        return EXIT_NOT_FOUND
     return proc.returncode
+
+
+#: Exit statuses of a command that could not run, as a POSIX shell gives them.
+EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = 127, 126
+
+
+def exec_problem(command: str, path: str | None = None) -> tuple[int, str] | None:
+    """Why ``command`` cannot be executed, as ``(exit status, message)`` like a shell: 127 when
+    it does not exist (or is not on ``PATH``), 126 when it exists but cannot be executed (a
+    directory, no execute permission). None: it can run.
+
+    ``ip netns exec`` keeps ``PATH`` and the file system, so the lookup here is the one it does.
+    """
+    if "/" in command:
+        target = Path(command)
+        if not target.exists():
+            return EXIT_NOT_FOUND, "No such file or directory"
+        if target.is_dir():
+            return EXIT_NOT_EXECUTABLE, "Is a directory"
+        if not os.access(target, os.X_OK):
+            return EXIT_NOT_EXECUTABLE, "Permission denied"
+        return None
+    if not command:
+        return EXIT_NOT_FOUND, "command not found"
+    if shutil.which(command, path=path) is not None:
+        return None
+    search = os.environ.get("PATH", os.defpath) if path is None else path
+    for directory in search.split(os.pathsep):
+        candidate = Path(directory or ".") / command
+        if candidate.is_file():
+            return EXIT_NOT_EXECUTABLE, "Permission denied"
+    return EXIT_NOT_FOUND, "command not found"
