@@ -188,3 +188,40 @@ def test_compare_table_fits_80_columns_without_cutting_a_header(truth: bool) -> 
     if truth:
         for head in ("acc", "scored", "truth"):
             assert re.search(rf"(^|\s){head}(\s|$)", text, re.M), head
+
+
+@pytest.mark.lab
+def test_truth_beyond_the_universe_matches_the_live_lab(lab) -> None:  # type: ignore[no-untyped-def]
+    """Ports outside the spec's universe (101-300 on plain and acl) read as the truth says."""
+    import io
+    import sys
+
+    from twinscan.schema import read_csv
+
+    hosts = [lab.address("plain"), lab.address("acl")]
+    out = lab.run(
+        [
+            sys.executable,
+            "-m",
+            "twinscan",
+            "scan",
+            "-sS",
+            "-T4",
+            "-p",
+            "95-300,8080",
+            *hosts,
+            "--csv",
+            "-",
+        ]
+    )
+    assert out.returncode == 0, out.stderr
+    scan = read_csv(io.StringIO(out.stdout))
+    request = ScanRequest(targets=tuple(hosts), ports=PortPlan((*range(95, 301), 8080), ()),
+                          techniques=(T.SYN,))  # fmt: skip
+    truth = lab_truth(request, str(lab.spec_path))
+    got = {(str(h), int(p)): str(s) for h, p, s in zip(scan["host"], scan["port"], scan["state"],
+                                                       strict=True)}  # fmt: skip
+    want = {(str(h), int(p)): str(s) for h, p, s in zip(truth["host"], truth["port"],
+                                                        truth["state"], strict=True)}  # fmt: skip
+    assert len(want) == 2 * 207
+    assert got == want
