@@ -63,6 +63,21 @@ class Comparison:
     rows: pd.DataFrame
     summary: pd.DataFrame
     timings: dict[tuple[Engine, Technique], float] = dataclasses.field(default_factory=dict)
+    #: Ctrl-C (or SIGTERM) stopped the run: only techniques both engines finished are here.
+    interrupted: bool = False
+    #: the requested techniques left out because the run was interrupted.
+    not_compared: tuple[Technique, ...] = ()
+
+    @property
+    def interruption_note(self) -> str | None:
+        """One line saying the run was interrupted and what it covers (None: it was not)."""
+        if not self.interrupted:
+            return None
+        left = ", ".join(t.value for t in self.not_compared)
+        if self.rows.empty:
+            return "interrupted: nothing could be compared (no technique finished on both engines)"
+        done = ", ".join(str(t) for t in self.summary["technique"])
+        return f"interrupted: compared {done} only" + (f"; not compared: {left}" if left else "")
 
     @property
     def has_truth(self) -> bool:

@@ -28,7 +28,15 @@ from xml.etree import ElementTree as ET
 
 from twinscan.errors import InputFileError, UsageError
 from twinscan.portspec import format_port_list
-from twinscan.schema import COLUMNS, OWNER_COLUMNS, ScanMeta, ScanResult, conform
+from twinscan.schema import (
+    COLUMNS,
+    OWNER_COLUMNS,
+    ScanMeta,
+    ScanResult,
+    conform,
+    incomplete_note,
+    mark_incomplete,
+)
 from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
 
 if TYPE_CHECKING:
@@ -84,16 +92,34 @@ def jsonl_records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
         yield {c: _json_value(c, v) for c, v in zip(columns, values, strict=True)}
 
 
+#: The key of the last line of an incomplete scan's JSON lines (a marker, not a row).
+INCOMPLETE_KEY = "twinscan_incomplete"
+
+
+def incomplete_marker(rows: int, reason: str = "interrupted") -> dict[str, Any]:
+    """The marker object that ends an incomplete scan's JSON lines."""
+    return {INCOMPLETE_KEY: True, "reason": reason, "rows": rows, "note": incomplete_note(rows)}
+
+
 def write_jsonl(result: ScanResult | pd.DataFrame, dest: Dest) -> None:
-    """One JSON object per verdict row (``schema.COLUMNS`` keys), one per line."""
+    """One JSON object per verdict row (``schema.COLUMNS`` keys), one per line.
+
+    An incomplete result (interrupted) ends with one more line, ``incomplete_marker``:
+    ``{"twinscan_incomplete": true, "reason": "interrupted", ...}``."""
     frame = result.frame if isinstance(result, ScanResult) else result
+    incomplete = isinstance(result, ScanResult) and result.meta.incomplete
     with _text_out(dest) as out:
         for record in jsonl_records(frame):
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if incomplete:
+            out.write(json.dumps(incomplete_marker(len(frame)), ensure_ascii=False) + "\n")
 
 
 def read_jsonl(source: str | os.PathLike[str] | IO[str]) -> pd.DataFrame:
-    """Read twinscan JSON lines back into a schema frame (lossless round trip)."""
+    """Read twinscan JSON lines back into a schema frame (lossless round trip).
+
+    The incomplete-scan marker (``INCOMPLETE_KEY``) is not a row: it sets
+    ``frame.attrs[schema.INCOMPLETE_ATTR]`` and issues a ``schema.IncompleteScanWarning``."""
     import pandas as pd
 
     name = os.fspath(source) if isinstance(source, str | os.PathLike) else "<stream>"
@@ -107,6 +133,7 @@ def read_jsonl(source: str | os.PathLike[str] | IO[str]) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(name, f"cannot read: {exc}") from None
     records: list[dict[str, Any]] = []
+    note: str | None = None
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -116,13 +143,20 @@ def read_jsonl(source: str | os.PathLike[str] | IO[str]) -> pd.DataFrame:
             raise InputFileError(name, f"line {lineno}: not JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise InputFileError(name, f"line {lineno}: expected a JSON object per line")
+        if record.get(INCOMPLETE_KEY) is True:
+            reason = str(record.get("reason") or "interrupted")
+            note = str(record.get("note") or incomplete_note(len(records), reason))
+            continue
         records.append(record)
     columns = list(COLUMNS) + [c for c in OWNER_COLUMNS if any(c in r for r in records)]
     raw = pd.DataFrame.from_records(records, columns=columns)
     try:
-        return conform(raw)
+        frame = conform(raw)
     except (ValueError, TypeError, KeyError) as exc:
         raise InputFileError(name, f"not twinscan JSON lines: {exc}") from None
+    if note is not None:
+        mark_incomplete(frame, note, name)
+    return frame
 
 
 # --- nmap XML -----------------------------------------------------------------------------

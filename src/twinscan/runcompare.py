@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from twinscan import interrupt
 from twinscan.compare import Comparison, compare
 from twinscan.errors import ScanFailed, UsageError
 from twinscan.progress import NoProgress, Progress
@@ -78,32 +79,67 @@ def run_compare(
 
     With ``xml_dir``, both sides are saved per technique as ``nmap-<technique>.xml`` (nmap's
     own output) and ``native-<technique>.xml`` (twinscan's export), ready for ``ndiff``.
+
+    Ctrl-C (SIGINT) or SIGTERM stops it at once: the running stage returns what it has (the
+    native engine) or is killed (nmap), no further stage starts, and only the techniques both
+    engines finished are compared; the comparison says ``interrupted`` and which techniques
+    were left out (``Comparison.interruption_note``). A native run that was cut short is still
+    saved to ``xml_dir``, marked incomplete as the scan's own XML is.
     """
-    from twinscan.schema import combine
+    from twinscan.schema import combine, empty_frame
 
     progress = progress or NoProgress()
-    native_results: list[ScanResult] = []
-    nmap_results: list[ScanResult] = []
-    timings: dict[tuple[Engine, Technique], float] = {}
+    finished: list[tuple[Technique, ScanResult, ScanResult, float, float]] = []
     if xml_dir is not None:
         xml_dir.mkdir(parents=True, exist_ok=True)
-    for technique in request.techniques:
-        t0 = clock()
-        mine = native(request, technique, progress)
-        t1 = clock()
-        theirs = nmap(request, technique, progress)
-        t2 = clock()
-        timings[(Engine.NATIVE, technique)] = t1 - t0
-        timings[(Engine.NMAP, technique)] = t2 - t1
-        native_results.append(mine)
-        nmap_results.append(theirs.result)
-        if xml_dir is not None:
-            from twinscan.exports import write_nmap_xml
-
-            (xml_dir / f"nmap-{technique.value}.xml").write_bytes(theirs.xml)
-            write_nmap_xml(mine, xml_dir / f"native-{technique.value}.xml")
-    if not native_results:
+    if not request.techniques:
         raise UsageError("no techniques to compare")
-    native_frame = combine(native_results).frame
-    nmap_frame = combine(nmap_results).frame
-    return compare(native_frame, nmap_frame, truth=truth, timings=timings)
+    interrupt.clear()
+    interrupted = False
+    with interrupt.terminate_as_interrupt():
+        try:
+            for technique in request.techniques:
+                t0 = clock()
+                mine = native(request, technique, progress)
+                t1 = clock()
+                if mine.meta.incomplete or interrupt.requested():
+                    interrupted = True
+                    _save_native_xml(xml_dir, technique, mine)
+                    break
+                theirs = nmap(request, technique, progress)
+                t2 = clock()
+                finished.append((technique, mine, theirs.result, t1 - t0, t2 - t1))
+                if xml_dir is not None:
+                    (xml_dir / f"nmap-{technique.value}.xml").write_bytes(theirs.xml)
+                    _save_native_xml(xml_dir, technique, mine)
+                if interrupt.requested():
+                    interrupted = len(finished) < len(request.techniques)
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        with interrupt.deferred():
+            timings: dict[tuple[Engine, Technique], float] = {}
+            for technique, _mine, _theirs, native_s, nmap_s in finished:
+                timings[(Engine.NATIVE, technique)] = native_s
+                timings[(Engine.NMAP, technique)] = nmap_s
+            if finished:
+                native_frame = combine([f[1] for f in finished]).frame
+                nmap_frame = combine([f[2] for f in finished]).frame
+            else:
+                native_frame = nmap_frame = empty_frame()
+            if truth is not None and interrupted:
+                done = {f[0].value for f in finished}
+                truth = truth[truth["technique"].astype(str).isin(done)]
+            result = compare(native_frame, nmap_frame, truth=truth, timings=timings)
+    if interrupted:
+        compared = {f[0] for f in finished}
+        result.interrupted = True
+        result.not_compared = tuple(t for t in request.techniques if t not in compared)
+    return result
+
+
+def _save_native_xml(xml_dir: Path | None, technique: Technique, result: ScanResult) -> None:
+    if xml_dir is not None:
+        from twinscan.exports import write_nmap_xml
+
+        write_nmap_xml(result, xml_dir / f"native-{technique.value}.xml")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -401,12 +403,64 @@ def sort_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop(columns=["_e", "_t", "_h", "_p"]).reset_index(drop=True)
 
 
+#: The first characters of the comment line that ends the CSV of an incomplete scan.
+INCOMPLETE_PREFIX = "# twinscan: incomplete scan"
+#: ``frame.attrs`` key the readers set (to the marker's text) for an incomplete scan's file.
+INCOMPLETE_ATTR = "twinscan_incomplete"
+
+
+class IncompleteScanWarning(UserWarning):
+    """A saved scan that says it is incomplete (interrupted): ports may be missing from it."""
+
+
+def incomplete_note(rows: int, reason: str = "interrupted") -> str:
+    """The text of the incomplete-scan mark (CSV comment, JSON lines marker, warnings)."""
+    verdicts = "1 port verdict" if rows == 1 else f"{rows} port verdicts"
+    return f"incomplete scan ({reason}): {verdicts}; ports without a row were not scanned"
+
+
 def read_csv(path_or_buf: Any) -> pd.DataFrame:
-    """Read a twinscan CSV back into a schema frame (lossless round trip)."""
+    """Read a twinscan CSV back into a schema frame (lossless round trip).
+
+    Lines starting with ``#`` are comments. The incomplete-scan mark an interrupted scan's CSV
+    ends with sets ``frame.attrs[INCOMPLETE_ATTR]`` and issues an ``IncompleteScanWarning``.
+    """
+    import io
+
     import pandas as pd
 
-    raw = pd.read_csv(path_or_buf, dtype=str, keep_default_na=False, na_values=[""])
-    return conform(raw)
+    if isinstance(path_or_buf, (str, bytes)) or hasattr(path_or_buf, "__fspath__"):
+        with open(path_or_buf, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+        name = os.fsdecode(path_or_buf)
+    else:
+        text = path_or_buf.read()
+        name = getattr(path_or_buf, "name", "<stream>")
+    note: str | None = None
+    if "#" in text:
+        kept: list[str] = []
+        for line in text.splitlines(keepends=True):
+            if not line.startswith("#"):
+                kept.append(line)
+            elif line.startswith(INCOMPLETE_PREFIX):
+                note = line[len("# twinscan: ") :].strip()
+        text = "".join(kept)
+    raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    frame = conform(raw)
+    if note is not None:
+        mark_incomplete(frame, note, name)
+    return frame
+
+
+def mark_incomplete(frame: pd.DataFrame, note: str, source: str) -> None:
+    """Record on a frame read from ``source`` that it is incomplete, and warn."""
+    frame.attrs[INCOMPLETE_ATTR] = note
+    warnings.warn(f"{source}: {note}", IncompleteScanWarning, stacklevel=3)
+
+
+def is_incomplete(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` was read from a file marked incomplete."""
+    return INCOMPLETE_ATTR in frame.attrs
 
 
 def write_csv(frame: pd.DataFrame, path_or_buf: Any) -> None:
@@ -415,12 +469,22 @@ def write_csv(frame: pd.DataFrame, path_or_buf: Any) -> None:
 
 def write_result_csv(result: ScanResult, path_or_buf: Any) -> None:
     """``write_csv`` of ``result.frame``, byte for byte, without building the frame when the
-    result still holds its columns (no pandas import on a plain ``scan --csv``)."""
+    result still holds its columns (no pandas import on a plain ``scan --csv``).
+
+    An incomplete result (interrupted) gets one more line, a ``#`` comment that says so
+    (``read_csv`` skips it and marks the frame)."""
     columns = result.unbuilt_columns
     if columns is None:
-        write_csv(result.frame, path_or_buf)
-        return
-    text = ",".join(COLUMNS) + "\n" + columns.csv_text()
+        if not result.meta.incomplete:
+            write_csv(result.frame, path_or_buf)
+            return
+        text = result.frame.to_csv(index=False)
+        rows = len(result.frame)
+    else:
+        text = ",".join(COLUMNS) + "\n" + columns.csv_text()
+        rows = len(columns)
+    if result.meta.incomplete:
+        text += f"# twinscan: {incomplete_note(rows)}\n"
     if isinstance(path_or_buf, (str, bytes)) or hasattr(path_or_buf, "__fspath__"):
         with open(path_or_buf, "w", newline="") as f:
             f.write(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -26,9 +27,17 @@ def diff(
     """Compare two saved scans like nmap's ndiff. Exit status: 0 same, 1 different, 2 bad input."""
     from twinscan.diffscans import diff_files, render_diff
     from twinscan.outpaths import check_output_paths
+    from twinscan.schema import IncompleteScanWarning
 
     check_output_paths({"--csv": csv})
-    result = diff_files(a, b, reasons=reasons)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IncompleteScanWarning)
+        result = diff_files(a, b, reasons=reasons)
+    for w in caught:  # an interrupted scan's file: one line each, the diff goes on
+        if issubclass(w.category, IncompleteScanWarning):
+            typer.echo(f"twinscan: warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     to_stdout = csv is not None and str(csv) == "-"
     typer.echo(render_diff(result, str(a), str(b)), err=to_stdout)
     if csv is not None:

@@ -1,4 +1,7 @@
-"""A rich progress bar on stderr, only on a terminal and only once a scan passes one second."""
+"""A rich progress bar on stderr, only on a terminal and only once a scan passes one second.
+
+A stage of unknown length (``start(..., 0)``: nmap in ``compare``) pulses and shows its
+elapsed time, so the screen is never blank while it runs."""
 
 from __future__ import annotations
 
@@ -15,12 +18,20 @@ class _RichProgress:
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,
@@ -33,7 +44,8 @@ class _RichProgress:
         self._started_at = time.monotonic()
         if self._task is not None:
             self._bar.remove_task(self._task)  # type: ignore[arg-type]
-        self._task = self._bar.add_task(description, total=total)
+        # total 0: an unknown amount (nmap): a pulsing bar, "0/?" and the elapsed time.
+        self._task = self._bar.add_task(description, total=total or None)
 
     def advance(self, n: int = 1) -> None:
         if self._task is None:

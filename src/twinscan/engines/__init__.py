@@ -6,10 +6,12 @@ one technique's verdicts in the results schema (one row per target and port).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from twinscan import interrupt
 from twinscan.progress import NoProgress, Progress
 from twinscan.vocab import Engine, Technique
 
@@ -41,12 +43,60 @@ def runner(engine: Engine, technique: Technique) -> Runner:
 def run_scan(
     request: ScanRequest, engine: Engine, *, progress: Progress | None = None
 ) -> ScanResult:
-    """Run every technique of ``request`` through ``engine``, one after the other."""
+    """Run every technique of ``request`` through ``engine``, one after the other.
+
+    Ctrl-C (SIGINT) or SIGTERM stops the scan: the technique that was running returns the
+    verdicts it has, no further technique starts, and the result is marked incomplete (a
+    technique stopped before it had any verdict contributes none).
+    """
     from twinscan.schema import combine
 
+    interrupt.clear()
     results: list[ScanResult] = []
-    for tech in request.techniques:
-        results.append(runner(engine, tech)(request, tech, progress=progress or NoProgress()))
-        if results[-1].meta.incomplete:
-            break  # Ctrl-C: keep what finished, run nothing more
-    return combine(results)
+    stopped = False
+    with interrupt.terminate_as_interrupt():
+        for tech in request.techniques:
+            try:
+                results.append(
+                    runner(engine, tech)(request, tech, progress=progress or NoProgress())
+                )
+            except KeyboardInterrupt:
+                results.append(empty_result(request, engine, tech))
+            if results[-1].meta.incomplete or interrupt.requested():
+                stopped = True
+                break  # keep what finished, run nothing more
+        with interrupt.deferred():
+            combined = combine(results)
+            if stopped and len(results) < len(request.techniques) and not combined.meta.incomplete:
+                combined.meta = dataclasses.replace(combined.meta, incomplete=True)
+    return combined
+
+
+def empty_result(request: ScanRequest, engine: Engine, technique: Technique) -> ScanResult:
+    """No verdicts for ``technique``: what a scan stopped before its first one gives back."""
+    import datetime as dt
+
+    from twinscan import __version__
+    from twinscan.schema import ResultColumns, ScanMeta, ScanResult
+
+    now = dt.datetime.now(dt.UTC)
+    version = f"twinscan {__version__}" if engine is Engine.NATIVE else "nmap"
+    meta = ScanMeta(
+        engine=engine,
+        start=now,
+        end=now,
+        arguments=" ".join(request.argv),
+        engine_version=version,
+        techniques=(technique,),
+        incomplete=True,
+    )
+    columns = ResultColumns(
+        engine=engine,
+        technique=technique,
+        proto=technique.proto,
+        host=[],
+        port=[],
+        state=[],
+        reason=[],
+    )
+    return ScanResult(columns=columns, meta=meta)

@@ -26,6 +26,7 @@ import struct
 import time
 from collections.abc import Callable
 
+from twinscan import interrupt
 from twinscan.connect_plan import ConnectPlan, ProbeKey
 from twinscan.errors import ScanFailed
 from twinscan.progress import Progress
@@ -104,13 +105,20 @@ def scan(
     keys = probe_order(request, technique, rng or random.Random())
     n = shard_count(request.timing, len(keys)) if workers is None else max(workers, 1)
     budget = raise_nofile_limit()
-    progress.start("connect scan", len(keys))
-    try:
-        if n == 1:
+    if n == 1:
+        progress.start("connect scan", len(keys))
+        try:
             rows, incomplete = scan_shard(keys, request.timing, budget, clock, progress)
-        else:
-            from twinscan.engines.forked import run_forked
+        finally:
+            progress.finish()
+        return build_result(request, technique, rows, started=started, incomplete=incomplete)
+    from twinscan.engines.forked import run_forked
 
+    # A stop signal is passed on to the workers, and none may raise here while their verdicts
+    # become the result (``twinscan.interrupt``).
+    with interrupt.deferred():
+        progress.start("connect scan", len(keys))
+        try:
             timing = shard_timing(request.timing, n)
             parts = [keys[i::n] for i in range(n)]
             results = run_forked(
@@ -120,11 +128,11 @@ def scan(
                 stall_timeout_s=max(60.0, 3 * request.timing.max_rtt_timeout_ms / 1000),
                 meanwhile=_prefetch,
             )
-            rows = [r for shard, _ in results for r in shard]
-            incomplete = any(flag for _, flag in results)
-    finally:
-        progress.finish()
-    return build_result(request, technique, rows, started=started, incomplete=incomplete)
+        finally:
+            progress.finish()
+        rows = [r for shard, _ in results for r in shard]
+        incomplete = any(flag for _, flag in results)
+        return build_result(request, technique, rows, started=started, incomplete=incomplete)
 
 
 def shard_count(timing: Timing, probes: int) -> int:

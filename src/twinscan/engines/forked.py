@@ -3,10 +3,18 @@
 A Python connect loop spends most of its time in per-socket syscalls and interpreter overhead, so
 one process cannot keep up with nmap on a 65535-port loopback scan; two workers on two cores can.
 Each worker runs ``work(part, progress)`` and sends back, over a pipe, progress counts while it
-runs and its pickled result at the end. The parent relays progress (and a Ctrl-C: the workers
-then send what they have), optionally does other work meanwhile (``meanwhile``: e.g. import pandas for the result frame), and collects results in shard
-order. A worker that goes quiet for ``stall_timeout_s`` is killed (by its own pid) and the scan
-fails; every worker is reaped before this returns.
+runs and its pickled result at the end. The parent relays progress, optionally does other work
+meanwhile (``meanwhile``: e.g. load the service names for the report), and collects results in
+shard order. A worker that goes quiet for ``stall_timeout_s`` is killed (by its own pid) and the
+scan fails; every worker is reaped before this returns.
+
+Stopping early (``twinscan.interrupt``): while the workers run, SIGINT and SIGTERM never raise
+in the parent; it passes a stop on to every live worker (a signal sent to the parent alone, as
+``kill`` or ``timeout`` may do) and keeps collecting. A worker defers them too, whether they
+come from the parent or straight from the terminal (Ctrl-C signals the whole foreground process
+group, so a worker may be told twice): the stop surfaces as one ``KeyboardInterrupt`` raised by
+its progress's ``advance``, inside the engine loop, which returns the verdicts it has. A worker
+that has not answered ``STOP_GRACE_S`` after the stop is killed and the scan fails.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from twinscan import interrupt
 from twinscan.errors import ScanFailed, TwinscanError
 from twinscan.progress import Progress
 
@@ -30,15 +39,23 @@ _HEADER = struct.Struct("!cI")
 _PROGRESS, _RESULT, _ERROR = b"P", b"R", b"E"
 #: a worker sends progress at most this often (and at least this often while busy).
 _FLUSH_S = 0.05
+#: how long workers get to send back what they have once told to stop.
+STOP_GRACE_S = 10.0
 
 
 class PipeProgress:
-    """The ``Progress`` a worker sees: counts go to the parent in small batched messages."""
+    """The ``Progress`` a worker sees: counts go to the parent in small batched messages.
+
+    Also where a stop request surfaces in the worker: the first ``advance`` after SIGINT or
+    SIGTERM raises ``KeyboardInterrupt`` (once), so the engine loop that reports progress is
+    the one that catches it.
+    """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._pending = 0
         self._last = 0.0
+        self._stopped = False
 
     def start(self, description: str, total: int) -> None:
         pass
@@ -48,6 +65,10 @@ class PipeProgress:
         now = time.monotonic()
         if now - self._last >= _FLUSH_S:
             self.flush(now)
+        if not self._stopped and interrupt.requested():
+            self._stopped = True
+            self.flush(now)
+            raise KeyboardInterrupt
 
     def flush(self, now: float | None = None) -> None:
         _send(self._fd, _PROGRESS, struct.pack("!I", self._pending))
@@ -77,6 +98,7 @@ class _Inbox(Generic[R]):
         self.has_result = False
         self.eof = False
         self.last_heard = time.monotonic()
+        self.stop_deadline: float | None = None
 
     def feed(self, data: bytes, progress: Progress) -> None:
         self.last_heard = time.monotonic()
@@ -109,28 +131,29 @@ def run_forked(
     stall_timeout_s: float = 60.0,
     meanwhile: Callable[[], object] | None = None,
 ) -> list[R]:
-    """``[work(part, progress) for part in parts]``, each in its own forked process."""
+    """``[work(part, progress) for part in parts]``, each in its own forked process.
+
+    A stop signal meanwhile is passed on to the workers; their results then say what they
+    finished (``interrupt.requested()`` tells the caller a stop was asked for)."""
     inboxes: list[_Inbox[R]] = []
-    try:
-        for part in parts:
-            read_fd, write_fd = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - runs in the child, which never returns
-                os.close(read_fd)
-                _child(part, work, write_fd)
-            os.close(write_fd)
-            inboxes.append(_Inbox(pid, read_fd))
-        interrupted = False
-        if meanwhile is not None:
-            try:
+    with interrupt.deferred(lambda signum: _interrupt(inboxes)):
+        try:
+            for part in parts:
+                read_fd, write_fd = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - runs in the child, which never returns
+                    os.close(read_fd)
+                    _child(part, work, write_fd)
+                os.close(write_fd)
+                inboxes.append(_Inbox(pid, read_fd))
+            if interrupt.requested():
+                _interrupt(inboxes)  # a stop while forking: tell the workers forked before it
+            if meanwhile is not None:
                 meanwhile()
-            except KeyboardInterrupt:
-                interrupted = True
-                _interrupt(inboxes, stall_timeout_s)
-        _collect(inboxes, progress, stall_timeout_s, interrupted=interrupted)
-    finally:
-        for box in inboxes:
-            _reap(box)
+            _collect(inboxes, progress, stall_timeout_s)
+        finally:
+            for box in inboxes:
+                _reap(box)
     results: list[R] = []
     for box in inboxes:
         if box.error is not None:
@@ -144,6 +167,7 @@ def run_forked(
 def _child(part: P, work: Callable[[P, Progress], R], fd: int) -> None:  # pragma: no cover
     code = 0
     try:
+        interrupt.enter_worker()
         pipe_progress = PipeProgress(fd)
         result = work(part, pipe_progress)
         pipe_progress.flush()
@@ -162,38 +186,36 @@ def _child(part: P, work: Callable[[P, Progress], R], fd: int) -> None:  # pragm
         os._exit(code)
 
 
-def _interrupt(inboxes: list[_Inbox[R]], stall_timeout_s: float) -> None:
-    """Pass a Ctrl-C on to the live workers and give them a few seconds to send what they have."""
+def _interrupt(inboxes: list[_Inbox[R]]) -> None:
+    """Pass a stop on to the live workers (runs in the signal handler; safe to repeat)."""
+    deadline = time.monotonic() + STOP_GRACE_S
     for box in inboxes:
         if not box.eof:
             _signal(box, signal.SIGINT)
-            box.last_heard = min(box.last_heard, time.monotonic() - stall_timeout_s + 5.0)
+            if box.stop_deadline is None:
+                box.stop_deadline = deadline
 
 
-def _collect(
-    inboxes: list[_Inbox[R]], progress: Progress, stall_timeout_s: float, *, interrupted: bool
-) -> None:
-    while True:
+def _collect(inboxes: list[_Inbox[R]], progress: Progress, stall_timeout_s: float) -> None:
+    for _ in range(1 << 40):  # bounded by the stall and stop deadlines below
         live = [b for b in inboxes if not b.eof]
         if not live:
             break
-        try:
-            readable, _, _ = select.select([b.fd for b in live], [], [], 1.0)
-        except KeyboardInterrupt:
-            # A terminal's Ctrl-C reaches the workers too; a signal to us alone is passed on.
-            if not interrupted:
-                _interrupt(live, stall_timeout_s)
-            interrupted = True
-            continue
+        readable, _, _ = select.select([b.fd for b in live], [], [], 0.25)
+        now = time.monotonic()
         for box in live:
             if box.fd in readable:
                 box.feed(os.read(box.fd, 1 << 16), progress)
-            elif time.monotonic() - box.last_heard > stall_timeout_s:
-                _signal(box, signal.SIGKILL)
-                box.eof = True
-                box.error = ScanFailed(
-                    f"scan worker {box.pid} sent nothing for {stall_timeout_s:.0f} s; stopped it"
-                )
+            elif box.stop_deadline is not None and now > box.stop_deadline:
+                _stop(box, f"scan worker {box.pid} did not stop within {STOP_GRACE_S:.0f} s")
+            elif now - box.last_heard > stall_timeout_s:
+                _stop(box, f"scan worker {box.pid} sent nothing for {stall_timeout_s:.0f} s")
+
+
+def _stop(box: _Inbox[R], why: str) -> None:
+    _signal(box, signal.SIGKILL)
+    box.eof = True
+    box.error = ScanFailed(f"{why}; stopped it")
 
 
 def _signal(box: _Inbox[R], signum: int) -> None:

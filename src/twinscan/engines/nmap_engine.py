@@ -5,7 +5,8 @@ from the validated ``ScanRequest`` by the pure ``nmap_arguments``: every element
 typed field (an enum letter, an int, a checked IP address, a formatted port list), so there is
 no free-form string through which ``-iL``, ``-oN``, ``--script`` or an extra target could be
 smuggled. nmap's raw XML goes through ``twinscan.nmap_xml.parse_nmap_xml`` (extraports
-expanded), never through python-nmap's dict, which drops folded ports.
+expanded), never through python-nmap's dict, which drops folded ports. The scan waits in a helper
+thread so that Ctrl-C stops it at once: the nmap process is killed, none is left behind.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import dataclasses
 import ipaddress
 import shlex
 import shutil
-from typing import TYPE_CHECKING
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from twinscan import interrupt
 from twinscan.errors import EnvironmentProblem, ScanFailed, TargetError
 from twinscan.portspec import format_port_list
 from twinscan.progress import NoProgress, Progress
@@ -135,10 +140,12 @@ def run_nmap(
         scanner = nmap.PortScanner(nmap_search_path=(nmap_path,))
     except nmap.PortScannerError as exc:
         raise EnvironmentProblem(f"{INSTALL_HINT} ({_first_line(exc)})") from None
-    total = request.probes(technique)
-    progress.start(f"nmap -s{technique.letter}", total)
+    progress.start(f"nmap -s{technique.letter}", 0)  # 0: nmap tells no count; elapsed time
     try:
-        scanner.scan(
+        _scan_interruptibly(
+            scanner,
+            command,
+            progress,
             hosts=" ".join(targets),
             ports=None,
             arguments=shlex.join(options),
@@ -156,7 +163,6 @@ def run_nmap(
         # mid-run leaves XML without it. Our own reader below reports what is wrong.
         pass
     finally:
-        progress.advance(total)
         progress.finish()
     raw = scanner.get_nmap_last_output()
     xml = raw if isinstance(raw, bytes) else str(raw).encode()
@@ -169,6 +175,61 @@ def run_nmap(
     meta = dataclasses.replace(parsed.meta, arguments=shlex.join(command), techniques=(technique,))
     result = type(parsed)(frame=parsed.frame, meta=meta)
     return NmapRun(result=result, xml=xml, command=tuple(command))
+
+
+#: how often the wait for nmap wakes up to show it is alive (progress heartbeat).
+_HEARTBEAT_S = 0.25
+#: how long nmap gets to exit after SIGKILL before the wait gives up on it.
+_KILL_WAIT_S = 10.0
+
+
+def _scan_interruptibly(
+    scanner: Any, command: Sequence[str], progress: Progress, **scan_args: object
+) -> None:
+    """``scanner.scan(**scan_args)`` in a helper thread, so the main thread stays free to show
+    progress and to take Ctrl-C (SIGINT, or SIGTERM under ``interrupt.terminate_as_interrupt``).
+
+    On ``KeyboardInterrupt`` the nmap process python-nmap started (``command``, a child of this
+    process) is killed and reaped before the interrupt goes on: no nmap is left behind.
+    """
+    outcome: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            scanner.scan(**scan_args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=target, name="nmap", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(_HEARTBEAT_S)
+            progress.advance(0)
+    except KeyboardInterrupt:
+        with interrupt.deferred():  # a second Ctrl-C must not leave nmap running
+            _kill_nmap(command, worker)
+        raise
+    if outcome:
+        raise outcome[0]
+
+
+def _kill_nmap(command: Sequence[str], worker: threading.Thread) -> None:
+    """Kill the nmap child running ``command`` until the thread waiting for it is done (the
+    thread may still be about to start it). Only this process's own children are touched."""
+    import psutil
+
+    me = psutil.Process()
+    deadline = time.monotonic() + _KILL_WAIT_S
+    wanted = list(command)
+    while worker.is_alive() and time.monotonic() < deadline:
+        for child in me.children():
+            try:
+                if child.cmdline() == wanted:
+                    child.kill()
+            except psutil.Error:
+                pass
+        worker.join(0.05)
 
 
 def scan(

@@ -10,6 +10,7 @@ it) and a large receive buffer. Works on loopback and over veth links alike.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import datetime as dt
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twinscan import __version__
+from twinscan import __version__, interrupt
 from twinscan.errors import EnvironmentProblem, ScanFailed, UsageError
 from twinscan.packets import IPPROTO_UDP, MalformedReply, ProbeBuilder, parse_reply
 from twinscan.progress import NoProgress, Progress
@@ -374,8 +375,6 @@ def scan(
 ) -> ScanResult:
     """Run one raw technique over the request's targets and ports."""
     progress = progress or NoProgress()
-    from twinscan.schema import ResultColumns, ScanMeta, ScanResult
-
     if not technique.raw or technique is Technique.CONNECT:
         raise UsageError(f"the raw engine does not do {technique.value} scans")
     for target in request.targets:
@@ -384,6 +383,18 @@ def scan(
                 f"{target}: the native raw engine scans IPv4 only; use -sT or --engine nmap"
             )
     start = dt.datetime.now(dt.UTC)
+    # Forked workers: a stop signal is passed on to them, and none may raise here while their
+    # verdicts become the result (``twinscan.interrupt``). In process, the loop catches it.
+    forked = shard_count(request, technique) > 0
+    with interrupt.deferred() if forked else contextlib.nullcontext():
+        return _scan(request, technique, progress, start)
+
+
+def _scan(
+    request: ScanRequest, technique: Technique, progress: Progress, start: dt.datetime
+) -> ScanResult:
+    from twinscan.schema import ResultColumns, ScanMeta, ScanResult
+
     cols, incomplete = _scan_columns(request, technique, progress)
     end = dt.datetime.now(dt.UTC)
     meta = ScanMeta(
@@ -553,9 +564,8 @@ def run(
                 _handle_tcp(receiver, session, builders, request.targets, clock())
             _handle(net.drain(icmp_only=receiver is not None), session, builders, clock())
             session.expire(clock())
-            if session.finished > reported:
-                progress.advance(session.finished - reported)
-                reported = session.finished
+            progress.advance(session.finished - reported)  # 0 is a heartbeat
+            reported = session.finished
             if session.done:
                 break
             now = clock()
