@@ -193,28 +193,31 @@ def _scan_interruptibly(
     process) is killed and reaped before the interrupt goes on: no nmap is left behind.
     """
     outcome: list[BaseException] = []
+    # An Event, not Thread.join/is_alive: a KeyboardInterrupt inside join() leaves the thread
+    # looking finished on Python 3.11 while nmap still runs.
+    done = threading.Event()
 
     def target() -> None:
         try:
             scanner.scan(**scan_args)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             outcome.append(exc)
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=target, name="nmap", daemon=True)
-    worker.start()
+    threading.Thread(target=target, name="nmap", daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(_HEARTBEAT_S)
+        while not done.wait(_HEARTBEAT_S):
             progress.advance(0)
     except KeyboardInterrupt:
         with interrupt.deferred():  # a second Ctrl-C must not leave nmap running
-            _kill_nmap(command, worker)
+            _kill_nmap(command, done)
         raise
     if outcome:
         raise outcome[0]
 
 
-def _kill_nmap(command: Sequence[str], worker: threading.Thread) -> None:
+def _kill_nmap(command: Sequence[str], done: threading.Event) -> None:
     """Kill the nmap child running ``command`` until the thread waiting for it is done (the
     thread may still be about to start it). Only this process's own children are touched."""
     import psutil
@@ -222,14 +225,14 @@ def _kill_nmap(command: Sequence[str], worker: threading.Thread) -> None:
     me = psutil.Process()
     deadline = time.monotonic() + _KILL_WAIT_S
     wanted = list(command)
-    while worker.is_alive() and time.monotonic() < deadline:
+    while not done.is_set() and time.monotonic() < deadline:
         for child in me.children():
             try:
                 if child.cmdline() == wanted:
                     child.kill()
             except psutil.Error:
                 pass
-        worker.join(0.05)
+        done.wait(0.05)
 
 
 def scan(
