@@ -73,5 +73,8 @@ def compare(
         console.print(f"HTML report: {html}")
     if xml_dir is not None:
         console.print(f"XML per engine and technique: {xml_dir}/")
+    if result.interrupted:
+        typer.echo(f"twinscan: {result.interruption_note}", err=True)
+        raise typer.Exit(130)
     if not result.all_agree:
         raise typer.Exit(1)
