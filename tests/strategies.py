@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from twinscan.schema import PortVerdict
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.schema import PortVerdict
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
 
 #: Any verdict the results schema can hold.
 verdicts = st.builds(

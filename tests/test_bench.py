@@ -20,8 +20,8 @@ from twinscan.bench.plan import (
     catalog,
     schedule,
 )
+from twinscan.core.vocab import Technique
 from twinscan.lab import load_spec
-from twinscan.vocab import Technique
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_SPEC = REPO / "fixtures" / "labs" / "bench.toml"

@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from twinscan import rules
 from twinscan.cli import app
+from twinscan.core import rules
+from twinscan.core.errors import ScanFailed, TargetError
+from twinscan.core.progress import NoProgress
+from twinscan.core.vocab import PortState, Technique
 from twinscan.engines import bounce
-from twinscan.errors import ScanFailed, TargetError
-from twinscan.progress import NoProgress
-from twinscan.request import BounceRelay
-from twinscan.scanspec import build_request
-from twinscan.vocab import PortState, Technique
+from twinscan.request.build import build_request
+from twinscan.request.model import BounceRelay
 
 pyftpdlib = pytest.importorskip("pyftpdlib")
 pytestmark = pytest.mark.filterwarnings("ignore:The (asyncore|asynchat) module:DeprecationWarning")

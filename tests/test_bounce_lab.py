@@ -16,11 +16,11 @@ import sys
 
 import pytest
 
+from twinscan.core.schema import read_csv
+from twinscan.core.vocab import Technique
+from twinscan.formats.nmap_xml import parse_nmap_xml
 from twinscan.lab.verify import compare, nmap_argv
-from twinscan.nmap_xml import parse_nmap_xml
-from twinscan.portspec import format_port_list
-from twinscan.schema import read_csv
-from twinscan.vocab import Technique
+from twinscan.request.portspec import format_port_list
 
 pytestmark = [
     pytest.mark.lab,

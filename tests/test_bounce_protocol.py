@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinscan import rules
-from twinscan.ftp_bounce_protocol import (
+from twinscan.core import rules
+from twinscan.core.vocab import PortState, Reason, Technique
+from twinscan.protocol.ftp_bounce import (
     ABOR_TIMEOUT_S,
     LIST_FINAL_TIMEOUT_S,
     LIST_TIMEOUT_S,
@@ -23,7 +24,6 @@ from twinscan.ftp_bounce_protocol import (
     SharedQueue,
     port_command,
 )
-from twinscan.vocab import PortState, Reason, Technique
 
 SCANNER = "127.0.0.1"
 TARGET = "198.18.0.10"

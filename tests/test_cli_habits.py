@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from twinscan.cli.options import nmap_only_hint
-from twinscan.errors import TargetError, UsageError
-from twinscan.outpaths import check_output_paths
-from twinscan.targets import expand_targets, read_target_file
-from twinscan.timing import parse_level
+from twinscan.core.errors import TargetError, UsageError
+from twinscan.core.timing import parse_level
+from twinscan.formats.outpaths import check_output_paths
+from twinscan.request.targets import expand_targets, read_target_file
 
 TWINSCAN = [sys.executable, "-m", "twinscan"]
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twinscan.compare import (
+from twinscan.compare.align import (
     MISSING,
     ROW_COLUMNS,
     SUMMARY_COLUMNS,
@@ -19,13 +19,13 @@ from twinscan.compare import (
     confusion,
     state_pairs,
 )
+from twinscan.compare.run import run_compare
+from twinscan.core.schema import PortVerdict, ScanMeta, ScanResult, to_frame
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
 from twinscan.engines.nmap_engine import NmapRun
-from twinscan.nmap_xml import parse_nmap_xml, read_nmap_xml_file
-from twinscan.ports import PortPlan
-from twinscan.request import ScanRequest
-from twinscan.runcompare import run_compare
-from twinscan.schema import PortVerdict, ScanMeta, ScanResult, to_frame
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.formats.nmap_xml import parse_nmap_xml, read_nmap_xml_file
+from twinscan.request.model import ScanRequest
+from twinscan.request.ports import PortPlan
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
 
@@ -269,7 +269,7 @@ def test_runner_alternates_engines_and_times_each(tmp_path: Path) -> None:
         calls.append(f"nmap-{tech}")
         now[0] += 4.0
         res = _result(Engine.NMAP, tech, dict.fromkeys(req.ports_for(tech), PortState.CLOSED))
-        from twinscan.exports import nmap_xml_text
+        from twinscan.formats.exports import nmap_xml_text
 
         return NmapRun(res, nmap_xml_text(res).encode(), ("nmap",))
 
@@ -286,8 +286,8 @@ def test_runner_alternates_engines_and_times_each(tmp_path: Path) -> None:
 
 
 def test_runner_rejects_lab_truth_for_non_lab_targets() -> None:
-    from twinscan.errors import UsageError
-    from twinscan.runcompare import lab_truth
+    from twinscan.compare.run import lab_truth
+    from twinscan.core.errors import UsageError
 
     request = ScanRequest(
         targets=("127.0.0.1",), ports=PortPlan((1,), ()), techniques=(Technique.SYN,)
@@ -297,8 +297,8 @@ def test_runner_rejects_lab_truth_for_non_lab_targets() -> None:
 
 
 def test_lab_truth_is_restricted_to_the_targets() -> None:
+    from twinscan.compare.run import lab_truth
     from twinscan.lab import load_spec
-    from twinscan.runcompare import lab_truth
 
     spec = load_spec()
     plain = spec.host("plain").address
@@ -316,7 +316,7 @@ def test_lab_truth_is_restricted_to_the_targets() -> None:
 
 
 def _fake_engines(monkeypatch: pytest.MonkeyPatch, nmap_state: PortState) -> None:
-    import twinscan.runcompare as rc
+    import twinscan.compare.run as rc
 
     real = rc.run_compare
 

@@ -19,13 +19,13 @@ import pytest
 from typer.testing import CliRunner
 
 from twinscan.cli import app
+from twinscan.core.progress import NoProgress
+from twinscan.core.schema import COLUMNS, read_csv
+from twinscan.core.vocab import Engine, IanaRange, Technique
 from twinscan.engines import connect
-from twinscan.nmap_xml import parse_nmap_xml
-from twinscan.progress import NoProgress
-from twinscan.request import ScanRequest
-from twinscan.scanspec import build_request
-from twinscan.schema import COLUMNS, read_csv
-from twinscan.vocab import Engine, IanaRange, Technique
+from twinscan.formats.nmap_xml import parse_nmap_xml
+from twinscan.request.build import build_request
+from twinscan.request.model import ScanRequest
 
 
 @contextlib.contextmanager

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from twinscan.core.errors import ScanFailed, TargetError
+from twinscan.core.progress import Progress
 from twinscan.engines.forked import run_forked
-from twinscan.errors import ScanFailed, TargetError
-from twinscan.progress import Progress
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 

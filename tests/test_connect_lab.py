@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
+from twinscan.core.schema import read_csv
+from twinscan.core.vocab import Technique
 from twinscan.lab.verify import compare
-from twinscan.portspec import format_port_list
-from twinscan.schema import read_csv
-from twinscan.vocab import Technique
+from twinscan.request.portspec import format_port_list
 
 pytestmark = pytest.mark.lab
 

@@ -8,15 +8,15 @@ import errno
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twinscan import rules
-from twinscan.connect_plan import (
+from twinscan.core import rules
+from twinscan.core.timing import INITIAL_CWND, resolve
+from twinscan.core.vocab import PortState, Reason, Technique
+from twinscan.protocol.connect_plan import (
     CONNECT_MAX_CWND,
     CongestionWindow,
     ConnectPlan,
     RttEstimator,
 )
-from twinscan.timing import INITIAL_CWND, resolve
-from twinscan.vocab import PortState, Reason, Technique
 
 T3 = resolve(3)
 T4 = resolve(4)

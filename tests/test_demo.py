@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from twinscan import demo
-from twinscan.errors import ScanFailed
-from twinscan.lab import load_spec
-from twinscan.portspec import parse_port_list
-from twinscan.vocab import Technique
+from twinscan.core.errors import ScanFailed
+from twinscan.core.vocab import Technique
+from twinscan.lab import demo, load_spec
+from twinscan.request.portspec import parse_port_list
 
 
 def _option(argv: tuple[str, ...], name: str) -> str:

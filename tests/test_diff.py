@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from twinscan.cli import app
-from twinscan.diffscans import CHANGED, NEW, VANISHED, diff_files, diff_frames, sniff_format
-from twinscan.errors import InputFileError
-from twinscan.exports import write_jsonl, write_nmap_xml
-from twinscan.nmap_xml import read_nmap_xml_file
-from twinscan.schema import ScanResult, conform, write_csv
+from twinscan.compare.diff import CHANGED, NEW, VANISHED, diff_files, diff_frames, sniff_format
+from twinscan.core.errors import InputFileError
+from twinscan.core.schema import ScanResult, conform, write_csv
+from twinscan.formats.exports import write_jsonl, write_nmap_xml
+from twinscan.formats.nmap_xml import read_nmap_xml_file
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
 
@@ -127,8 +127,8 @@ def test_cli_exit_codes_and_output(scans: dict[str, Path], tmp_path: Path) -> No
 
 
 def _scan(technique: str, states: dict[int, str], host: str = "127.0.0.1") -> pd.DataFrame:
-    from twinscan.schema import PortVerdict, to_frame
-    from twinscan.vocab import Engine, PortState, Reason, Technique
+    from twinscan.core.schema import PortVerdict, to_frame
+    from twinscan.core.vocab import Engine, PortState, Reason, Technique
 
     tech = Technique(technique)
     return to_frame(
@@ -139,7 +139,7 @@ def _scan(technique: str, states: dict[int, str], host: str = "127.0.0.1") -> pd
 
 
 def test_syn_against_connect_matches_on_host_proto_port() -> None:
-    from twinscan.diffscans import render_diff
+    from twinscan.compare.diff import render_diff
 
     a = _scan("syn", {22: "open", 23: "closed", 24: "closed"})
     b = _scan("connect", {22: "open", 23: "open", 24: "closed"})
@@ -154,7 +154,7 @@ def test_syn_against_connect_matches_on_host_proto_port() -> None:
 
 
 def test_single_port_count_is_singular() -> None:
-    from twinscan.diffscans import render_diff
+    from twinscan.compare.diff import render_diff
 
     a = _scan("syn", {22: "open"})
     text = render_diff(diff_frames(a, _scan("syn", {22: "closed"})), "a", "b")
@@ -174,7 +174,7 @@ def test_several_techniques_match_by_technique_and_say_what_is_left_out() -> Non
 
 
 def test_nothing_in_common_is_refused_with_the_reason(tmp_path: Path) -> None:
-    from twinscan.errors import UsageError
+    from twinscan.core.errors import UsageError
 
     a = pd.concat([_scan("syn", {22: "open"}), _scan("fin", {22: "open|filtered"})])
     b = pd.concat([_scan("connect", {22: "open"}), _scan("udp", {53: "open"})])

@@ -14,18 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strategies import verdicts
-from twinscan.compare import compare
-from twinscan.errors import InputFileError, UsageError
-from twinscan.exports import (
-    MAX_PER_STATE,
-    nmap_xml_text,
-    read_jsonl,
-    write_jsonl,
-    write_nmap_xml,
-    write_nmap_xml_per_technique,
-)
-from twinscan.nmap_xml import parse_nmap_xml, read_nmap_xml_file
-from twinscan.schema import (
+from twinscan.compare.align import compare
+from twinscan.core.errors import InputFileError, UsageError
+from twinscan.core.schema import (
     COLUMNS,
     PortVerdict,
     ScanMeta,
@@ -34,7 +25,16 @@ from twinscan.schema import (
     sort_frame,
     to_frame,
 )
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.formats.exports import (
+    MAX_PER_STATE,
+    nmap_xml_text,
+    read_jsonl,
+    write_jsonl,
+    write_nmap_xml,
+    write_nmap_xml_per_technique,
+)
+from twinscan.formats.nmap_xml import parse_nmap_xml, read_nmap_xml_file
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.xml"))
@@ -80,7 +80,7 @@ def test_read_jsonl_rejects_bad_input(tmp_path: Path, text: str, problem: str) -
 
 
 def test_csv_header_is_the_documented_column_order() -> None:
-    from twinscan.schema import read_csv, write_csv
+    from twinscan.core.schema import read_csv, write_csv
 
     frame = read_nmap_xml_file(FIXTURES / "syn_udp.xml").frame
     buf = io.StringIO()
@@ -116,7 +116,7 @@ def test_folding_matches_nmap(fixture: Path) -> None:
 def _result(rows: list[PortVerdict]) -> ScanResult:
     import datetime as dt
 
-    from twinscan.schema import ScanMeta
+    from twinscan.core.schema import ScanMeta
 
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     return ScanResult(to_frame(rows), ScanMeta(Engine.NATIVE, t, t, "twinscan test", "0"))
@@ -242,10 +242,10 @@ def test_ndiff_of_a_real_compare_matches_the_comparator(tmp_path: Path) -> None:
     """Real scan on loopback: twinscan's connect engine vs nmap -sT, both saved as XML."""
     import socket
 
-    from twinscan.ports import PortPlan
-    from twinscan.request import ScanRequest
-    from twinscan.runcompare import run_compare
-    from twinscan.timing import resolve
+    from twinscan.compare.run import run_compare
+    from twinscan.core.timing import resolve
+    from twinscan.request.model import ScanRequest
+    from twinscan.request.ports import PortPlan
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twinscan.schema import PortVerdict, category_code, frame_from_columns, to_frame
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.schema import PortVerdict, category_code, frame_from_columns, to_frame
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
 
 verdict_rows = st.lists(
     st.tuples(

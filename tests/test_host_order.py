@@ -10,18 +10,11 @@ from xml.etree import ElementTree as ET
 
 import pandas as pd
 
-from twinscan.compare import compare
-from twinscan.diffscans import diff_frames, render_diff
-from twinscan.engines.native_result import build_result, row
-from twinscan.exports import nmap_xml_text, write_jsonl
-from twinscan.html_report import render_html
-from twinscan.lab.spec import parse_spec
-from twinscan.lab.truth import truth_frame
-from twinscan.ports import PortPlan
-from twinscan.report import render_text
-from twinscan.request import ScanRequest
-from twinscan.rules import Verdict
-from twinscan.schema import (
+from twinscan.compare.align import compare
+from twinscan.compare.diff import diff_frames, render_diff
+from twinscan.compare.render_html import render_html
+from twinscan.core.rules import Verdict
+from twinscan.core.schema import (
     PortVerdict,
     ScanMeta,
     ScanResult,
@@ -30,7 +23,14 @@ from twinscan.schema import (
     to_frame,
     write_csv,
 )
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.engines.native_result import build_result, row
+from twinscan.formats.exports import nmap_xml_text, write_jsonl
+from twinscan.formats.text_report import render_text
+from twinscan.lab.spec import parse_spec
+from twinscan.lab.truth import truth_frame
+from twinscan.request.model import ScanRequest
+from twinscan.request.ports import PortPlan
 
 #: Given in text order (the bug) and in address order (the fix).
 TEXT_ORDER = ["127.0.0.1", "127.0.0.10", "127.0.0.11", "127.0.0.2", "::1"]
@@ -96,7 +96,7 @@ def test_xml_export() -> None:
 def test_compare_rows_text_and_html() -> None:
     from rich.console import Console
 
-    from twinscan.compare_text import print_comparison
+    from twinscan.compare.render_text import print_comparison
 
     comparison = compare(_frame(), _frame(Engine.NMAP, PortState.CLOSED))
     assert list(comparison.rows["host"]) == ADDRESS_ORDER
@@ -134,7 +134,7 @@ def test_lab_truth() -> None:
 
 
 def test_raw_engine_merged_columns() -> None:
-    from twinscan.session import VerdictColumns, merge_columns
+    from twinscan.protocol.raw_session import VerdictColumns, merge_columns
 
     def part(hosts: list[str]) -> VerdictColumns:
         n = len(hosts)

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from twinscan.compare import Comparison, compare, confusion
-from twinscan.html_report import render_html, write_html
-from twinscan.nmap_xml import read_nmap_xml_file
-from twinscan.schema import conform
-from twinscan.vocab import Engine, Technique
+from twinscan.compare.align import Comparison, compare, confusion
+from twinscan.compare.render_html import render_html, write_html
+from twinscan.core.schema import conform
+from twinscan.core.vocab import Engine, Technique
+from twinscan.formats.nmap_xml import read_nmap_xml_file
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -23,10 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from twinscan.engines.forked import run_forked
-from twinscan.exports import read_jsonl, write_jsonl
-from twinscan.progress import Progress
-from twinscan.schema import (
+from twinscan.core.progress import Progress
+from twinscan.core.schema import (
     INCOMPLETE_ATTR,
     IncompleteScanWarning,
     ResultColumns,
@@ -36,6 +34,8 @@ from twinscan.schema import (
     read_csv,
     write_result_csv,
 )
+from twinscan.engines.forked import run_forked
+from twinscan.formats.exports import read_jsonl, write_jsonl
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX signals and fork")
 
@@ -209,10 +209,10 @@ def test_sigint_keeps_the_finished_syn_verdicts(tmp_path: Path, group: bool) -> 
 _DRIVER = textwrap.dedent(
     """
     import json, sys
-    from twinscan.progress import NoProgress
-    from twinscan.runcompare import run_compare
-    from twinscan.scanspec import build_request
-    from twinscan.vocab import Technique
+    from twinscan.core.progress import NoProgress
+    from twinscan.compare.run import run_compare
+    from twinscan.request.build import build_request
+    from twinscan.core.vocab import Technique
 
     request = build_request(
         targets=["127.0.0.1"], techniques=[Technique.CONNECT], ports=sys.argv[1],
@@ -338,7 +338,7 @@ def _until_stopped(part: int, progress: Progress) -> tuple[int, bool]:
 
 
 def test_run_forked_passes_a_stop_to_the_workers_and_returns_what_they_have() -> None:
-    from twinscan import interrupt
+    from twinscan.engines import interrupt
 
     interrupt.clear()
     t0 = time.monotonic()
@@ -360,8 +360,8 @@ def test_run_forked_passes_a_stop_to_the_workers_and_returns_what_they_have() ->
 def _result(incomplete: bool) -> ScanResult:
     import datetime as dt
 
-    from twinscan.schema import category_code
-    from twinscan.vocab import Engine, Proto, Technique
+    from twinscan.core.schema import category_code
+    from twinscan.core.vocab import Engine, Proto, Technique
 
     now = dt.datetime.now(dt.UTC)
     columns = ResultColumns(

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from conftest import lab_unavailable
 from twinscan.cli import app
+from twinscan.core.schema import read_csv
 from twinscan.lab import load_spec
 from twinscan.lab.truth import truth_frame
-from twinscan.schema import read_csv
 
 runner = CliRunner()
 needs_root = pytest.mark.skipif(lab_unavailable() is not None, reason=str(lab_unavailable()))

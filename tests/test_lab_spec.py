@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from twinscan.errors import InputFileError, UsageError
+from twinscan.core.errors import InputFileError, UsageError
+from twinscan.core.vocab import Proto
 from twinscan.lab.spec import (
     Action,
     Conntrack,
@@ -17,7 +18,6 @@ from twinscan.lab.spec import (
     locate,
     parse_spec,
 )
-from twinscan.vocab import Proto
 
 REPO = Path(__file__).resolve().parents[1]
 

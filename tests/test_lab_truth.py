@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twinscan.core.rules import LEGAL_STATES
+from twinscan.core.schema import COLUMNS
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
 from twinscan.lab.spec import Action, Conntrack, Host, LabSpec, Rule, ScanPlan, UdpKind, parse_spec
 from twinscan.lab.truth import TECHNIQUES, expected, truth_frame, truth_verdicts
-from twinscan.rules import LEGAL_STATES
-from twinscan.schema import COLUMNS
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
 
 S, R, T = PortState, Reason, Technique
 

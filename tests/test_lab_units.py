@@ -6,13 +6,13 @@ import struct
 
 import pytest
 
-from twinscan.errors import UsageError
+from twinscan.core.errors import UsageError
+from twinscan.core.vocab import PortState, Reason, Technique
 from twinscan.lab import load_spec, parse_spec
 from twinscan.lab.netns import Names, nft_ruleset, resolve_prefix, services_config
 from twinscan.lab.services import dns_reply, ntp_reply
 from twinscan.lab.truth import truth_frame
 from twinscan.lab.verify import compare, known_nmap_error, nmap_argv
-from twinscan.vocab import PortState, Reason, Technique
 
 S, R, T = PortState, Reason, Technique
 

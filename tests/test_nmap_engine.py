@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twinscan.core.errors import EnvironmentProblem, ScanFailed, TargetError
+from twinscan.core.timing import resolve
+from twinscan.core.vocab import Engine, Technique
 from twinscan.engines import nmap_engine
 from twinscan.engines.nmap_engine import nmap_arguments, nmap_command, run_nmap
-from twinscan.errors import EnvironmentProblem, ScanFailed, TargetError
-from twinscan.ports import PortPlan
-from twinscan.request import BounceRelay, ScanRequest
-from twinscan.timing import resolve
-from twinscan.vocab import Engine, Technique
+from twinscan.request.model import BounceRelay, ScanRequest
+from twinscan.request.ports import PortPlan
 
 needs_nmap = pytest.mark.skipif(shutil.which("nmap") is None, reason="nmap not installed")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="raw nmap scans need root")
@@ -108,7 +108,7 @@ def test_argv_never_carries_targets_or_output_options(
     assert not any(a.startswith(FORBIDDEN_PREFIXES) for a in args)
     assert "127.0.0.1" not in args
     ports = args[args.index("-p") + 1]
-    from twinscan.portspec import parse_port_list
+    from twinscan.request.portspec import parse_port_list
 
     assert parse_port_list(ports[2:]) == list(req.ports_for(technique))
     assert ("-r" in args) is (not randomize)

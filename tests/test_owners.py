@@ -10,9 +10,9 @@ import psutil
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinscan.owners import Socket, add_owners, listeners, match
-from twinscan.schema import OWNER_COLUMNS, PortVerdict, to_frame
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.schema import OWNER_COLUMNS, PortVerdict, to_frame
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.local.owners import Socket, add_owners, listeners, match
 
 TCP, UDP = Proto.TCP, Proto.UDP
 

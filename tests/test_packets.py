@@ -6,17 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twinscan import rules
+from twinscan.core import rules
+from twinscan.core.rules import IcmpReply, TcpReply, UdpReply
+from twinscan.core.vocab import Technique
 from twinscan.engines.raw import bpf_dport_filter, bpf_icmp_filter, bpf_run
-from twinscan.packets import (
+from twinscan.protocol.packets import (
     PROBE_FLAGS,
     MalformedReply,
     ProbeBuilder,
     internet_checksum,
     parse_reply,
 )
-from twinscan.rules import IcmpReply, TcpReply, UdpReply
-from twinscan.vocab import Technique
 
 SECRET = b"0123456789abcdef"
 SRC, DST, SPORT = "127.0.0.1", "198.18.0.2", 40123

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
+from twinscan.core.schema import read_csv
+from twinscan.core.vocab import PortState, Technique
 from twinscan.lab.verify import compare
-from twinscan.portspec import format_port_list
-from twinscan.schema import read_csv
-from twinscan.vocab import PortState, Technique
+from twinscan.request.portspec import format_port_list
 
 pytestmark = pytest.mark.lab
 

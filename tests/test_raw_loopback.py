@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from twinscan.errors import EnvironmentProblem
-from twinscan.ports import PortPlan
-from twinscan.request import ScanRequest
-from twinscan.timing import resolve
-from twinscan.vocab import PortState, Technique
+from twinscan.core.errors import EnvironmentProblem
+from twinscan.core.timing import resolve
+from twinscan.core.vocab import PortState, Technique
+from twinscan.request.model import ScanRequest
+from twinscan.request.ports import PortPlan
 
 T = Technique
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root")

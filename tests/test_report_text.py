@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from twinscan.owners import Socket, add_owners
-from twinscan.report import render_text
-from twinscan.schema import PortVerdict, ScanMeta, ScanResult, to_frame
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.schema import PortVerdict, ScanMeta, ScanResult, to_frame
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.formats.text_report import render_text
+from twinscan.local.owners import Socket, add_owners
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

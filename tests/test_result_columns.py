@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twinscan.report import render_text
-from twinscan.schema import (
+from twinscan.core.schema import (
     ResultColumns,
     ScanMeta,
     ScanResult,
@@ -20,7 +19,8 @@ from twinscan.schema import (
     write_csv,
     write_result_csv,
 )
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.formats.text_report import render_text
 
 META = ScanMeta(
     Engine.NATIVE, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, 0, 0, 2, tzinfo=dt.UTC),
@@ -87,9 +87,9 @@ def test_frame_is_built_once_on_demand_and_can_be_replaced() -> None:
 def test_csv_path_does_not_import_pandas(tmp_path) -> None:  # type: ignore[no-untyped-def]
     code = (
         "import sys, datetime as dt\n"
-        "from twinscan.schema import ResultColumns, ScanMeta, ScanResult, write_result_csv\n"
-        "from twinscan.report import render_text\n"
-        "from twinscan.vocab import Engine, Proto, Technique\n"
+        "from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult, write_result_csv\n"
+        "from twinscan.formats.text_report import render_text\n"
+        "from twinscan.core.vocab import Engine, Proto, Technique\n"
         "c = ResultColumns(Engine.NATIVE, Technique.SYN, Proto.TCP, ['127.0.0.1'], [22], [0], [2])\n"
         "now = dt.datetime.now(dt.UTC)\n"
         "r = ScanResult(columns=c, meta=ScanMeta(Engine.NATIVE, now, now, '', ''))\n"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinscan import rules
-from twinscan.rules import (
+from twinscan.core import rules
+from twinscan.core.rules import (
     BounceOutcome,
     ConnectOutcome,
     IcmpReply,
@@ -22,7 +22,7 @@ from twinscan.rules import (
     classify_all,
     merge,
 )
-from twinscan.vocab import PortState, Reason, Technique
+from twinscan.core.vocab import PortState, Reason, Technique
 
 RULES_CSV = Path(__file__).parent.parent / "fixtures" / "verdict_rules.csv"
 FLAG_BITS = {

@@ -31,9 +31,9 @@ from pathlib import Path
 import pytest
 
 from conftest import lab_unavailable
-from twinscan import safety
-from twinscan.errors import TargetError
-from twinscan.safety import (
+from twinscan.core.errors import TargetError
+from twinscan.request import safety
+from twinscan.request.safety import (
     LabNamespace,
     Route,
     check_targets,
@@ -308,7 +308,7 @@ def test_loopback_still_scans_where_the_lab_range_goes_elsewhere(netns_prefix: s
 
 
 GUARD = (
-    "import sys; from twinscan.safety import check_targets; from twinscan.errors import "
+    "import sys; from twinscan.request.safety import check_targets; from twinscan.core.errors import "
     "TargetError\ntry:\n check_targets(sys.argv[1:])\nexcept TargetError as e:\n "
     "print(e); sys.exit(2)\nprint('accepted')"
 )

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strategies import verdicts
-from twinscan.schema import COLUMNS, PortVerdict, conform, read_csv, to_frame, write_csv
-from twinscan.vocab import Engine, IanaRange, PortState, Proto, Reason, Technique
+from twinscan.core.schema import COLUMNS, PortVerdict, conform, read_csv, to_frame, write_csv
+from twinscan.core.vocab import Engine, IanaRange, PortState, Proto, Reason, Technique
 
 
 @settings(max_examples=60, deadline=None)

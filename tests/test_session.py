@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twinscan import rules
-from twinscan.rules import IcmpReply, Reply, TcpReply, UdpReply
-from twinscan.schema import host_sort_key
-from twinscan.session import CANARIES, ScanSession
-from twinscan.timing import resolve
-from twinscan.vocab import PortState, Reason, Technique
+from twinscan.core import rules
+from twinscan.core.rules import IcmpReply, Reply, TcpReply, UdpReply
+from twinscan.core.schema import host_sort_key
+from twinscan.core.timing import resolve
+from twinscan.core.vocab import PortState, Reason, Technique
+from twinscan.protocol.raw_session import CANARIES, ScanSession
 
 SYNACK = TcpReply(rules.SYN | rules.ACK)
 RST = TcpReply(rules.RST | rules.ACK)
@@ -356,7 +356,7 @@ def test_columns_are_sorted_by_host_then_port_and_match_verdicts() -> None:
 
 
 def test_merge_columns_equals_one_session_over_all_ports() -> None:
-    from twinscan.session import merge_columns
+    from twinscan.protocol.raw_session import merge_columns
 
     net = FakeNet({22: SYNACK, 24: None, 25: ADMIN}, default=RST, rtt=0.0)
     hosts = ["198.18.0.20", "198.18.0.3"]

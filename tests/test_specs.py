@@ -6,15 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinscan.errors import TargetError, UsageError
-from twinscan.ports import ServiceEntry, parse_ports, top_ports
-from twinscan.portspec import format_port_list, parse_port_list
-from twinscan.request import BounceRelay
-from twinscan.safety import check_targets
-from twinscan.scanspec import parse_duration_ms
-from twinscan.targets import expand_targets
-from twinscan.timing import TEMPLATES, resolve
-from twinscan.vocab import Proto
+from twinscan.core.errors import TargetError, UsageError
+from twinscan.core.timing import TEMPLATES, resolve
+from twinscan.core.vocab import Proto
+from twinscan.request.build import parse_duration_ms
+from twinscan.request.model import BounceRelay
+from twinscan.request.ports import ServiceEntry, parse_ports, top_ports
+from twinscan.request.portspec import format_port_list, parse_port_list
+from twinscan.request.safety import check_targets
+from twinscan.request.targets import expand_targets
 
 
 def no_dns(name: str) -> list[str]:
@@ -124,8 +124,8 @@ def test_bounce_relay() -> None:
 
 
 def test_bounce_flag_adds_or_is_the_bounce_scan() -> None:
-    from twinscan.scanspec import build_request
-    from twinscan.vocab import Technique
+    from twinscan.core.vocab import Technique
+    from twinscan.request.build import build_request
 
     both = build_request(
         targets=["127.0.0.1"], techniques=[Technique.CONNECT], ports="21", bounce="127.0.0.1:2121"

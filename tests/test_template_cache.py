@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twinscan import template_cache
-from twinscan.packets import PROBE_FLAGS, build_template
-from twinscan.udp_payloads import load_payloads
-from twinscan.vocab import Technique
+from twinscan.core.vocab import Technique
+from twinscan.engines import template_cache
+from twinscan.protocol.packets import PROBE_FLAGS, build_template
+from twinscan.protocol.udp_payloads import load_payloads
 
 TECHNIQUES = sorted(PROBE_FLAGS, key=str) + [Technique.UDP]
 
@@ -75,7 +75,7 @@ def test_unwritable_cache_still_builds(tmp_path: Path, monkeypatch: pytest.Monke
 def test_warm_cache_scan_setup_does_not_import_scapy(cache: Path) -> None:
     template_cache.cached_template(Technique.SYN, "127.0.0.1", 1)  # warm
     code = (
-        "import sys; from twinscan import template_cache as c; from twinscan.vocab import Technique;"
+        "import sys; from twinscan.engines import template_cache as c; from twinscan.core.vocab import Technique;"
         "c.cached_template(Technique.SYN, '127.0.0.1', 9); print('scapy' in sys.modules)"
     )
     out = subprocess.run(

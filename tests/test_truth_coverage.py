@@ -12,17 +12,17 @@ import re
 import pytest
 from rich.console import Console
 
-from twinscan.compare import compare, describe_truth_gaps
-from twinscan.compare_text import print_comparison
+from twinscan.compare.align import compare, describe_truth_gaps
+from twinscan.compare.render_html import render_html
+from twinscan.compare.render_text import print_comparison
+from twinscan.compare.run import lab_truth, run_compare
+from twinscan.core.schema import PortVerdict, ScanMeta, ScanResult, to_frame
+from twinscan.core.vocab import Engine, PortState, Reason, Technique
 from twinscan.engines.nmap_engine import NmapRun
-from twinscan.html_report import render_html
 from twinscan.lab import load_spec
 from twinscan.lab.truth import truth_frame
-from twinscan.ports import PortPlan
-from twinscan.request import ScanRequest
-from twinscan.runcompare import lab_truth, run_compare
-from twinscan.schema import PortVerdict, ScanMeta, ScanResult, to_frame
-from twinscan.vocab import Engine, PortState, Reason, Technique
+from twinscan.request.model import ScanRequest
+from twinscan.request.ports import PortPlan
 
 S, R, T = PortState, Reason, Technique
 SPEC = load_spec()  # fixtures/labs/default.toml
@@ -196,7 +196,7 @@ def test_truth_beyond_the_universe_matches_the_live_lab(lab) -> None:  # type: i
     import io
     import sys
 
-    from twinscan.schema import read_csv
+    from twinscan.core.schema import read_csv
 
     hosts = [lab.address("plain"), lab.address("acl")]
     out = lab.run(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinscan.udp_payloads import (
+from twinscan.protocol.udp_payloads import (
     FALLBACK,
     NMAP_PAYLOADS_PATHS,
     PayloadSyntaxError,

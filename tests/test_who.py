@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from twinscan.cli import app
 from twinscan.cli.who import parse_port_proto
-from twinscan.errors import UsageError
-from twinscan.vocab import Proto
+from twinscan.core.errors import UsageError
+from twinscan.core.vocab import Proto
 
 
 @contextlib.contextmanager
@@ -93,7 +93,7 @@ def test_both_protocols_are_named_in_words_when_nothing_listens() -> None:
 
 
 def test_multi_line_command_line_stays_on_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    import twinscan.owners as owners
+    import twinscan.local.owners as owners
 
     found = [
         owners.Owner(Proto.TCP, "127.0.0.1", 8080, 41, "py\nthon", "root",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twinscan.bench.plan import OutputKind, Workload
-from twinscan.vocab import PortState, Proto
+from twinscan.core.vocab import PortState, Proto
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,10 +113,10 @@ def read_verdicts(kind: OutputKind, path: Path) -> dict[tuple[str, int], str]:
 
 def _read_frame(kind: OutputKind, path: Path) -> pd.DataFrame:
     if kind is OutputKind.SCHEMA_CSV:
-        from twinscan.schema import read_csv
+        from twinscan.core.schema import read_csv
 
         return read_csv(path)
-    from twinscan.nmap_xml import read_nmap_xml_file
+    from twinscan.formats.nmap_xml import read_nmap_xml_file
 
     return read_nmap_xml_file(path).frame
 

@@ -42,7 +42,7 @@ from twinscan.bench.plan import (
     catalog,
     schedule,
 )
-from twinscan.errors import EnvironmentProblem, UsageError
+from twinscan.core.errors import EnvironmentProblem, UsageError
 
 #: TCP ports the harness listens on in the scanner namespace's loopback (the loopback truth).
 LOOPBACK_LISTENERS: tuple[int, ...] = (22, 80, 443, 8080, 50000)

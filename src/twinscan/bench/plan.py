@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 from enum import StrEnum
 
-from twinscan.vocab import Technique
+from twinscan.core.vocab import Technique
 
 #: Every workload runs on loopback (inside the bench lab's scanner namespace) or on the lab.
 LOOPBACK = "127.0.0.1"

@@ -13,7 +13,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from twinscan.errors import TwinscanError
+from twinscan.core.errors import TwinscanError
 
 app = typer.Typer(
     name="twinscan",

@@ -40,11 +40,11 @@ def import_nmap(
 
     import pandas as pd
 
-    from twinscan.nmap_xml import read_nmap_xml_file
-    from twinscan.outpaths import check_output_paths
+    from twinscan.formats.nmap_xml import read_nmap_xml_file
+    from twinscan.formats.outpaths import check_output_paths
 
     check_output_paths({"--csv": csv})
-    from twinscan.schema import conform, write_csv
+    from twinscan.core.schema import conform, write_csv
 
     frames = [read_nmap_xml_file(f).frame for f in files]
     frame = conform(pd.concat(frames, ignore_index=True))

@@ -42,10 +42,10 @@ def compare(
     """
     from rich.console import Console
 
-    from twinscan.compare import write_rows_csv
-    from twinscan.compare_text import print_comparison
-    from twinscan.outpaths import check_output_paths
-    from twinscan.runcompare import lab_truth, run_compare
+    from twinscan.compare.align import write_rows_csv
+    from twinscan.compare.render_text import print_comparison
+    from twinscan.compare.run import lab_truth, run_compare
+    from twinscan.formats.outpaths import check_output_paths
 
     check_output_paths({"--csv": csv, "--html": html}, {"--xml-dir": xml_dir})
     request = opts.request(default_letters="T")
@@ -67,7 +67,7 @@ def compare(
         if not to_stdout:
             console.print(f"per-port rows: {csv}")
     if html is not None:
-        from twinscan.html_report import write_html
+        from twinscan.compare.render_html import write_html
 
         write_html(result, html, title=" ".join(request.argv) or "twinscan compare")
         console.print(f"HTML report: {html}")

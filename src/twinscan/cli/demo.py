@@ -23,8 +23,8 @@ def demo(
 ) -> None:
     """Bring up the lab, run `compare --truth` over every technique inside it, tear it down."""
     from twinscan.cli.options import parse_letters
-    from twinscan.demo import run_demo
-    from twinscan.scanspec import parse_scan_types
+    from twinscan.lab.demo import run_demo
+    from twinscan.request.build import parse_scan_types
 
     techniques = parse_scan_types(parse_letters(scan_types)) if scan_types else None
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from twinscan.cli import app, funnel
-from twinscan.errors import InputFileError, UsageError
+from twinscan.core.errors import InputFileError, UsageError
 
 if TYPE_CHECKING:
     from twinscan.detect.runner import Report, Row

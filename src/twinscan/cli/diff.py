@@ -25,9 +25,9 @@ def diff(
     ] = None,
 ) -> None:
     """Compare two saved scans like nmap's ndiff. Exit status: 0 same, 1 different, 2 bad input."""
-    from twinscan.diffscans import diff_files, render_diff
-    from twinscan.outpaths import check_output_paths
-    from twinscan.schema import IncompleteScanWarning
+    from twinscan.compare.diff import diff_files, render_diff
+    from twinscan.core.schema import IncompleteScanWarning
+    from twinscan.formats.outpaths import check_output_paths
 
     check_output_paths({"--csv": csv})
     with warnings.catch_warnings(record=True) as caught:

@@ -39,7 +39,7 @@ PrefixOpt = Annotated[
 
 
 def _by_address(host: dict[str, Any]) -> tuple[int, int, str]:
-    from twinscan.schema import host_sort_key
+    from twinscan.core.schema import host_sort_key
 
     return host_sort_key(str(host["address"]))
 
@@ -48,9 +48,9 @@ def _by_address(host: dict[str, Any]) -> tuple[int, int, str]:
 @funnel
 def up_cmd(spec: SpecOpt = None, prefix: PrefixOpt = None) -> None:
     """Create the lab's namespaces, rules and services (idempotent)."""
+    from twinscan.core.schema import host_sort_key
     from twinscan.lab.netns import up
     from twinscan.lab.spec import load_spec
-    from twinscan.schema import host_sort_key
 
     state = up(load_spec(spec), prefix)
     verb = "already up" if state.get("already_up") else "up"
@@ -112,11 +112,11 @@ def truth_cmd(
     spec: SpecOpt = None,
 ) -> None:
     """Write the expected nmap verdict of every (host, proto, port, technique) of the spec."""
+    from twinscan.core.schema import write_csv
+    from twinscan.core.wording import count
+    from twinscan.formats.outpaths import check_output_paths
     from twinscan.lab.spec import load_spec
     from twinscan.lab.truth import truth_frame
-    from twinscan.outpaths import check_output_paths
-    from twinscan.schema import write_csv
-    from twinscan.wording import count
 
     check_output_paths({"--csv": csv})
     frame = truth_frame(load_spec(spec))

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from twinscan.request import ScanRequest
-    from twinscan.vocab import Technique
+    from twinscan.core.vocab import Technique
+    from twinscan.request.model import ScanRequest
 
 R = TypeVar("R")
 
@@ -57,8 +57,8 @@ class ScanOptions:
     verbose: int = 0
 
     def techniques(self, default_letters: str = "") -> tuple[Technique, ...]:
-        from twinscan.errors import UsageError
-        from twinscan.scanspec import parse_scan_types
+        from twinscan.core.errors import UsageError
+        from twinscan.request.build import parse_scan_types
 
         letters = [c for text in self.scan_types for c in parse_letters(text)]
         for letter in letters:
@@ -68,9 +68,9 @@ class ScanOptions:
 
     def request(self, *, default_letters: str = "", owners: bool = False) -> ScanRequest:
         """The validated request (targets expanded and checked, ports parsed, timing set)."""
-        from twinscan.errors import UsageError
-        from twinscan.scanspec import build_request, parse_duration_ms
-        from twinscan.timing import parse_level
+        from twinscan.core.errors import UsageError
+        from twinscan.core.timing import parse_level
+        from twinscan.request.build import build_request, parse_duration_ms
 
         if self.fast and (self.ports is not None or self.top_ports is not None):
             raise UsageError("-F scans the top 100 ports: use it without -p or --top-ports")
@@ -155,7 +155,7 @@ def nmap_only_hint(argv: Sequence[str]) -> str | None:
 
 def parse_letters(text: str) -> list[str]:
     """``"SU"`` -> ``["S", "U"]``; ``"all"`` -> every technique but FTP bounce."""
-    from twinscan.errors import UsageError
+    from twinscan.core.errors import UsageError
 
     if text.strip().lower() == "all":
         return list(ALL_LETTERS)

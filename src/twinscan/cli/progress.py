@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from twinscan.progress import NoProgress, Progress
+from twinscan.core.progress import NoProgress, Progress
 
 
 class _RichProgress:

@@ -10,20 +10,20 @@ import typer
 
 from twinscan.cli import app, funnel
 from twinscan.cli.options import ScanOptions, describe_request, scan_options
-from twinscan.errors import UsageError
-from twinscan.vocab import ScanEngine
+from twinscan.core.errors import UsageError
+from twinscan.core.vocab import ScanEngine
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from twinscan.schema import ScanResult
+    from twinscan.core.schema import ScanResult
 
 #: the states nmap's ``--open`` keeps ("open or possibly open").
 OPEN_STATES = ("open", "open|filtered", "unfiltered")
 
 
 def keep_open(frame: pd.DataFrame) -> pd.DataFrame:
-    from twinscan.schema import conform
+    from twinscan.core.schema import conform
 
     return conform(frame[frame["state"].astype(str).isin(OPEN_STATES)])
 
@@ -71,8 +71,8 @@ def scan(
     Exit status: 0 done, 2 bad input, 3 missing root or nmap, 4 the scan failed, 130 interrupted (what finished is written, marked incomplete).
     """
     from twinscan.engines import run_scan
-    from twinscan.outpaths import check_output_paths
-    from twinscan.report import render_text
+    from twinscan.formats.outpaths import check_output_paths
+    from twinscan.formats.text_report import render_text
 
     if all_formats is not None:
         if any(p is not None for p in (xml, normal, grepable)):
@@ -98,7 +98,7 @@ def scan(
     with progress_for_terminal() as progress:
         result = run_scan(request, engine.engine, progress=progress)
     if owners:
-        from twinscan.owners import add_owners
+        from twinscan.local.owners import add_owners
 
         result.frame = add_owners(result.frame)
     if only_open:
@@ -124,21 +124,21 @@ def write_outputs(
     grepable: Path | None = None,
 ) -> bool:
     """Write the requested files; True when anything was written."""
-    from twinscan.schema import write_result_csv
+    from twinscan.core.schema import write_result_csv
 
     if csv is not None:
         write_result_csv(result, sys.stdout if str(csv) == "-" else csv)
     if json is not None:
-        from twinscan.exports import write_jsonl
+        from twinscan.formats.exports import write_jsonl
 
         write_jsonl(result, sys.stdout if str(json) == "-" else json)
     if xml is not None:
-        from twinscan.exports import write_nmap_xml
+        from twinscan.formats.exports import write_nmap_xml
 
         write_nmap_xml(result, sys.stdout if str(xml) == "-" else xml)
     for path, kind in ((normal, "normal"), (grepable, "grepable")):
         if path is not None:
-            from twinscan import nmap_text
+            from twinscan.formats import nmap_text
 
             text = (
                 nmap_text.normal_text(result)

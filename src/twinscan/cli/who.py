@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from twinscan.cli import app, funnel
-from twinscan.errors import UsageError
-from twinscan.vocab import Proto
+from twinscan.core.errors import UsageError
+from twinscan.core.vocab import Proto
 
 
 def parse_port_proto(text: str) -> tuple[int, tuple[Proto, ...]]:
@@ -33,7 +33,7 @@ def who(
 
     Read-only. Exit status 0 when something listens, 1 when nothing does.
     """
-    from twinscan.owners import listeners, nothing_listens, one_line
+    from twinscan.local.owners import listeners, nothing_listens, one_line
 
     number, protos = parse_port_proto(port)
     found = listeners(number, protos)

@@ -11,9 +11,9 @@ import dataclasses
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
+from twinscan.core.vocab import Technique
 from twinscan.detect.contacts import TECH_CODE, TECHNIQUES, Outcome
 from twinscan.detect.fields import PROTO_TCP, PROTO_UDP
-from twinscan.vocab import Technique
 
 __all__ = [
     "PROTO_TCP",

@@ -10,7 +10,8 @@ Per contact:
 - ``technique``: from the first packet's TCP flags (``PROBE_FLAGS``; ECN bits ignored), or
   udp. A first packet with other flags (SYN+ACK, PSH+ACK, ...) or one that carries payload is
   the middle of a conversation the capture joined late: not a contact (``kept`` is False).
-  ACK and FIN+ACK conversations that carry data are mid-stream too.
+  ACK and FIN+ACK conversations that carry data are mid-stream too. (UDP contacts may carry
+  payload: DNS queries, nmap's UDP payloads.)
 - ``outcome``: what the responder did (``Outcome``), and ``t_event``: when that became
   known (the first reply, or the probe itself when nothing came back).
 - ``completed`` (the initiator answered a SYN+ACK with a bare ACK: a full handshake, as a
@@ -28,6 +29,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from twinscan.core.vocab import Technique
 from twinscan.detect.fields import (
     ACK,
     FIN,
@@ -40,7 +42,6 @@ from twinscan.detect.fields import (
     URG,
     Packets,
 )
-from twinscan.vocab import Technique
 
 T = Technique
 
@@ -185,7 +186,7 @@ def contacts(p: Packets) -> Contacts:
     tech = np.where(is_udp, TECH_CODE[T.UDP], tech)
     # SYN conversations the initiator completed with a bare ACK are connect()s
     tech = np.where((tech == TECH_CODE[T.SYN]) & completed, TECH_CODE[T.CONNECT], tech)
-    kept = (~is_icmp[starts]) & (tech != NO_TECHNIQUE) & (p.paylen[first] == 0)
+    kept = (~is_icmp[starts]) & (tech != NO_TECHNIQUE) & (is_udp | (p.paylen[first] == 0))
     # ACK / FIN+ACK first packets in a conversation with data: a capture that began mid-stream
     midstream = ((first_flags & ACK) != 0) & data
     kept &= ~midstream

@@ -14,7 +14,7 @@ when at least ``SHARE`` of them match, so one odd packet does not decide and cha
   on SYN probes, exactly one option, MSS 1460 (``TCP_SYN_PROBE_OPTIONS "\\x02\\x04\\x05\\xb4"``
   in ``nmap.h``); other raw probes carry no options. This is what Emerging Threats
   ``ET SCAN NMAP -sS window 1024`` (sid 2009582) matches. nmap's IP IDs are random.
-- **twinscan**: the same window and options as nmap on purpose (``twinscan.packets``:
+- **twinscan**: the same window and options as nmap on purpose (``twinscan.protocol.packets``:
   ``WINDOW = 1024``, MSS-only SYN), but its IP IDs count up by one per probe sent
   (``ProbeBuilder._tcp``: ``ip_id_base + counter``). Told from nmap by consecutive probes
   whose IP IDs differ by 1 to ``MAX_STEP`` (other techniques of the same run share the
@@ -30,9 +30,9 @@ from typing import Any, Final
 
 import numpy as np
 
+from twinscan.core.vocab import Technique
 from twinscan.detect.contacts import TECH_CODE, Contacts
 from twinscan.detect.fields import PROTO_TCP
-from twinscan.vocab import Technique
 
 SHARE: Final = 0.9
 NMAP_WINDOW: Final = 1024

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from twinscan.core.errors import EnvironmentProblem, UsageError
 from twinscan.detect import capture as cap
-from twinscan.errors import EnvironmentProblem, UsageError
 
 ETH_P_ALL: Final = 0x0003
 PACKET_OUTGOING: Final = 4

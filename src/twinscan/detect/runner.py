@@ -18,6 +18,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from twinscan.core.errors import InputFileError
+from twinscan.core.vocab import Technique
 from twinscan.detect import fingerprints
 from twinscan.detect.base import EVENT_COLUMNS, Alert, Detector, Event
 from twinscan.detect.capture import NotACapture, read_capture
@@ -27,8 +29,6 @@ from twinscan.detect.scanlogd import Scanlogd
 from twinscan.detect.sfportscan import SfPortscan
 from twinscan.detect.trw import Trw
 from twinscan.detect.zeek import ZeekScan
-from twinscan.errors import InputFileError
-from twinscan.vocab import Technique
 
 #: Every detector by name, in report order; each call makes a fresh one.
 DETECTORS: Final[dict[str, Callable[[], Detector]]] = {
@@ -186,7 +186,7 @@ def detect_bytes(data: bytes, capture: str = "-", names: Sequence[str] | None = 
     alerts = run_detectors(events(con), names)
     order = np.argsort(con.src, kind="stable")
     srcs, first = np.unique(con.src[order], return_index=True)
-    by_src = dict(zip(srcs.tolist(), np.split(order, first[1:]), strict=True))
+    by_src = dict(zip(srcs.tolist(), np.split(order, first[1:]), strict=True)) if len(con) else {}
     rows = tuple(describe(a, con, by_src, capture) for a in alerts)
     return Report(
         capture=capture,

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from twinscan.core.vocab import Technique
 from twinscan.detect.base import PROTO_TCP, TECH_CODE, Alert, Event
-from twinscan.vocab import Technique
 
 PORT_WEIGHT_PRIV: Final = 3
 PORT_WEIGHT_HIGH: Final = 1

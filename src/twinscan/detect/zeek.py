@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from twinscan.core.vocab import Technique
 from twinscan.detect.base import PROTO_TCP, TECH_CODE, Alert, Event, Outcome
-from twinscan.vocab import Technique
 
 PORT_SCAN_THRESHOLD: Final = 15
 ADDR_SCAN_THRESHOLD: Final = 25

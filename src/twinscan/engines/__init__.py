@@ -11,13 +11,13 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twinscan import interrupt
-from twinscan.progress import NoProgress, Progress
-from twinscan.vocab import Engine, Technique
+from twinscan.core.progress import NoProgress, Progress
+from twinscan.core.vocab import Engine, Technique
+from twinscan.engines import interrupt
 
 if TYPE_CHECKING:
-    from twinscan.request import ScanRequest
-    from twinscan.schema import ScanResult
+    from twinscan.core.schema import ScanResult
+    from twinscan.request.model import ScanRequest
 
 Runner = Callable[..., "ScanResult"]
 
@@ -49,7 +49,7 @@ def run_scan(
     verdicts it has, no further technique starts, and the result is marked incomplete (a
     technique stopped before it had any verdict contributes none).
     """
-    from twinscan.schema import combine
+    from twinscan.core.schema import combine
 
     interrupt.clear()
     results: list[ScanResult] = []
@@ -77,7 +77,7 @@ def empty_result(request: ScanRequest, engine: Engine, technique: Technique) -> 
     import datetime as dt
 
     from twinscan import __version__
-    from twinscan.schema import ResultColumns, ScanMeta, ScanResult
+    from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult
 
     now = dt.datetime.now(dt.UTC)
     version = f"twinscan {__version__}" if engine is Engine.NATIVE else "nmap"

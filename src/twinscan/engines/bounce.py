@@ -18,8 +18,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from twinscan.errors import ScanFailed, TargetError, UsageError
-from twinscan.ftp_bounce_protocol import (
+from twinscan.core.errors import ScanFailed, TargetError, UsageError
+from twinscan.core.progress import Progress
+from twinscan.core.rules import BounceOutcome, classify
+from twinscan.core.schema import ScanResult
+from twinscan.core.vocab import Technique
+from twinscan.protocol.ftp_bounce import (
     LOGIN_TIMEOUT_S,
     BounceSession,
     Phase,
@@ -28,11 +32,7 @@ from twinscan.ftp_bounce_protocol import (
     ReplyReader,
     SharedQueue,
 )
-from twinscan.progress import Progress
-from twinscan.request import BounceRelay, ScanRequest
-from twinscan.rules import BounceOutcome, classify
-from twinscan.schema import ScanResult
-from twinscan.vocab import Technique
+from twinscan.request.model import BounceRelay, ScanRequest
 
 from .native_result import Row, build_result, row
 

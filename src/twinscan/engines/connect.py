@@ -26,15 +26,15 @@ import struct
 import time
 from collections.abc import Callable
 
-from twinscan import interrupt
-from twinscan.connect_plan import ConnectPlan, ProbeKey
-from twinscan.errors import ScanFailed
-from twinscan.progress import Progress
-from twinscan.request import ScanRequest
-from twinscan.rules import UnexpectedConnectError
-from twinscan.schema import ScanResult
-from twinscan.timing import Timing
-from twinscan.vocab import Technique
+from twinscan.core.errors import ScanFailed
+from twinscan.core.progress import Progress
+from twinscan.core.rules import UnexpectedConnectError
+from twinscan.core.schema import ScanResult
+from twinscan.core.timing import Timing
+from twinscan.core.vocab import Technique
+from twinscan.engines import interrupt
+from twinscan.protocol.connect_plan import ConnectPlan, ProbeKey
+from twinscan.request.model import ScanRequest
 
 from .native_result import Row, build_result, row
 
@@ -115,7 +115,7 @@ def scan(
     from twinscan.engines.forked import run_forked
 
     # A stop signal is passed on to the workers, and none may raise here while their verdicts
-    # become the result (``twinscan.interrupt``).
+    # become the result (``twinscan.engines.interrupt``).
     with interrupt.deferred():
         progress.start("connect scan", len(keys))
         try:
@@ -182,7 +182,7 @@ def scan_shard(
 def _prefetch() -> None:
     """While the workers scan, load nmap's service names for the report (cached for the rest
     of the process). Not pandas: ``scan --csv`` writes from the columns without it."""
-    from twinscan.report import service_names
+    from twinscan.formats.text_report import service_names
 
     service_names()
 

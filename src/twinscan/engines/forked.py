@@ -8,7 +8,7 @@ meanwhile (``meanwhile``: e.g. load the service names for the report), and colle
 shard order. A worker that goes quiet for ``stall_timeout_s`` is killed (by its own pid) and the
 scan fails; every worker is reaped before this returns.
 
-Stopping early (``twinscan.interrupt``): while the workers run, SIGINT and SIGTERM never raise
+Stopping early (``twinscan.engines.interrupt``): while the workers run, SIGINT and SIGTERM never raise
 in the parent; it passes a stop on to every live worker (a signal sent to the parent alone, as
 ``kill`` or ``timeout`` may do) and keeps collecting. A worker defers them too, whether they
 come from the parent or straight from the terminal (Ctrl-C signals the whole foreground process
@@ -28,9 +28,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from twinscan import interrupt
-from twinscan.errors import ScanFailed, TwinscanError
-from twinscan.progress import Progress
+from twinscan.core.errors import ScanFailed, TwinscanError
+from twinscan.core.progress import Progress
+from twinscan.engines import interrupt
 
 P = TypeVar("P")
 R = TypeVar("R")

@@ -10,10 +10,10 @@ import datetime as dt
 from collections.abc import Iterable
 
 from twinscan import __version__
-from twinscan.request import ScanRequest
-from twinscan.rules import Verdict
-from twinscan.schema import ResultColumns, ScanMeta, ScanResult, category_code, host_sort_key
-from twinscan.vocab import Engine, PortState, Reason, Technique
+from twinscan.core.rules import Verdict
+from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult, category_code, host_sort_key
+from twinscan.core.vocab import Engine, PortState, Reason, Technique
+from twinscan.request.model import ScanRequest
 
 #: (host, port, state, reason, rtt_ms), state and reason as their string values: plain tuples
 #: pickle ten times faster than dataclasses, which matters when workers send 65535 of them.

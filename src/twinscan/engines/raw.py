@@ -1,7 +1,7 @@
 """The native raw-packet engine: SYN, FIN, Xmas, NULL, ACK, Window, Maimon and UDP scans.
 
 The only module that opens raw sockets for these techniques. It holds the I/O loop around
-the pure ``twinscan.session.ScanSession``: probe bytes come from ``twinscan.packets`` and go
+the pure ``twinscan.protocol.raw_session.ScanSession``: probe bytes come from ``twinscan.protocol.packets`` and go
 out on one long-lived ``IPPROTO_RAW`` socket (IP_HDRINCL); replies come back on raw
 ``IPPROTO_TCP``/``IPPROTO_UDP`` and ``IPPROTO_ICMP`` sockets, each with a classic BPF filter
 attached in the kernel (only packets to our per-scan source port, and ICMP errors quoting
@@ -24,17 +24,18 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twinscan import __version__, interrupt
-from twinscan.errors import EnvironmentProblem, ScanFailed, UsageError
-from twinscan.packets import IPPROTO_UDP, MalformedReply, ProbeBuilder, parse_reply
-from twinscan.progress import NoProgress, Progress
-from twinscan.session import ScanSession, VerdictColumns, merge_columns
-from twinscan.template_cache import cached_template
-from twinscan.vocab import Engine, Technique
+from twinscan import __version__
+from twinscan.core.errors import EnvironmentProblem, ScanFailed, UsageError
+from twinscan.core.progress import NoProgress, Progress
+from twinscan.core.vocab import Engine, Technique
+from twinscan.engines import interrupt
+from twinscan.engines.template_cache import cached_template
+from twinscan.protocol.packets import IPPROTO_UDP, MalformedReply, ProbeBuilder, parse_reply
+from twinscan.protocol.raw_session import ScanSession, VerdictColumns, merge_columns
 
 if TYPE_CHECKING:
-    from twinscan.request import ScanRequest
-    from twinscan.schema import ScanResult
+    from twinscan.core.schema import ScanResult
+    from twinscan.request.model import ScanRequest
 
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
@@ -384,7 +385,7 @@ def scan(
             )
     start = dt.datetime.now(dt.UTC)
     # Forked workers: a stop signal is passed on to them, and none may raise here while their
-    # verdicts become the result (``twinscan.interrupt``). In process, the loop catches it.
+    # verdicts become the result (``twinscan.engines.interrupt``). In process, the loop catches it.
     forked = shard_count(request, technique) > 0
     with interrupt.deferred() if forked else contextlib.nullcontext():
         return _scan(request, technique, progress, start)
@@ -393,7 +394,7 @@ def scan(
 def _scan(
     request: ScanRequest, technique: Technique, progress: Progress, start: dt.datetime
 ) -> ScanResult:
-    from twinscan.schema import ResultColumns, ScanMeta, ScanResult
+    from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult
 
     cols, incomplete = _scan_columns(request, technique, progress)
     end = dt.datetime.now(dt.UTC)
@@ -486,7 +487,7 @@ def _prefetch() -> None:
 
     Not pandas: a plain ``scan --csv`` writes from the columns and never needs it, and on two
     cores its import would only slow the workers down."""
-    from twinscan.report import service_names
+    from twinscan.formats.text_report import service_names
 
     service_names()
 
@@ -506,7 +507,7 @@ def run(
     payloads = None
     per_probe: dict[int, int] = {}
     if technique is Technique.UDP:
-        from twinscan.udp_payloads import load_payloads
+        from twinscan.protocol.udp_payloads import load_payloads
 
         payloads = load_payloads()
         per_probe = {p: len(payloads(p)) for p in ports}

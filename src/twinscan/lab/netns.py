@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twinscan.errors import EnvironmentProblem, UsageError
+from twinscan.core.errors import EnvironmentProblem, UsageError
 from twinscan.lab.spec import Action, Conntrack, Host, LabSpec
 
 DEFAULT_PREFIX = "ts"
@@ -147,7 +147,7 @@ def nft_ruleset(host: Host) -> str | None:
 
 
 def _ranges(ports: tuple[int, ...]) -> list[str]:
-    from twinscan.portspec import format_port_list
+    from twinscan.request.portspec import format_port_list
 
     return format_port_list(ports).split(",")
 

@@ -17,9 +17,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from twinscan.errors import InputFileError
-from twinscan.portspec import parse_port_list
-from twinscan.vocab import Proto
+from twinscan.core.errors import InputFileError
+from twinscan.core.vocab import Proto
+from twinscan.request.portspec import parse_port_list
 
 #: Every lab address must live here (network safety: nothing outside the benchmark block).
 LAB_SUPERNET = ipaddress.IPv4Network("198.18.0.0/16")

@@ -1,7 +1,7 @@
 """Ground truth: what nmap should say for every (host, proto, port, technique) of a lab spec.
 
 Pure (no I/O): the spec says what each host's kernel and firewall do with each probe; this module
-turns that into the reply the probe gets (a ``twinscan.rules`` reply value) and lets
+turns that into the reply the probe gets (a ``twinscan.core.rules`` reply value) and lets
 ``rules.classify`` turn the reply into nmap's (state, reason).
 
 How a lab host (Linux, nftables on its input hook) answers, in rule order:
@@ -25,17 +25,17 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from twinscan import rules
+from twinscan.core import rules
+from twinscan.core.schema import PortVerdict
+from twinscan.core.vocab import Engine, Proto, Technique
 from twinscan.lab.spec import Action, Conntrack, Host, LabSpec, UdpKind
-from twinscan.schema import PortVerdict
-from twinscan.vocab import Engine, Proto, Technique
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     import pandas as pd
 
-    from twinscan.ports import PortPlan
+    from twinscan.request.ports import PortPlan
 
 T = Technique
 
@@ -223,6 +223,6 @@ def truth_frame(
     ``ports`` and ``hosts`` as for ``truth_verdicts``: pass a scan request's port plan and
     targets to get the truth of every cell that scan asks about.
     """
-    from twinscan.schema import sort_frame, to_frame
+    from twinscan.core.schema import sort_frame, to_frame
 
     return sort_frame(to_frame(truth_verdicts(spec, techniques, ports=ports, hosts=hosts)))

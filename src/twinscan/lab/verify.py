@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from twinscan.core.rules import NO_RESPONSE
+from twinscan.core.vocab import PortState, Reason, Technique
 from twinscan.lab.spec import LabSpec
-from twinscan.portspec import format_port_list
-from twinscan.rules import NO_RESPONSE
-from twinscan.vocab import PortState, Reason, Technique
+from twinscan.request.portspec import format_port_list
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from twinscan.errors import InputFileError, TargetError
+from twinscan.core.errors import InputFileError, TargetError
 
 #: Refuse to expand more hosts than this in one scan (a /16).
 MAX_HOSTS = 65536

@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twinscan.vocab import PortState, Proto
+from twinscan.core.vocab import PortState, Proto
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -175,8 +175,8 @@ def add_owners(frame: pd.DataFrame, *, sockets: Sequence[Socket] | None = None) 
     Other rows get missing values. When several processes share a socket (a pre-forking
     server), the lowest pid — usually the parent — is reported.
     """
-    from twinscan.safety import is_local, local_addresses
-    from twinscan.schema import conform
+    from twinscan.core.schema import conform
+    from twinscan.request.safety import is_local, local_addresses
 
     socks = list(local_sockets() if sockets is None else sockets)
     local = local_addresses()

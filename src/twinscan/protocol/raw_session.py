@@ -38,11 +38,11 @@ import random
 from collections import deque
 from collections.abc import Sequence
 
-from twinscan import rules
-from twinscan.rules import IcmpReply, Reply, TcpReply, Verdict
-from twinscan.schema import PortVerdict, category_code, host_sort_key
-from twinscan.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, Timing
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core import rules
+from twinscan.core.rules import IcmpReply, Reply, TcpReply, Verdict
+from twinscan.core.schema import PortVerdict, category_code, host_sort_key
+from twinscan.core.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, Timing
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
 
 #: Linux's ICMP error rate limit per destination (net.ipv4.icmp_ratelimit, XRLIM_BURST_FACTOR).
 ICMP_INTERVAL_S = 1.0

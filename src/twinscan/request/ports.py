@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from twinscan.errors import TargetError
-from twinscan.vocab import IanaRange, Proto
+from twinscan.core.errors import TargetError
+from twinscan.core.vocab import IanaRange, Proto
 
 NMAP_SERVICES_PATHS = (
     "/usr/share/nmap/nmap-services",

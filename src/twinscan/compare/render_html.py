@@ -13,14 +13,14 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from twinscan.compare import MISSING, confusion, describe_truth_gaps
-from twinscan.vocab import Engine, Technique
-from twinscan.wording import count
+from twinscan.compare.align import MISSING, confusion, describe_truth_gaps
+from twinscan.core.vocab import Engine, Technique
+from twinscan.core.wording import count
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from twinscan.compare import Comparison
+    from twinscan.compare.align import Comparison
 
 ENGINE_COLORS = {Engine.NATIVE: "#2b6cb0", Engine.NMAP: "#dd6b20"}
 #: At most this many disagreement rows in the report (the CSV has them all).
@@ -194,7 +194,7 @@ def timing_svg(comparison: Comparison) -> str:
 
 
 def disagreements_html(comparison: Comparison, limit: int = MAX_ROWS) -> str:
-    from twinscan.compare_text import notable_rows
+    from twinscan.compare.render_text import notable_rows
 
     rows = notable_rows(comparison)
     if rows.empty:

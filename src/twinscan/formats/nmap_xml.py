@@ -16,10 +16,10 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from twinscan.errors import InputFileError
-from twinscan.portspec import parse_port_list
-from twinscan.schema import PortVerdict, ScanMeta, ScanResult, to_frame
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.errors import InputFileError
+from twinscan.core.schema import PortVerdict, ScanMeta, ScanResult, to_frame
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.request.portspec import parse_port_list
 
 
 class NmapXmlError(ValueError):

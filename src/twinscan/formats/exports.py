@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
-from twinscan.errors import InputFileError, UsageError
-from twinscan.portspec import format_port_list
-from twinscan.schema import (
+from twinscan.core.errors import InputFileError, UsageError
+from twinscan.core.schema import (
     COLUMNS,
     OWNER_COLUMNS,
     ScanMeta,
@@ -37,7 +36,8 @@ from twinscan.schema import (
     incomplete_note,
     mark_incomplete,
 )
-from twinscan.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.request.portspec import format_port_list
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -178,7 +178,7 @@ def techniques_by_proto(frame: pd.DataFrame) -> dict[Proto, Technique]:
 
 
 def _services() -> dict[tuple[int, str], str]:
-    from twinscan.report import service_names
+    from twinscan.formats.text_report import service_names
 
     return service_names()
 
@@ -230,7 +230,7 @@ def _scanner(meta: ScanMeta) -> tuple[str, str]:
 
 def nmap_xml_tree(result: ScanResult) -> ET.ElementTree[ET.Element[str]]:
     """Build the ``<nmaprun>`` document for ``result`` (pure)."""
-    from twinscan.schema import host_sort_key, sort_frame
+    from twinscan.core.schema import host_sort_key, sort_frame
 
     frame = sort_frame(result.frame)
     meta = result.meta

@@ -13,9 +13,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from twinscan import rules
-from twinscan.timing import INITIAL_CWND, INITIAL_SSTHRESH, Timing
-from twinscan.vocab import Technique
+from twinscan.core import rules
+from twinscan.core.timing import INITIAL_CWND, INITIAL_SSTHRESH, Timing
+from twinscan.core.vocab import Technique
 
 #: (address, port): one port of one target.
 ProbeKey = tuple[str, int]

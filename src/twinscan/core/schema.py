@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twinscan.vocab import Engine, IanaRange, PortState, Proto, Reason, Technique
+from twinscan.core.vocab import Engine, IanaRange, PortState, Proto, Reason, Technique
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from twinscan.ports import PortPlan
-from twinscan.timing import Timing, resolve
-from twinscan.vocab import Technique
+from twinscan.core.timing import Timing, resolve
+from twinscan.core.vocab import Technique
+from twinscan.request.ports import PortPlan
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from twinscan.errors import ScanFailed
-from twinscan.portspec import format_port_list
-from twinscan.vocab import Engine, Technique
+from twinscan.core.errors import ScanFailed
+from twinscan.core.vocab import Engine, Technique
+from twinscan.request.portspec import format_port_list
 
 if TYPE_CHECKING:
     from twinscan.lab.spec import LabSpec

@@ -22,7 +22,7 @@ import enum
 from collections import deque
 from typing import Final
 
-from twinscan.rules import BounceOutcome
+from twinscan.core.rules import BounceOutcome
 
 #: nmap_ftp.cc receive timeouts, seconds.
 LOGIN_TIMEOUT_S: Final = 12.0

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from twinscan.errors import TargetError, UsageError
-from twinscan.ports import PortPlan, default_ports, parse_ports, top_ports
-from twinscan.request import BounceRelay, ScanRequest
-from twinscan.safety import check_targets
-from twinscan.targets import expand_targets, read_target_file
-from twinscan.timing import resolve
-from twinscan.vocab import Proto, Technique
+from twinscan.core.errors import TargetError, UsageError
+from twinscan.core.timing import resolve
+from twinscan.core.vocab import Proto, Technique
+from twinscan.request.model import BounceRelay, ScanRequest
+from twinscan.request.ports import PortPlan, default_ports, parse_ports, top_ports
+from twinscan.request.safety import check_targets
+from twinscan.request.targets import expand_targets, read_target_file
 
 
 def parse_scan_types(letters: Sequence[str]) -> tuple[Technique, ...]:

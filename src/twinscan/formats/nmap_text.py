@@ -13,13 +13,13 @@ import datetime as dt
 from collections import Counter
 from typing import IO, TYPE_CHECKING
 
-from twinscan.schema import host_sort_key
-from twinscan.vocab import PortState
+from twinscan.core.schema import host_sort_key
+from twinscan.core.vocab import PortState
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from twinscan.schema import ScanResult
+    from twinscan.core.schema import ScanResult
 
 FOLD_THRESHOLD = 25
 
@@ -84,7 +84,7 @@ def _order(rows: list[tuple[int, str, str, str, str]]) -> list[tuple[int, str, s
 
 def normal_text(result: ScanResult) -> str:
     """The result in nmap's ``-oN`` format."""
-    from twinscan.report import service_names
+    from twinscan.formats.text_report import service_names
 
     names = service_names()
     by_host = _rows_by_host(result.frame)
@@ -121,7 +121,7 @@ def normal_text(result: ScanResult) -> str:
 
 def grepable_text(result: ScanResult) -> str:
     """The result in nmap's ``-oG`` format (one ``Host:`` line with every listed port)."""
-    from twinscan.report import service_names
+    from twinscan.formats.text_report import service_names
 
     names = service_names()
     by_host = _rows_by_host(result.frame)

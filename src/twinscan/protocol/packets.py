@@ -7,7 +7,7 @@ computed incrementally: the one's-complement sum of the fixed fields is taken on
 template and host, so a probe costs a few integer additions.
 
 Replies: ``parse_reply`` reads raw IPv4 bytes (as a raw socket delivers them) into a
-``Parsed``: the probed (host, port), our source port as echoed, the ``twinscan.rules`` reply
+``Parsed``: the probed (host, port), our source port as echoed, the ``twinscan.core.rules`` reply
 value, and the numbers the cookie check needs. Anything that is not a well-formed reply
 raises ``MalformedReply`` and nothing else.
 
@@ -27,9 +27,9 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from twinscan import rules
-from twinscan.rules import IcmpReply, TcpReply, UdpReply
-from twinscan.vocab import Technique
+from twinscan.core import rules
+from twinscan.core.rules import IcmpReply, TcpReply, UdpReply
+from twinscan.core.vocab import Technique
 
 T = Technique
 

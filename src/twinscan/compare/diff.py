@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from twinscan.compare import outer_join, sort_rows
-from twinscan.errors import InputFileError, UsageError
-from twinscan.vocab import Technique
-from twinscan.wording import count
+from twinscan.compare.align import outer_join, sort_rows
+from twinscan.core.errors import InputFileError, UsageError
+from twinscan.core.vocab import Technique
+from twinscan.core.wording import count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,9 +49,9 @@ def sniff_format(head: bytes) -> str:
 
 def load_scan(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A saved scan as a results-schema frame, whatever its format."""
-    from twinscan.exports import read_jsonl
-    from twinscan.nmap_xml import read_nmap_xml_file
-    from twinscan.schema import read_csv
+    from twinscan.core.schema import read_csv
+    from twinscan.formats.exports import read_jsonl
+    from twinscan.formats.nmap_xml import read_nmap_xml_file
 
     name = os.fspath(path)
     p = Path(path)

@@ -15,7 +15,7 @@ import errno as _errno
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
-from twinscan.vocab import PortState, Reason, Technique
+from twinscan.core.vocab import PortState, Reason, Technique
 
 S = PortState
 R = Reason

@@ -9,15 +9,15 @@ import functools
 from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
 
-from twinscan.ports import load_services
-from twinscan.schema import host_sort_key
-from twinscan.vocab import PortState
-from twinscan.wording import count, noun
+from twinscan.core.schema import host_sort_key
+from twinscan.core.vocab import PortState
+from twinscan.core.wording import count, noun
+from twinscan.request.ports import load_services
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from twinscan.schema import ScanResult
+    from twinscan.core.schema import ScanResult
 
 #: nmap folds a state into "Not shown" when more than this many ports share it.
 FOLD_THRESHOLD = 25
@@ -56,7 +56,7 @@ def service_names() -> dict[tuple[int, str], str]:
 def _view(result: ScanResult) -> _View:
     columns = result.unbuilt_columns
     if columns is not None:
-        from twinscan.schema import category_values
+        from twinscan.core.schema import category_values
 
         n = len(columns)
         states, reasons = category_values("state"), category_values("reason")

@@ -20,8 +20,8 @@ import socket
 import struct
 from pathlib import Path
 
-from twinscan.packets import IPPROTO_TCP, build_template, fold, ones_sum
-from twinscan.vocab import Technique
+from twinscan.core.vocab import Technique
+from twinscan.protocol.packets import IPPROTO_TCP, build_template, fold, ones_sum
 
 _IP_HEADER = 20
 

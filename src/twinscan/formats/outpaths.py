@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from twinscan.errors import UsageError
+from twinscan.core.errors import UsageError
 
 STDOUT = "-"
 

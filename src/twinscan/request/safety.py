@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from twinscan.errors import TargetError
+from twinscan.core.errors import TargetError
 
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/16")
 LAB_EXEC_HINT = "scan lab hosts with `twinscan lab exec -- twinscan ...`"

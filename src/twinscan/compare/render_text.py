@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twinscan.wording import count
+from twinscan.core.wording import count
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
 
-    from twinscan.compare import Comparison
+    from twinscan.compare.align import Comparison
 
 #: At most this many per-port lines are printed (the CSV/HTML have them all).
 MAX_LISTED = 40
@@ -141,7 +141,7 @@ def _text(value: object, missing: str = "missing") -> str:
 
 
 def print_comparison(comparison: Comparison, console: Console) -> None:
-    from twinscan.compare import describe_truth_gaps
+    from twinscan.compare.align import describe_truth_gaps
 
     console.print(summary_table(comparison))
     for line in pair_lines(comparison):

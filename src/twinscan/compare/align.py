@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from twinscan.schema import KEY
-from twinscan.vocab import Engine, Technique
-from twinscan.wording import count
+from twinscan.core.schema import KEY
+from twinscan.core.vocab import Engine, Technique
+from twinscan.core.wording import count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -167,7 +167,7 @@ def align(
 
 def sort_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Technique order of the vocabulary, then host (by address), proto, port."""
-    from twinscan.schema import host_rank
+    from twinscan.core.schema import host_rank
 
     order = {t.value: i for i, t in enumerate(Technique)}
     return (
@@ -272,7 +272,7 @@ def confusion(rows: pd.DataFrame, technique: Technique) -> pd.DataFrame:
 
 
 def _state_order(labels: set[str]) -> list[str]:
-    from twinscan.vocab import PortState
+    from twinscan.core.vocab import PortState
 
     known = [s.value for s in PortState if s.value in labels]
     rest = sorted(labels - set(known) - {MISSING})

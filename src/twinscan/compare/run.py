@@ -12,18 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from twinscan import interrupt
-from twinscan.compare import Comparison, compare
-from twinscan.errors import ScanFailed, UsageError
-from twinscan.progress import NoProgress, Progress
-from twinscan.vocab import Engine, Technique
+from twinscan.compare.align import Comparison, compare
+from twinscan.core.errors import ScanFailed, UsageError
+from twinscan.core.progress import NoProgress, Progress
+from twinscan.core.vocab import Engine, Technique
+from twinscan.engines import interrupt
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from twinscan.core.schema import ScanResult
     from twinscan.engines.nmap_engine import NmapRun
-    from twinscan.request import ScanRequest
-    from twinscan.schema import ScanResult
+    from twinscan.request.model import ScanRequest
 
 NativeRunner = Callable[["ScanRequest", Technique, Progress], "ScanResult"]
 NmapRunner = Callable[["ScanRequest", Technique, Progress], "NmapRun"]
@@ -86,7 +86,7 @@ def run_compare(
     were left out (``Comparison.interruption_note``). A native run that was cut short is still
     saved to ``xml_dir``, marked incomplete as the scan's own XML is.
     """
-    from twinscan.schema import combine, empty_frame
+    from twinscan.core.schema import combine, empty_frame
 
     progress = progress or NoProgress()
     finished: list[tuple[Technique, ScanResult, ScanResult, float, float]] = []
@@ -140,6 +140,6 @@ def run_compare(
 
 def _save_native_xml(xml_dir: Path | None, technique: Technique, result: ScanResult) -> None:
     if xml_dir is not None:
-        from twinscan.exports import write_nmap_xml
+        from twinscan.formats.exports import write_nmap_xml
 
         write_nmap_xml(result, xml_dir / f"native-{technique.value}.xml")

@@ -1,0 +1,1 @@
+"""Facts about this machine: which process owns a local port (psutil, read-only)."""
