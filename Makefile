@@ -20,7 +20,7 @@ demo: setup
 	$(VENV)/bin/twinscan demo
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check --no-cache src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
 typecheck: setup
