@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 FOLD_THRESHOLD = 25
 
+#: (port, proto, state, reason, " ttl N" or "") of one host's rows.
+Rows = list[tuple[int, str, str, str, str]]
+
 
 def _stamp(when: dt.datetime) -> str:
     # nmap: "Mon Nov 30 16:41:39 2026" (ctime without the newline), in local time.
@@ -54,8 +57,8 @@ def _footer(result: ScanResult, hosts: int) -> str:
     )
 
 
-def _rows_by_host(frame: pd.DataFrame) -> dict[str, list[tuple[int, str, str, str, str]]]:
-    out: dict[str, list[tuple[int, str, str, str, str]]] = {}
+def _rows_by_host(frame: pd.DataFrame) -> dict[str, Rows]:
+    out: dict[str, Rows] = {}
     ttl = frame["reason_ttl"]
     for host, proto, port, state, reason, t in zip(
         frame["host"].astype(str),
@@ -72,14 +75,23 @@ def _rows_by_host(frame: pd.DataFrame) -> dict[str, list[tuple[int, str, str, st
     return dict(sorted(out.items(), key=lambda kv: host_sort_key(kv[0])))
 
 
-def _folded(rows: list[tuple[int, str, str, str, str]]) -> set[str]:
+def _folded(rows: Rows) -> set[str]:
     counts = Counter(state for _, _, state, _, _ in rows)
     return {s for s, n in counts.items() if n > FOLD_THRESHOLD and s != PortState.OPEN.value}
 
 
-def _order(rows: list[tuple[int, str, str, str, str]]) -> list[tuple[int, str, str, str, str]]:
+def _order(rows: Rows) -> Rows:
     # nmap lists TCP before UDP, each by port number.
     return sorted(rows, key=lambda r: (r[1] != "tcp", r[1], r[0]))
+
+
+def _hosts(result: ScanResult) -> tuple[list[str], list[tuple[str, Rows, set[str], Rows]]]:
+    """The header line, and per host (in address order): its rows, folded states, shown rows."""
+    hosts = []
+    for host, rows in _rows_by_host(result.frame).items():
+        folded = _folded(rows)
+        hosts.append((host, rows, folded, _order([r for r in rows if r[2] not in folded])))
+    return [_header(result)], hosts
 
 
 def normal_text(result: ScanResult) -> str:
@@ -87,13 +99,10 @@ def normal_text(result: ScanResult) -> str:
     from twinscan.formats.text_report import service_names
 
     names = service_names()
-    by_host = _rows_by_host(result.frame)
-    lines = [_header(result)]
-    for host, rows in by_host.items():
+    lines, hosts = _hosts(result)
+    for host, rows, folded, shown in hosts:
         lines.append(f"Nmap scan report for {host}")
         lines.append("Host is up, received user-set.")
-        folded = _folded(rows)
-        shown = _order([r for r in rows if r[2] not in folded])
         if not shown:
             lines.append(f"All {len(rows)} scanned ports on {host} are in ignored states.")
         parts = []
@@ -115,7 +124,7 @@ def normal_text(result: ScanResult) -> str:
             for r in table:
                 lines.append(f"{r[0]:<{widths[0]}} {r[1]:<{widths[1]}} {r[2]:<{widths[2]}} {r[3]}")
         lines.append("")
-    lines.append(_footer(result, len(by_host)))
+    lines.append(_footer(result, len(hosts)))
     return "\n".join(lines) + "\n"
 
 
@@ -124,12 +133,9 @@ def grepable_text(result: ScanResult) -> str:
     from twinscan.formats.text_report import service_names
 
     names = service_names()
-    by_host = _rows_by_host(result.frame)
-    lines = [_header(result)]
-    for host, rows in by_host.items():
+    lines, hosts = _hosts(result)
+    for host, rows, folded, shown in hosts:
         lines.append(f"Host: {host} ()\tStatus: Up")
-        folded = _folded(rows)
-        shown = _order([r for r in rows if r[2] not in folded])
         ports = ", ".join(
             f"{port}/{state}/{proto}//{names.get((port, proto), '')}///"
             for port, proto, state, _, _ in shown
@@ -141,7 +147,7 @@ def grepable_text(result: ScanResult) -> str:
             state, n = max(ignored.items(), key=lambda kv: (kv[1], kv[0]))
             line += f"\tIgnored State: {state} ({n})"
         lines.append(line)
-    lines.append(_footer(result, len(by_host)))
+    lines.append(_footer(result, len(hosts)))
     return "\n".join(lines) + "\n"
 
 
