@@ -23,6 +23,7 @@ __all__ = [
     "Alert",
     "Detector",
     "Event",
+    "EventRow",
     "Outcome",
     "event",
 ]
@@ -43,6 +44,10 @@ class Event(NamedTuple):
     data: bool  # payload in either direction
     tries: int  # copies of the first packet
 
+
+#: What ``feed`` takes: an ``Event`` or a plain tuple in its field order (the runner passes
+#: plain tuples, built faster than named ones).
+EventRow = tuple[float, int, int, int, int, int, int, bool, bool, bool, int]
 
 EVENT_COLUMNS = (
     "t_event",
@@ -113,4 +118,4 @@ class Detector(Protocol):
 
     name: str
 
-    def feed(self, events: Iterable[Event]) -> list[Alert]: ...
+    def feed(self, events: Iterable[EventRow]) -> list[Alert]: ...

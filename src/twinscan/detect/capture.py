@@ -27,6 +27,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from twinscan.core.errors import MalformedData
+
 PCAP_MAGIC_US: Final = 0xA1B2C3D4
 PCAP_MAGIC_NS: Final = 0xA1B23C4D
 PCAPNG_SHB: Final = 0x0A0D0D0A
@@ -46,7 +48,7 @@ LINKTYPE_LINUX_SLL2: Final = 276
 LINKTYPE_RAW_ALIASES: Final = (12, 14)
 
 
-class NotACapture(ValueError):
+class NotACapture(MalformedData):
     """The bytes are neither a pcap nor a pcapng capture."""
 
 

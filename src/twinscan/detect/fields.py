@@ -83,6 +83,7 @@ class Packets:
     inner_proto: Any
     inner_sport: Any
     inner_dport: Any
+    index: Any = None  # int64: the packet's position in the capture
     skipped: int = 0  # frames that are not IPv4 with a captured transport header
 
     def __len__(self) -> int:
@@ -99,7 +100,7 @@ class Packets:
                 full[name] = np.asarray(cols[name], dtype=dtype)
             else:
                 full[name] = np.zeros(n, dtype=bool if name == "mss_only" else np.int64)
-        return cls(skipped=skipped, **full)
+        return cls(skipped=skipped, index=np.arange(n, dtype=np.int64), **full)
 
 
 class _Reader:
@@ -151,12 +152,121 @@ def _l3_offsets(fr: Frames, rd: _Reader) -> Any:
     return l3
 
 
+#: Bytes read per packet from its IPv4 header on, in one gather: IPv4 + TCP + MSS option, or
+#: IPv4 + ICMP + the quoted IPv4 header + ports, all without IP options.
+WINDOW: Final = 56
+_CHUNK: Final = 1 << 17
+
+
 def extract(fr: Frames) -> Packets:
-    """The ``Packets`` table of a capture (see the module docstring)."""
+    """The ``Packets`` table of a capture (see the module docstring).
+
+    Packets whose IPv4 headers (and, in ICMP errors, the quoted one) have no options take the
+    fast path: one ``WINDOW``-byte gather per packet, then every field is a column slice. The
+    others (IP options) go through per-field gathers at computed offsets.
+    """
     rd = _Reader(fr.buf)
+    l3 = _l3_offsets(fr, rd)
+    cand = np.flatnonzero(l3 >= 0)
+    w = _window(rd, l3[cand])
+    plain = (w[:, 0] == 0x45) & ~(
+        (w[:, 9] == PROTO_ICMP) & (w[:, 28] != 0x45) & (w[:, 28] >> 4 == 4)
+    )
+    if plain.all():
+        fast = _extract_plain(fr, cand, l3[cand], w)
+    else:
+        fast = _extract_plain(fr, cand[plain], l3[cand[plain]], w[plain])
+    slow = _extract_general(fr, rd, l3, cand[~plain])
+    if len(slow) == 0:
+        return dataclasses.replace(fast, skipped=len(fr) - len(fast))
+    order = np.argsort(np.concatenate([fast.index, slow.index]), kind="stable")
+    merged = {
+        name: np.concatenate([getattr(fast, name), getattr(slow, name)])[order]
+        for name in (*COLUMNS, "index")
+    }
+    return Packets(skipped=len(fr) - len(order), **merged)
+
+
+def _window(rd: _Reader, pos: Any) -> Any:
+    """``WINDOW`` bytes from each position, as a contiguous (n, WINDOW) array."""
+    buf = rd.buf
+    if buf.shape[0] < int(pos.max(initial=0)) + WINDOW:
+        buf = np.concatenate([buf, np.zeros(WINDOW, dtype=np.uint8)])
+    return np.lib.stride_tricks.sliding_window_view(buf, WINDOW)[pos]
+
+
+#: Header fields at fixed offsets from the IPv4 header when it has no options.
+_PLAIN = np.dtype(
+    {
+        "names": ["vihl", "total", "ipid", "frag", "ttl", "proto", "src", "dst", "sport",
+                  "dport", "seq", "ulen", "ack", "off", "flags", "win", "o0", "o1",
+                  "itype", "icode", "ivihl", "iproto", "isrc", "idst", "isport", "idport"],
+        "formats": ["u1", ">u2", ">u2", ">u2", "u1", "u1", ">u4", ">u4", ">u2",
+                    ">u2", ">u4", ">u2", ">u4", "u1", "u1", ">u2", "u1", "u1",
+                    "u1", "u1", "u1", "u1", ">u4", ">u4", ">u2", ">u2"],
+        "offsets": [0, 2, 4, 6, 8, 9, 12, 16, 20,
+                    22, 24, 24, 28, 32, 33, 34, 40, 41,
+                    20, 21, 28, 37, 40, 44, 48, 50],
+        "itemsize": WINDOW,
+    }
+)  # fmt: skip
+
+
+def _extract_plain(fr: Frames, idx: Any, l3: Any, w: Any) -> Packets:
+    """Rows whose IPv4 header (and quoted header) is 20 bytes: fixed offsets of ``w``."""
+    r = np.ascontiguousarray(w).view(_PLAIN).reshape(-1)
+
+    def col(name: str) -> Any:
+        return r[name].astype(np.int64)
+
+    room = fr.offset[idx] + fr.caplen[idx] - l3  # bytes captured from the IPv4 header on
+    proto = col("proto")
+    tcp = proto == PROTO_TCP
+    udp = proto == PROTO_UDP
+    icmp = proto == PROTO_ICMP
+    need = np.where(tcp, 40, np.where(udp | icmp, 28, 1 << 30))
+    keep = (room >= need) & ((col("frag") & 0x1FFF) == 0)
+    if not keep.all():
+        r, idx, room = r[keep], idx[keep], room[keep]
+        proto, tcp, udp, icmp = proto[keep], tcp[keep], udp[keep], icmp[keep]
+    zero = np.zeros(r.shape[0], dtype=np.int64)
+    ports = tcp | udp
+    doff = np.where(tcp, col("off") >> 4, zero)
+    paylen = np.where(tcp, col("total") - 20 - doff * 4, np.where(udp, col("ulen") - 8, zero))
+    has_inner = icmp & (col("ivihl") == 0x45) & (room >= 48)
+    has_ports = has_inner & (room >= 52)
+    return Packets(
+        ts=fr.ts[idx],
+        src=col("src"),
+        dst=col("dst"),
+        proto=proto,
+        sport=np.where(ports, col("sport"), zero),
+        dport=np.where(ports, col("dport"), zero),
+        flags=np.where(tcp, col("flags"), zero),
+        win=np.where(tcp, col("win"), zero),
+        seq=np.where(tcp, col("seq"), zero),
+        ack=np.where(tcp, col("ack"), zero),
+        ipid=col("ipid"),
+        ttl=col("ttl"),
+        doff=doff,
+        paylen=np.maximum(paylen, 0),
+        mss_only=tcp & (doff == 6) & (col("o0") == 2) & (col("o1") == 4) & (room >= 44),
+        icmp_type=np.where(icmp, col("itype"), zero),
+        icmp_code=np.where(icmp, col("icode"), zero),
+        inner_src=np.where(has_inner, col("isrc"), zero),
+        inner_dst=np.where(has_inner, col("idst"), zero),
+        inner_proto=np.where(has_inner, col("iproto"), zero),
+        inner_sport=np.where(has_ports, col("isport"), zero),
+        inner_dport=np.where(has_ports, col("idport"), zero),
+        index=idx,
+    )
+
+
+def _extract_general(fr: Frames, rd: _Reader, l3_all: Any, rows: Any) -> Packets:
+    """Rows with IP options: per-field gathers at offsets computed per packet."""
     end_all = fr.offset + fr.caplen
-    l3_all = _l3_offsets(fr, rd)
-    keep = l3_all >= 0
+    keep = np.zeros(len(fr), dtype=bool)
+    keep[rows] = True
     vihl = rd.u8(l3_all)
     keep &= (vihl >> 4) == 4
     keep &= (vihl & 0xF) >= 5
@@ -226,5 +336,5 @@ def extract(fr: Frames) -> Packets:
         inner_proto=np.where(has_inner, rd.u8(inner + 9), zero),
         inner_sport=np.where(has_ports, rd.u16(inner_l4), zero),
         inner_dport=np.where(has_ports, rd.u16(inner_l4 + 2), zero),
-        skipped=len(fr) - n,
+        index=idx,
     )

@@ -21,7 +21,7 @@ import numpy as np
 from twinscan.core.errors import InputFileError
 from twinscan.core.vocab import Technique
 from twinscan.detect import fingerprints
-from twinscan.detect.base import EVENT_COLUMNS, Alert, Detector, Event
+from twinscan.detect.base import EVENT_COLUMNS, Alert, Detector, EventRow
 from twinscan.detect.capture import NotACapture, read_capture
 from twinscan.detect.contacts import TECH_CODE, TECHNIQUES, Contacts, contacts
 from twinscan.detect.fields import PROTO_TCP, extract
@@ -112,11 +112,12 @@ def port_ranges(ports: Iterable[int]) -> str:
     return ",".join(out)
 
 
-def events(c: Contacts) -> list[Event]:
-    return [Event._make(r) for r in c.rows(EVENT_COLUMNS)]
+def events(c: Contacts) -> list[EventRow]:
+    """The contacts as detector input, in time order (plain tuples in ``Event`` field order)."""
+    return list(zip(*(getattr(c, n).tolist() for n in EVENT_COLUMNS), strict=True))
 
 
-def run_detectors(evs: Sequence[Event], names: Sequence[str]) -> list[Alert]:
+def run_detectors(evs: Sequence[EventRow], names: Sequence[str]) -> list[Alert]:
     """Feed every event to every named detector; their alerts, detector by detector."""
     out: list[Alert] = []
     for name in names:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from twinscan.core.vocab import Technique
-from twinscan.detect.base import PROTO_TCP, TECH_CODE, Alert, Event
+from twinscan.detect.base import PROTO_TCP, TECH_CODE, Alert, EventRow
 
 PORT_WEIGHT_PRIV: Final = 3
 PORT_WEIGHT_HIGH: Final = 1
@@ -47,26 +47,26 @@ class Scanlogd:
         self.delay = delay
         self._entries: dict[int, _Entry] = {}
 
-    def feed(self, events: Iterable[Event]) -> list[Alert]:
+    def feed(self, events: Iterable[EventRow]) -> list[Alert]:
         out: list[Alert] = []
         entries = self._entries
-        for ev in events:
-            if ev.proto != PROTO_TCP:
+        for t, src, _dst, proto, dport, tech, *_rest in events:
+            if proto != PROTO_TCP:
                 continue
-            with_ack = ev.technique in _WITH_ACK
-            entry = entries.get(ev.src)
-            if entry is not None and ev.t - entry.timestamp <= self.delay:
-                if ev.dport in entry.ports or with_ack:
+            with_ack = tech in _WITH_ACK
+            entry = entries.get(src)
+            if entry is not None and t - entry.timestamp <= self.delay:
+                if dport in entry.ports or with_ack:
                     continue
-                entry.timestamp = ev.t
+                entry.timestamp = t
                 if entry.weight >= SCAN_WEIGHT_THRESHOLD:
                     continue  # logged already
-                entry.weight += weight(ev.dport)
-                entry.ports.add(ev.dport)
+                entry.weight += weight(dport)
+                entry.ports.add(dport)
                 if entry.weight >= SCAN_WEIGHT_THRESHOLD:
-                    out.append(Alert(self.name, "scan", ev.src, PROTO_TCP, entry.since, ev.t))
+                    out.append(Alert(self.name, "scan", src, PROTO_TCP, entry.since, t))
                 continue
             if with_ack:
                 continue
-            entries[ev.src] = _Entry(ev.t, ev.dport)
+            entries[src] = _Entry(t, dport)
         return out

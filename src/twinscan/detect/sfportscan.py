@@ -31,7 +31,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Final
 
-from twinscan.detect.base import PROTO_TCP, PROTO_UDP, Alert, Event, Outcome
+from twinscan.detect.base import PROTO_TCP, PROTO_UDP, Alert, EventRow, Outcome
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +137,7 @@ class SfPortscan:
         self._scanned: dict[tuple[int, int], _Tracker] = {}
         self._scanner: dict[tuple[int, int], _Tracker] = {}
 
-    def feed(self, events: Iterable[Event]) -> list[Alert]:
+    def feed(self, events: Iterable[EventRow]) -> list[Alert]:
         out: list[Alert] = []
         lv = self.level
         length = lv.window

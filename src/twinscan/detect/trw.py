@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from twinscan.detect.base import Alert, Event, Outcome
+from twinscan.detect.base import Alert, EventRow, Outcome
 
 THETA0: Final = 0.8
 THETA1: Final = 0.2
@@ -47,21 +47,21 @@ class Trw:
         self.eta0 = (1 - p_d) / (1 - p_f)
         self._walks: dict[int, _Walk] = {}
 
-    def feed(self, events: Iterable[Event]) -> list[Alert]:
+    def feed(self, events: Iterable[EventRow]) -> list[Alert]:
         out: list[Alert] = []
         success = {int(o) for o in Outcome if o.success}
-        for ev in events:
-            walk = self._walks.get(ev.src)
+        for t, src, dst, proto, _dport, _tech, outcome, *_rest in events:
+            walk = self._walks.get(src)
             if walk is None:
-                walk = self._walks[ev.src] = _Walk(ev.t)
-            if walk.flagged or ev.dst in walk.contacted:
+                walk = self._walks[src] = _Walk(t)
+            if walk.flagged or dst in walk.contacted:
                 continue
-            walk.contacted.add(ev.dst)
-            walk.ratio *= self.down if ev.outcome in success else self.up
+            walk.contacted.add(dst)
+            walk.ratio *= self.down if outcome in success else self.up
             if walk.ratio >= self.eta1:
                 walk.flagged = True
-                out.append(Alert(self.name, "scanner", ev.src, ev.proto, walk.since, ev.t))
+                out.append(Alert(self.name, "scanner", src, proto, walk.since, t))
             elif walk.ratio <= self.eta0:
                 walk.ratio = 1.0
-                walk.since = ev.t
+                walk.since = t
         return out

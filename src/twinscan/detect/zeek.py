@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from twinscan.core.vocab import Technique
-from twinscan.detect.base import PROTO_TCP, TECH_CODE, Alert, Event, Outcome
+from twinscan.detect.base import PROTO_TCP, TECH_CODE, Alert, EventRow, Outcome
 
 PORT_SCAN_THRESHOLD: Final = 15
 ADDR_SCAN_THRESHOLD: Final = 25
@@ -30,13 +30,16 @@ INTERVAL: Final = 300.0
 _SYN_CODES = frozenset({TECH_CODE[Technique.SYN], TECH_CODE[Technique.CONNECT]})
 
 
-def failed(ev: Event) -> bool:
+_FAILED = frozenset({int(Outcome.SILENT), int(Outcome.RST), int(Outcome.UNREACH)})
+_OPEN = int(Outcome.OPEN)
+
+
+def failed(ev: EventRow) -> bool:
     """scan.zeek's notion of a failed connection (see the module docstring)."""
-    if ev.proto != PROTO_TCP or ev.technique not in _SYN_CODES or ev.data:
+    _t, _src, _dst, proto, _dport, tech, outcome, _completed, orig_rst, data, _tries = ev
+    if proto != PROTO_TCP or tech not in _SYN_CODES or data:
         return False
-    if ev.outcome in (Outcome.SILENT, Outcome.RST, Outcome.UNREACH):
-        return True
-    return ev.outcome == Outcome.OPEN and ev.orig_rst
+    return outcome in _FAILED or (outcome == _OPEN and orig_rst)
 
 
 class ZeekScan:
@@ -57,32 +60,36 @@ class ZeekScan:
         self._hosts: dict[tuple[int, int], set[int]] = {}
         self._done: set[tuple[str, int, int]] = set()
 
-    def feed(self, events: Iterable[Event]) -> list[Alert]:
+    def feed(self, events: Iterable[EventRow]) -> list[Alert]:
         out: list[Alert] = []
+        ports_of, hosts_of, done = self._ports, self._hosts, self._done
+        interval = self.interval
         for ev in events:
             if not failed(ev):
                 continue
+            t, src, dst, _proto, dport = ev[:5]
             if self._origin is None:
-                self._origin = ev.t
-            epoch = int((ev.t - self._origin) // self.interval)
+                self._origin = t
+            epoch = int((t - self._origin) // interval)
             if epoch != self._epoch:
                 self._epoch = epoch
-                self._ports.clear()
-                self._hosts.clear()
-                self._done.clear()
-            since = self._origin + epoch * self.interval
-            ports = self._ports.setdefault((ev.src, ev.dst), set())
-            ports.add(ev.dport)
-            if len(ports) >= self.port_threshold and ("p", ev.src, ev.dst) not in self._done:
-                self._done.add(("p", ev.src, ev.dst))
-                out.append(
-                    Alert(self.name, "port-scan", ev.src, PROTO_TCP, since, ev.t, target=ev.dst)
-                )
-            hosts = self._hosts.setdefault((ev.src, ev.dport), set())
-            hosts.add(ev.dst)
-            if len(hosts) >= self.addr_threshold and ("a", ev.src, ev.dport) not in self._done:
-                self._done.add(("a", ev.src, ev.dport))
-                out.append(
-                    Alert(self.name, "address-scan", ev.src, PROTO_TCP, since, ev.t, port=ev.dport)
-                )
+                ports_of.clear()
+                hosts_of.clear()
+                done.clear()
+            ports = ports_of.get((src, dst))
+            if ports is None:
+                ports = ports_of[(src, dst)] = set()
+            ports.add(dport)
+            if len(ports) >= self.port_threshold and ("p", src, dst) not in done:
+                done.add(("p", src, dst))
+                since = self._origin + epoch * interval
+                out.append(Alert(self.name, "port-scan", src, PROTO_TCP, since, t, target=dst))
+            hosts = hosts_of.get((src, dport))
+            if hosts is None:
+                hosts = hosts_of[(src, dport)] = set()
+            hosts.add(dst)
+            if len(hosts) >= self.addr_threshold and ("a", src, dport) not in done:
+                done.add(("a", src, dport))
+                since = self._origin + epoch * interval
+                out.append(Alert(self.name, "address-scan", src, PROTO_TCP, since, t, port=dport))
         return out
