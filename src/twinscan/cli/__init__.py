@@ -70,6 +70,7 @@ def main() -> None:
 def _register() -> None:
     # Command modules register themselves on ``app`` when imported.
     from twinscan.cli import (
+        audit,  # noqa: F401
         basic,  # noqa: F401
         bench,  # noqa: F401
         compare,  # noqa: F401
