@@ -95,9 +95,9 @@ class Lab:
 
 def _accuracy(lab: Lab, path: Path, technique: str, hosts: list[str], ports: list[int]) -> str:
     """``right/total`` of the scan's verdicts against the truth, cell by cell."""
-    from twinscan.core.schema import read_csv
     from twinscan.core.vocab import Technique
-    from twinscan.formats.nmap_xml import read_nmap_xml_file
+    from twinscan.formats.csv import read_csv
+    from twinscan.formats.nmap_xml_read import read_nmap_xml_file
     from twinscan.lab.truth import expected
 
     tech = Technique(technique)
@@ -124,7 +124,7 @@ def _accuracy(lab: Lab, path: Path, technique: str, hosts: list[str], ports: lis
 
 
 def lab_syn(args: argparse.Namespace) -> None:
-    from twinscan.request.portspec import parse_port_list
+    from twinscan.request.ports import parse_port_list
 
     ports = parse_port_list(args.ports)
     with Lab() as lab, tempfile.TemporaryDirectory() as tmp:
@@ -155,7 +155,7 @@ def lab_syn(args: argparse.Namespace) -> None:
 def udp_ratelimit(args: argparse.Namespace) -> None:
     from twinscan.core.vocab import PortState, Technique
     from twinscan.lab.truth import expected
-    from twinscan.request.portspec import parse_port_list
+    from twinscan.request.ports import parse_port_list
 
     ports = parse_port_list(args.ports)
     with Lab() as lab, tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinscan.bench import accuracy, report
+from twinscan.bench import accuracy, render
 from twinscan.bench.measure import run_measured
 from twinscan.bench.plan import (
     BenchEngine,
@@ -210,28 +210,28 @@ def test_summarize_medians_ratios_and_failures() -> None:
     runs += [_run("nmap", w) for w in (1.0, 2.0, 3.0)]
     runs += [_run("twinscan", w) for w in (4.0, 5.0, 9.0)]
     runs += [_run("masscan", math.nan, status="timeout")]
-    summary = {r["engine"]: r for r in report.summarize(runs)}
+    summary = {r["engine"]: r for r in render.summarize(runs)}
     assert summary["nmap"]["wall_median_s"] == 2.0 and summary["nmap"]["wall_ratio"] == 1.0
     native = summary["twinscan"]
     assert (native["wall_median_s"], native["wall_min_s"], native["wall_max_s"]) == (5.0, 4.0, 9.0)
     assert native["wall_ratio"] == 2.5 and native["runs"] == 3
     assert summary["masscan"]["runs"] == 0 and summary["masscan"]["status"] == "timeout"
     assert summary["masscan"]["wall_ratio"] is None
-    table = report.markdown_table(list(summary.values()))
+    table = render.markdown_table(list(summary.values()))
     assert "| `w` | twinscan | 3 | 5.00 (4.00–9.00) | 2.50 |" in table
     assert "**timeout: exit 4: boom**" in table
 
 
 def test_replace_block_rewrites_only_between_markers() -> None:
-    block = f"{report.BEGIN}\nNEW\n{report.END}\n"
-    text = f"# t\n\n## Performance\n\nmine\n\n{report.BEGIN}\nOLD\n{report.END}\n\nafter\n"
-    out = report.replace_block(text, block)
+    block = f"{render.BEGIN}\nNEW\n{render.END}\n"
+    text = f"# t\n\n## Performance\n\nmine\n\n{render.BEGIN}\nOLD\n{render.END}\n\nafter\n"
+    out = render.replace_block(text, block)
     assert "NEW" in out and "OLD" not in out and "mine" in out and out.endswith("after\n")
-    assert report.replace_block(out, block) == out
-    fresh = report.replace_block("# t\n\n## Development\n\nx\n", block)
+    assert render.replace_block(out, block) == out
+    fresh = render.replace_block("# t\n\n## Development\n\nx\n", block)
     assert fresh.index("## Performance") < fresh.index("## Development")
     with pytest.raises(ValueError):
-        report.replace_block(f"x {report.BEGIN} y", block)
+        render.replace_block(f"x {render.BEGIN} y", block)
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
@@ -239,7 +239,7 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     for i, r in enumerate(runs):
         r["workload"], r["probes"] = f"w{i % 2}", 100 * (1 + i % 2)
     path = tmp_path / "b.png"
-    report.plot(report.summarize(runs), path)
+    render.plot(render.summarize(runs), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

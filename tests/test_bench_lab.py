@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from twinscan.bench.report import RUN_COLUMNS, SUMMARY_COLUMNS
+from twinscan.bench.render import RUN_COLUMNS, SUMMARY_COLUMNS
 
 pytestmark = [
     pytest.mark.lab,

@@ -16,11 +16,11 @@ import sys
 
 import pytest
 
-from twinscan.core.schema import read_csv
 from twinscan.core.vocab import Technique
-from twinscan.formats.nmap_xml import parse_nmap_xml
+from twinscan.formats.csv import read_csv
+from twinscan.formats.nmap_xml_read import parse_nmap_xml
 from twinscan.lab.verify import compare, nmap_argv
-from twinscan.request.portspec import format_port_list
+from twinscan.request.ports import format_port_list
 
 pytestmark = [
     pytest.mark.lab,

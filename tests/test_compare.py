@@ -23,7 +23,7 @@ from twinscan.compare.run import run_compare
 from twinscan.core.schema import PortVerdict, ScanMeta, ScanResult, to_frame
 from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
 from twinscan.engines.nmap_engine import NmapRun
-from twinscan.formats.nmap_xml import parse_nmap_xml, read_nmap_xml_file
+from twinscan.formats.nmap_xml_read import parse_nmap_xml, read_nmap_xml_file
 from twinscan.request.model import ScanRequest
 from twinscan.request.ports import PortPlan
 
@@ -269,7 +269,7 @@ def test_runner_alternates_engines_and_times_each(tmp_path: Path) -> None:
         calls.append(f"nmap-{tech}")
         now[0] += 4.0
         res = _result(Engine.NMAP, tech, dict.fromkeys(req.ports_for(tech), PortState.CLOSED))
-        from twinscan.formats.exports import nmap_xml_text
+        from twinscan.formats.nmap_xml_write import nmap_xml_text
 
         return NmapRun(res, nmap_xml_text(res).encode(), ("nmap",))
 

@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 
 from twinscan.cli import app
 from twinscan.core.progress import NoProgress
-from twinscan.core.schema import COLUMNS, read_csv
+from twinscan.core.schema import COLUMNS
 from twinscan.core.vocab import Engine, IanaRange, Technique
 from twinscan.engines import connect
-from twinscan.formats.nmap_xml import parse_nmap_xml
+from twinscan.formats.csv import read_csv
+from twinscan.formats.nmap_xml_read import parse_nmap_xml
 from twinscan.request.build import build_request
 from twinscan.request.model import ScanRequest
 

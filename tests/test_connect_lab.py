@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
-from twinscan.core.schema import read_csv
 from twinscan.core.vocab import Technique
+from twinscan.formats.csv import read_csv
 from twinscan.lab.verify import compare
-from twinscan.request.portspec import format_port_list
+from twinscan.request.ports import format_port_list
 
 pytestmark = pytest.mark.lab
 

@@ -9,7 +9,7 @@ import pytest
 from twinscan.core.errors import ScanFailed
 from twinscan.core.vocab import Technique
 from twinscan.lab import demo, load_spec
-from twinscan.request.portspec import parse_port_list
+from twinscan.request.ports import parse_port_list
 
 
 def _option(argv: tuple[str, ...], name: str) -> str:

@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 from twinscan.cli import app
 from twinscan.compare.diff import CHANGED, NEW, VANISHED, diff_files, diff_frames, sniff_format
 from twinscan.core.errors import InputFileError
-from twinscan.core.schema import ScanResult, conform, write_csv
-from twinscan.formats.exports import write_jsonl, write_nmap_xml
-from twinscan.formats.nmap_xml import read_nmap_xml_file
+from twinscan.core.schema import ScanResult, conform
+from twinscan.formats.csv import write_csv
+from twinscan.formats.jsonl import write_jsonl
+from twinscan.formats.nmap_xml_read import read_nmap_xml_file
+from twinscan.formats.nmap_xml_write import write_nmap_xml
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
 

@@ -26,15 +26,14 @@ from twinscan.core.schema import (
     to_frame,
 )
 from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
-from twinscan.formats.exports import (
+from twinscan.formats.jsonl import read_jsonl, write_jsonl
+from twinscan.formats.nmap_xml_read import parse_nmap_xml, read_nmap_xml_file
+from twinscan.formats.nmap_xml_write import (
     MAX_PER_STATE,
     nmap_xml_text,
-    read_jsonl,
-    write_jsonl,
     write_nmap_xml,
     write_nmap_xml_per_technique,
 )
-from twinscan.formats.nmap_xml import parse_nmap_xml, read_nmap_xml_file
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.xml"))
@@ -80,7 +79,7 @@ def test_read_jsonl_rejects_bad_input(tmp_path: Path, text: str, problem: str) -
 
 
 def test_csv_header_is_the_documented_column_order() -> None:
-    from twinscan.core.schema import read_csv, write_csv
+    from twinscan.formats.csv import read_csv, write_csv
 
     frame = read_nmap_xml_file(FIXTURES / "syn_udp.xml").frame
     buf = io.StringIO()

@@ -21,11 +21,12 @@ from twinscan.core.schema import (
     host_sort_key,
     sort_frame,
     to_frame,
-    write_csv,
 )
 from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
 from twinscan.engines.native_result import build_result, row
-from twinscan.formats.exports import nmap_xml_text, write_jsonl
+from twinscan.formats.csv import write_csv
+from twinscan.formats.jsonl import write_jsonl
+from twinscan.formats.nmap_xml_write import nmap_xml_text
 from twinscan.formats.text_report import render_text
 from twinscan.lab.spec import parse_spec
 from twinscan.lab.truth import truth_frame

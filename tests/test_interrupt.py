@@ -24,18 +24,11 @@ from pathlib import Path
 import pytest
 
 from twinscan.core.progress import Progress
-from twinscan.core.schema import (
-    INCOMPLETE_ATTR,
-    IncompleteScanWarning,
-    ResultColumns,
-    ScanMeta,
-    ScanResult,
-    is_incomplete,
-    read_csv,
-    write_result_csv,
-)
+from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult
 from twinscan.engines.forked import run_forked
-from twinscan.formats.exports import read_jsonl, write_jsonl
+from twinscan.formats.csv import read_csv, write_result_csv
+from twinscan.formats.incomplete import INCOMPLETE_ATTR, IncompleteScanWarning, is_incomplete
+from twinscan.formats.jsonl import read_jsonl, write_jsonl
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX signals and fork")
 

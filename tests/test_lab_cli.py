@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import lab_unavailable
 from twinscan.cli import app
-from twinscan.core.schema import read_csv
+from twinscan.formats.csv import read_csv
 from twinscan.lab import load_spec
 from twinscan.lab.truth import truth_frame
 

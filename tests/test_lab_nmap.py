@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from twinscan.core.vocab import Technique
-from twinscan.formats.nmap_xml import parse_nmap_xml
+from twinscan.formats.nmap_xml_read import parse_nmap_xml
 from twinscan.lab.truth import TECHNIQUES
 from twinscan.lab.verify import Mismatch, compare, nmap_argv
 

@@ -108,7 +108,7 @@ def test_argv_never_carries_targets_or_output_options(
     assert not any(a.startswith(FORBIDDEN_PREFIXES) for a in args)
     assert "127.0.0.1" not in args
     ports = args[args.index("-p") + 1]
-    from twinscan.request.portspec import parse_port_list
+    from twinscan.request.ports import parse_port_list
 
     assert parse_port_list(ports[2:]) == list(req.ports_for(technique))
     assert ("-r" in args) is (not randomize)

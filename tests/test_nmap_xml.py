@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from twinscan.cli import app
 from twinscan.core.errors import InputFileError
-from twinscan.core.schema import COLUMNS, read_csv
+from twinscan.core.schema import COLUMNS
 from twinscan.core.vocab import Engine, PortState, Reason, Technique
-from twinscan.formats.nmap_xml import NmapXmlError, parse_nmap_xml, read_nmap_xml_file
+from twinscan.formats.csv import read_csv
+from twinscan.formats.nmap_xml_read import NmapXmlError, parse_nmap_xml, read_nmap_xml_file
 
 NMAP_DIR = Path(__file__).parent.parent / "fixtures" / "nmap"
 FIXTURES = sorted(NMAP_DIR.glob("*.xml"))

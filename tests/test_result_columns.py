@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import subprocess
@@ -11,15 +12,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strategies import verdicts
 from twinscan.core.schema import (
+    PortVerdict,
     ResultColumns,
     ScanMeta,
     ScanResult,
     category_code,
-    write_csv,
-    write_result_csv,
+    columns_from_frame,
+    conform,
+    empty_frame,
+    merge_columns,
+    to_frame,
 )
 from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.formats.csv import write_csv, write_result_csv
 from twinscan.formats.text_report import render_text
 
 META = ScanMeta(
@@ -87,7 +94,8 @@ def test_frame_is_built_once_on_demand_and_can_be_replaced() -> None:
 def test_csv_path_does_not_import_pandas(tmp_path) -> None:  # type: ignore[no-untyped-def]
     code = (
         "import sys, datetime as dt\n"
-        "from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult, write_result_csv\n"
+        "from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult\n"
+        "from twinscan.formats.csv import write_result_csv\n"
         "from twinscan.formats.text_report import render_text\n"
         "from twinscan.core.vocab import Engine, Proto, Technique\n"
         "c = ResultColumns(Engine.NATIVE, Technique.SYN, Proto.TCP, ['127.0.0.1'], [22], [0], [2])\n"
@@ -99,3 +107,43 @@ def test_csv_path_does_not_import_pandas(tmp_path) -> None:  # type: ignore[no-u
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert (tmp_path / "o.csv").read_text().startswith("engine,technique,host")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(verdicts, max_size=40))
+def test_frame_to_columns_and_back_is_lossless(rows: list[PortVerdict]) -> None:
+    import pandas as pd
+
+    frame = to_frame(rows)
+    runs = columns_from_frame(frame)
+    assert sum(len(r) for r in runs) == len(frame)
+    back = pd.concat([r.to_frame() for r in runs], ignore_index=True) if runs else empty_frame()
+    pd.testing.assert_frame_equal(back, frame)
+
+
+def test_owner_columns_survive_the_adapter_and_reach_the_report() -> None:
+    frame = to_frame(
+        [PortVerdict(Engine.NATIVE, Technique.CONNECT, "127.0.0.1", Proto.TCP, p, PortState.OPEN,
+                     Reason.SYN_ACK) for p in (22, 80)]
+    )  # fmt: skip
+    frame["pid"], frame["process"] = [7, None], ["sshd", None]
+    frame = conform(frame)
+    (cols,) = columns_from_frame(frame)
+    assert cols.has_owners and list(cols.pid or []) == [7, None]
+    assert cols.to_frame().equals(frame)
+    text = render_text(ScanResult(frame=frame, meta=META))
+    assert "PID/PROCESS" in text and "7/sshd" in text
+
+
+def test_merge_columns_sorts_parts_by_address_then_port() -> None:
+    def part(hosts: list[str], ports: list[int]) -> ResultColumns:
+        n = len(ports)
+        return ResultColumns(Engine.NATIVE, Technique.SYN, Proto.TCP, hosts, ports, [0] * n,
+                             [0] * n, rtt_ms=[1.0] * n)  # fmt: skip
+
+    merged = merge_columns([part(["127.0.0.10", "127.0.0.2"], [5, 9]), part(["127.0.0.2"], [1])])
+    assert list(merged.host) == ["127.0.0.2", "127.0.0.2", "127.0.0.10"]
+    assert list(merged.port) == [1, 9, 5] and merged.reason_ttl is None
+    assert list(merged.rtt_ms or []) == [1.0] * 3
+    with pytest.raises(ValueError):
+        merge_columns([part([], []), dataclasses.replace(part([], []), technique=Technique.FIN)])

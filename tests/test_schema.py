@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strategies import verdicts
-from twinscan.core.schema import COLUMNS, PortVerdict, conform, read_csv, to_frame, write_csv
+from twinscan.core.schema import COLUMNS, PortVerdict, conform, to_frame
 from twinscan.core.vocab import Engine, IanaRange, PortState, Proto, Reason, Technique
+from twinscan.formats.csv import read_csv, write_csv
 
 
 @settings(max_examples=60, deadline=None)

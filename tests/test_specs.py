@@ -11,8 +11,13 @@ from twinscan.core.timing import TEMPLATES, resolve
 from twinscan.core.vocab import Proto
 from twinscan.request.build import parse_duration_ms
 from twinscan.request.model import BounceRelay
-from twinscan.request.ports import ServiceEntry, parse_ports, top_ports
-from twinscan.request.portspec import format_port_list, parse_port_list
+from twinscan.request.ports import (
+    ServiceEntry,
+    format_port_list,
+    parse_port_list,
+    parse_ports,
+    top_ports,
+)
 from twinscan.request.safety import check_targets
 from twinscan.request.targets import expand_targets
 

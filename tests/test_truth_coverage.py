@@ -196,7 +196,7 @@ def test_truth_beyond_the_universe_matches_the_live_lab(lab) -> None:  # type: i
     import io
     import sys
 
-    from twinscan.core.schema import read_csv
+    from twinscan.formats.csv import read_csv
 
     hosts = [lab.address("plain"), lab.address("acl")]
     out = lab.run(

@@ -113,10 +113,10 @@ def read_verdicts(kind: OutputKind, path: Path) -> dict[tuple[str, int], str]:
 
 def _read_frame(kind: OutputKind, path: Path) -> pd.DataFrame:
     if kind is OutputKind.SCHEMA_CSV:
-        from twinscan.core.schema import read_csv
+        from twinscan.formats.csv import read_csv
 
         return read_csv(path)
-    from twinscan.formats.nmap_xml import read_nmap_xml_file
+    from twinscan.formats.nmap_xml_read import read_nmap_xml_file
 
     return read_nmap_xml_file(path).frame
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from twinscan.bench import accuracy, measure, report
+from twinscan.bench import accuracy, measure, render
 from twinscan.bench.plan import (
     LOOPBACK,
     OUTPUT_OF,
@@ -372,22 +372,22 @@ def write_results(
     out = config.out_dir
     runs_csv, summary_csv = out / "runs.csv", out / "summary.csv"
     summary_md, plot_png = out / "summary.md", out / "bench.png"
-    runs = pd.DataFrame(rows, columns=list(report.RUN_COLUMNS))
+    runs = pd.DataFrame(rows, columns=list(render.RUN_COLUMNS))
     runs.to_csv(runs_csv, index=False)
-    summary = report.summarize(rows) if rows else []
-    pd.DataFrame(summary, columns=list(report.SUMMARY_COLUMNS)).to_csv(summary_csv, index=False)
+    summary = render.summarize(rows) if rows else []
+    pd.DataFrame(summary, columns=list(render.SUMMARY_COLUMNS)).to_csv(summary_csv, index=False)
     png: Path | None = None
     if any(r["runs"] for r in summary):
-        report.plot(summary, plot_png)
+        render.plot(summary, plot_png)
         png = plot_png
     notes = _notes(rows, complete)
     rel_png = _relative(png, config.readme.parent) if png and config.readme else None
-    block = report.render_block(
+    block = render.render_block(
         summary, command=config.command, when=when.strftime("%Y-%m-%d %H:%M %Z"),
         machine=machine, notes=notes, plot=rel_png,
     )  # fmt: skip
     summary_md.write_text(
-        report.render_block(
+        render.render_block(
             summary,
             command=config.command,
             when=when.strftime("%Y-%m-%d %H:%M %Z"),
@@ -398,7 +398,7 @@ def write_results(
     )
     if config.readme is not None and complete:
         text = config.readme.read_text()
-        config.readme.write_text(report.replace_block(text, block))
+        config.readme.write_text(render.replace_block(text, block))
     return BenchOutcome(runs_csv, summary_csv, summary_md, png, summary, complete)
 
 

@@ -3,6 +3,10 @@
 Each command parses its options, calls one library function and renders the result. Project
 errors (``TwinscanError``) become one line on stderr and the error's exit code; heavy modules
 (pandas, scapy, nmap) are imported inside the commands so ``twinscan --help`` stays fast.
+
+Exit codes (``core.errors``; ``twinscan --help`` lists them): 0 success / no differences,
+1 differences or findings, 2 usage or input error, 3 environment error, 4 a scan failed,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,11 +17,17 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from twinscan.core.errors import TwinscanError
+from twinscan.core.errors import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    TwinscanError,
+)
 
 app = typer.Typer(
     name="twinscan",
     help="Run the same port scan through twinscan's own engine and through nmap, and diff the verdicts.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -28,7 +38,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``twinscan: error: message`` to stderr and return the Exit to raise."""
     typer.echo(f"twinscan: error: {message}", err=True)
     return typer.Exit(code)
@@ -44,7 +54,7 @@ def funnel(func: Callable[P, R]) -> Callable[P, R]:
         except TwinscanError as exc:
             raise fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+            raise fail("interrupted", EXIT_INTERRUPTED) from None
 
     return wrapper
 
@@ -63,7 +73,7 @@ def main() -> None:
         hint = nmap_only_hint(args[1:])
         if hint is not None:
             typer.echo(f"twinscan: error: {hint}", err=True)
-            raise SystemExit(2)
+            raise SystemExit(EXIT_USAGE)
     app(prog_name="twinscan")
 
 

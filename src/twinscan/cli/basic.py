@@ -40,11 +40,12 @@ def import_nmap(
 
     import pandas as pd
 
-    from twinscan.formats.nmap_xml import read_nmap_xml_file
+    from twinscan.formats.nmap_xml_read import read_nmap_xml_file
     from twinscan.formats.outpaths import check_output_paths
 
     check_output_paths({"--csv": csv})
-    from twinscan.core.schema import conform, write_csv
+    from twinscan.core.schema import conform
+    from twinscan.formats.csv import write_csv
 
     frames = [read_nmap_xml_file(f).frame for f in files]
     frame = conform(pd.concat(frames, ignore_index=True))

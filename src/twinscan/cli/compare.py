@@ -53,7 +53,7 @@ def compare(
         for line in describe_request(request):
             typer.echo(line, err=True)
     truth_frame = lab_truth(request, lab_spec) if truth else None
-    from twinscan.cli.progress import progress_for_terminal
+    from twinscan.cli.progress_bar import progress_for_terminal
 
     with progress_for_terminal() as progress:
         result = run_compare(request, truth=truth_frame, xml_dir=xml_dir, progress=progress)

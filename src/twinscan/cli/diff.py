@@ -26,7 +26,7 @@ def diff(
 ) -> None:
     """Compare two saved scans like nmap's ndiff. Exit status: 0 same, 1 different, 2 bad input."""
     from twinscan.compare.diff import diff_files, render_diff
-    from twinscan.core.schema import IncompleteScanWarning
+    from twinscan.formats.incomplete import IncompleteScanWarning
     from twinscan.formats.outpaths import check_output_paths
 
     check_output_paths({"--csv": csv})

@@ -112,8 +112,8 @@ def truth_cmd(
     spec: SpecOpt = None,
 ) -> None:
     """Write the expected nmap verdict of every (host, proto, port, technique) of the spec."""
-    from twinscan.core.schema import write_csv
     from twinscan.core.wording import count
+    from twinscan.formats.csv import write_csv
     from twinscan.formats.outpaths import check_output_paths
     from twinscan.lab.spec import load_spec
     from twinscan.lab.truth import truth_frame

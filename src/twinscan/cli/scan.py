@@ -93,7 +93,7 @@ def scan(
     if opts.verbose:
         for line in describe_request(request):
             typer.echo(line, err=True)
-    from twinscan.cli.progress import progress_for_terminal
+    from twinscan.cli.progress_bar import progress_for_terminal
 
     with progress_for_terminal() as progress:
         result = run_scan(request, engine.engine, progress=progress)
@@ -124,16 +124,16 @@ def write_outputs(
     grepable: Path | None = None,
 ) -> bool:
     """Write the requested files; True when anything was written."""
-    from twinscan.core.schema import write_result_csv
+    from twinscan.formats.csv import write_result_csv
 
     if csv is not None:
         write_result_csv(result, sys.stdout if str(csv) == "-" else csv)
     if json is not None:
-        from twinscan.formats.exports import write_jsonl
+        from twinscan.formats.jsonl import write_jsonl
 
         write_jsonl(result, sys.stdout if str(json) == "-" else json)
     if xml is not None:
-        from twinscan.formats.exports import write_nmap_xml
+        from twinscan.formats.nmap_xml_write import write_nmap_xml
 
         write_nmap_xml(result, sys.stdout if str(xml) == "-" else xml)
     for path, kind in ((normal, "normal"), (grepable, "grepable")):

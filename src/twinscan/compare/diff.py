@@ -49,9 +49,9 @@ def sniff_format(head: bytes) -> str:
 
 def load_scan(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A saved scan as a results-schema frame, whatever its format."""
-    from twinscan.core.schema import read_csv
-    from twinscan.formats.exports import read_jsonl
-    from twinscan.formats.nmap_xml import read_nmap_xml_file
+    from twinscan.formats.csv import read_csv
+    from twinscan.formats.jsonl import read_jsonl
+    from twinscan.formats.nmap_xml_read import read_nmap_xml_file
 
     name = os.fspath(path)
     p = Path(path)

@@ -140,6 +140,6 @@ def run_compare(
 
 def _save_native_xml(xml_dir: Path | None, technique: Technique, result: ScanResult) -> None:
     if xml_dir is not None:
-        from twinscan.formats.exports import write_nmap_xml
+        from twinscan.formats.nmap_xml_write import write_nmap_xml
 
         write_nmap_xml(result, xml_dir / f"native-{technique.value}.xml")

@@ -15,6 +15,7 @@ import errno as _errno
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
+from twinscan.core.errors import ScanFailed
 from twinscan.core.vocab import PortState, Reason, Technique
 
 S = PortState
@@ -179,7 +180,7 @@ LEGAL_STATES: Final[Mapping[Technique, frozenset[PortState]]] = {
 }
 
 
-class UnexpectedConnectError(Exception):
+class UnexpectedConnectError(ScanFailed):
     """A connect() error nmap treats as fatal ("Strange SO_ERROR")."""
 
 

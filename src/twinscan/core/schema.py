@@ -3,14 +3,21 @@
 A scan result is one row per (engine, technique, host, proto, port). Enum-valued columns are
 pandas categoricals whose categories are the enum values, so frames from different engines
 concatenate without upcasting and compare cell by cell.
+
+One columns type, ``ResultColumns``, carries verdicts from an engine to the frame and to every
+writer (``ScanResult.column_runs`` gives any result, built or not, as ``ResultColumns``);
+``iana_codes`` is the one place the ``iana_range`` column is computed. File formats live in
+``twinscan.formats`` (CSV: ``formats.csv``).
+
+Longer than twinscan's ~400-line guideline on purpose: the dtypes, the columns type and the two
+conversions between columns and frames (``frame_from_columns``, ``columns_from_frame``) must
+agree cell for cell, and keeping them in one module keeps that contract in one place.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -102,8 +109,7 @@ class PortVerdict:
             "reason_ttl": self.reason_ttl,
             "reason_ip": self.reason_ip,
             "rtt_ms": self.rtt_ms,
-            "iana_range": IanaRange.of(self.port).value,
-        }
+        }  # iana_range: derived by ``conform`` (``iana_codes``)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -123,13 +129,24 @@ class ScanMeta:
         return (self.end - self.start).total_seconds()
 
 
+def iana_codes(ports: Sequence[int] | Any) -> Any:
+    """The ``iana_range`` category code of each port (numpy int8 array): the one place the
+    column is computed (``IanaRange`` order: well-known, registered, dynamic)."""
+    import numpy as np
+
+    uppers = np.array([r.bounds[1] for r in IanaRange])
+    return np.searchsorted(uppers, np.asarray(ports, dtype=np.int64)).astype(np.int8)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ResultColumns:
-    """One technique's verdicts as columns, before they become a frame.
+    """Verdicts of one (engine, technique, proto) as columns: the one columns type.
 
-    What ``frame_from_columns`` takes. Engines hand these over so that a plain
-    ``twinscan scan --csv`` never needs pandas: the CSV and the text report are written from
-    the columns, and the frame is built only when something asks for it.
+    Engines hand these over so that a plain ``twinscan scan --csv`` never needs pandas: the CSV
+    (``formats.csv``) and the text report are written from the columns, and the frame is built
+    only when something asks for it (``to_frame``). ``state`` and ``reason`` are categorical
+    codes (``category_code``); the optional columns are None when absent. The owner columns
+    (``--owners``) are set only when a frame that has them is turned back into columns.
     """
 
     engine: Engine
@@ -142,9 +159,17 @@ class ResultColumns:
     reason_ttl: Sequence[int | None] | None = None
     reason_ip: Sequence[str | None] | None = None
     rtt_ms: Sequence[float | None] | None = None
+    pid: Sequence[int | None] | None = None
+    process: Sequence[str | None] | None = None
+    user: Sequence[str | None] | None = None
+    cmdline: Sequence[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.port)
+
+    @property
+    def has_owners(self) -> bool:
+        return any(getattr(self, c) is not None for c in OWNER_COLUMNS)
 
     def to_frame(self) -> pd.DataFrame:
         return frame_from_columns(
@@ -158,44 +183,93 @@ class ResultColumns:
             reason_ttl=self.reason_ttl,
             reason_ip=self.reason_ip,
             rtt_ms=self.rtt_ms,
+            owners={c: getattr(self, c) for c in OWNER_COLUMNS if getattr(self, c) is not None},
         )
 
-    def csv_text(self) -> str:
-        """The rows exactly as ``write_csv`` of the frame writes them (header excluded).
 
-        No field can need CSV quoting: enum values, addresses and numbers hold no comma,
-        quote or newline, so lines are joined directly (the property test holds us to it).
-        """
-        import numpy as np
+def columns_from_frame(frame: pd.DataFrame) -> list[ResultColumns]:
+    """A schema frame as ``ResultColumns``, one per run of rows sharing (engine, technique,
+    proto), in row order (the inverse of ``to_frame``; owner columns kept)."""
+    import numpy as np
+    import pandas as pd
 
-        n = len(self.port)
-        states = _CATEGORIES["state"]
-        reasons = _CATEGORIES["reason"]
-        ranges = [r.value for r in IanaRange]
-        ports = np.asarray(self.port, dtype=np.int64)
-        uppers = [r.bounds[1] for r in IanaRange]
-        iana = [ranges[i] for i in np.searchsorted(uppers, ports).tolist()]
-        ttl = (
-            [""] * n
-            if self.reason_ttl is None
-            else ["" if v is None else str(v) for v in self.reason_ttl]
-        )
-        rip = (
-            [""] * n if self.reason_ip is None else ["" if v is None else v for v in self.reason_ip]
-        )
-        if self.rtt_ms is None:
-            rtt = [""] * n
-        else:
-            floats = np.array([np.nan if v is None else v for v in self.rtt_ms], dtype=np.float32)
-            rtt = ["" if t == "nan" else t for t in floats.astype(str).tolist()]
-        prefix = f"{self.engine.value},{self.technique.value},"
-        proto = self.proto.value
-        return "".join(
-            f"{prefix}{h},{proto},{p},{states[st]},{reasons[r]},{t},{ip},{ms},{rng}\n"
-            for h, p, st, r, t, ip, ms, rng in zip(
-                self.host, ports.tolist(), self.state, self.reason, ttl, rip, rtt, iana, strict=True
+    n = len(frame)
+    if n == 0:
+        return []
+    types = dtypes()
+    keys = [frame[c].astype(str).to_numpy() for c in ("engine", "technique", "proto")]
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for key in keys:
+        change[1:] |= key[1:] != key[:-1]
+    starts = np.flatnonzero(change).tolist() + [n]
+
+    def codes(col: str) -> list[int]:
+        return pd.Categorical(frame[col].astype(str), dtype=types[col]).codes.tolist()
+
+    def values(col: str) -> list[Any] | None:
+        if col not in frame.columns:
+            return None
+        return [None if pd.isna(v) else v for v in frame[col].astype("object")]
+
+    state, reason = codes("state"), codes("reason")
+    host = frame["host"].astype(str).tolist()
+    port = frame["port"].astype("int64").tolist()
+    ttl = [None if v is None else int(v) for v in values("reason_ttl") or []]
+    rtt = [None if v is None else float(v) for v in values("rtt_ms") or []]
+    rip = values("reason_ip") or []
+    pid = values("pid")
+    owners = {c: values(c) for c in OWNER_COLUMNS[1:]}
+    out: list[ResultColumns] = []
+    for lo, hi in zip(starts, starts[1:], strict=False):
+        out.append(
+            ResultColumns(
+                engine=Engine(keys[0][lo]),
+                technique=Technique(keys[1][lo]),
+                proto=Proto(keys[2][lo]),
+                host=host[lo:hi],
+                port=port[lo:hi],
+                state=state[lo:hi],
+                reason=reason[lo:hi],
+                reason_ttl=ttl[lo:hi],
+                reason_ip=[None if v is None else str(v) for v in rip[lo:hi]],
+                rtt_ms=rtt[lo:hi],
+                pid=None if pid is None else [None if v is None else int(v) for v in pid[lo:hi]],
+                **{c: None if v is None else v[lo:hi] for c, v in owners.items()},
             )
         )
+    return out
+
+
+def merge_columns(parts: Sequence[ResultColumns]) -> ResultColumns:
+    """Several parts of one (engine, technique, proto) scan as one, sorted by (host address,
+    port) -- what forked workers' shards become. Optional columns absent from any part are
+    absent (None) from the whole."""
+    if len(parts) == 1:
+        return parts[0]
+    import numpy as np
+
+    first = parts[0]
+    if any(
+        (p.engine, p.technique, p.proto) != (first.engine, first.technique, first.proto)
+        for p in parts
+    ):
+        raise ValueError("merge_columns: parts of different scans")
+    hosts = [h for p in parts for h in p.host]
+    rank = {h: r for r, h in enumerate(sorted(set(hosts), key=host_sort_key))}
+    key = np.array([rank[h] for h in hosts], dtype=np.int64) << 16
+    key |= np.array([x for p in parts for x in p.port], dtype=np.int64)
+    order = np.argsort(key, kind="stable").tolist()
+
+    def joined(name: str) -> list[Any] | None:
+        cols = [getattr(p, name) for p in parts]
+        if any(c is None for c in cols):
+            return None
+        flat = [v for c in cols for v in c]
+        return [flat[i] for i in order]
+
+    merged = {f.name: joined(f.name) for f in dataclasses.fields(ResultColumns)[3:]}
+    return ResultColumns(first.engine, first.technique, first.proto, **merged)  # type: ignore[arg-type]
 
 
 class ScanResult:
@@ -236,6 +310,12 @@ class ScanResult:
         """The columns when no frame has been built from them yet (the cheap path)."""
         return self._columns if self._frame is None else None
 
+    def column_runs(self) -> list[ResultColumns]:
+        """The result as ``ResultColumns`` (its own columns, or runs of its frame's rows):
+        how writers that work on columns read any result."""
+        columns = self.unbuilt_columns
+        return [columns] if columns is not None else columns_from_frame(self.frame)
+
     def __repr__(self) -> str:
         rows = len(self._columns) if self._frame is None and self._columns else len(self.frame)
         return f"ScanResult({rows} rows, {self.meta!r})"
@@ -272,11 +352,13 @@ def frame_from_columns(
     reason_ttl: Sequence[int | None] | None = None,
     reason_ip: Sequence[str | None] | None = None,
     rtt_ms: Sequence[float | None] | None = None,
+    owners: Mapping[str, Sequence[Any]] | None = None,
 ) -> pd.DataFrame:
     """A schema frame built column by column, without a Python object per row.
 
     One (engine, technique, proto) per call; ``state`` and ``reason`` are categorical codes
-    (``category_code``), the other columns plain values (None: missing). The frame equals
+    (``category_code``), the other columns plain values (None: missing); ``owners`` adds the
+    owner columns it names (``OWNER_COLUMNS`` order). The frame equals
     ``to_frame`` of the same verdicts (same columns, dtypes and row order) at a fraction of
     the cost for 65535 rows.
     """
@@ -305,7 +387,6 @@ def frame_from_columns(
     def optional(values: Sequence[Any] | None, dtype: str) -> pd.Series:
         return pd.Series([None] * n if values is None else list(values), dtype=dtype)
 
-    uppers = np.array([r.bounds[1] for r in IanaRange])
     frame = pd.DataFrame(
         {
             "engine": const("engine", engine.value),
@@ -318,11 +399,12 @@ def frame_from_columns(
             "reason_ttl": optional(reason_ttl, "UInt8"),
             "reason_ip": optional(reason_ip, "string"),
             "rtt_ms": optional(rtt_ms, "Float32"),
-            "iana_range": pd.Categorical.from_codes(
-                np.searchsorted(uppers, ports).astype(np.int8), dtype=types["iana_range"]
-            ),
+            "iana_range": pd.Categorical.from_codes(iana_codes(ports), dtype=types["iana_range"]),
         }
     )
+    for col in OWNER_COLUMNS:
+        if owners and col in owners:
+            frame[col] = optional(owners[col], types[col])
     return frame
 
 
@@ -340,7 +422,14 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
 
     frame = frame.copy()
     if "iana_range" not in frame.columns or frame["iana_range"].isna().any():
-        frame["iana_range"] = [IanaRange.of(int(p)).value for p in frame["port"]]
+        ports = pd.to_numeric(frame["port"], errors="raise")
+        if ports.isna().any():
+            raise ValueError("column port: missing value")
+        if len(ports) and (ports.min() < 0 or ports.max() > 65535):
+            raise ValueError("column port: value outside 0-65535")
+        frame["iana_range"] = pd.Categorical.from_codes(
+            iana_codes(ports), dtype=dtypes()["iana_range"]
+        )
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"missing column(s): {', '.join(missing)}")
@@ -401,95 +490,6 @@ def sort_frame(frame: pd.DataFrame) -> pd.DataFrame:
         _p=frame["proto"].astype(str),
     ).sort_values(["_e", "_t", "_h", "_p", "port"], kind="stable")
     return ordered.drop(columns=["_e", "_t", "_h", "_p"]).reset_index(drop=True)
-
-
-#: The first characters of the comment line that ends the CSV of an incomplete scan.
-INCOMPLETE_PREFIX = "# twinscan: incomplete scan"
-#: ``frame.attrs`` key the readers set (to the marker's text) for an incomplete scan's file.
-INCOMPLETE_ATTR = "twinscan_incomplete"
-
-
-class IncompleteScanWarning(UserWarning):
-    """A saved scan that says it is incomplete (interrupted): ports may be missing from it."""
-
-
-def incomplete_note(rows: int, reason: str = "interrupted") -> str:
-    """The text of the incomplete-scan mark (CSV comment, JSON lines marker, warnings)."""
-    verdicts = "1 port verdict" if rows == 1 else f"{rows} port verdicts"
-    return f"incomplete scan ({reason}): {verdicts}; ports without a row were not scanned"
-
-
-def read_csv(path_or_buf: Any) -> pd.DataFrame:
-    """Read a twinscan CSV back into a schema frame (lossless round trip).
-
-    Lines starting with ``#`` are comments. The incomplete-scan mark an interrupted scan's CSV
-    ends with sets ``frame.attrs[INCOMPLETE_ATTR]`` and issues an ``IncompleteScanWarning``.
-    """
-    import io
-
-    import pandas as pd
-
-    if isinstance(path_or_buf, (str, bytes)) or hasattr(path_or_buf, "__fspath__"):
-        with open(path_or_buf, encoding="utf-8-sig", newline="") as f:
-            text = f.read()
-        name = os.fsdecode(path_or_buf)
-    else:
-        text = path_or_buf.read()
-        name = getattr(path_or_buf, "name", "<stream>")
-    note: str | None = None
-    if "#" in text:
-        kept: list[str] = []
-        for line in text.splitlines(keepends=True):
-            if not line.startswith("#"):
-                kept.append(line)
-            elif line.startswith(INCOMPLETE_PREFIX):
-                note = line[len("# twinscan: ") :].strip()
-        text = "".join(kept)
-    raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
-    frame = conform(raw)
-    if note is not None:
-        mark_incomplete(frame, note, name)
-    return frame
-
-
-def mark_incomplete(frame: pd.DataFrame, note: str, source: str) -> None:
-    """Record on a frame read from ``source`` that it is incomplete, and warn."""
-    frame.attrs[INCOMPLETE_ATTR] = note
-    warnings.warn(f"{source}: {note}", IncompleteScanWarning, stacklevel=3)
-
-
-def is_incomplete(frame: pd.DataFrame) -> bool:
-    """Whether ``frame`` was read from a file marked incomplete."""
-    return INCOMPLETE_ATTR in frame.attrs
-
-
-def write_csv(frame: pd.DataFrame, path_or_buf: Any) -> None:
-    frame.to_csv(path_or_buf, index=False)
-
-
-def write_result_csv(result: ScanResult, path_or_buf: Any) -> None:
-    """``write_csv`` of ``result.frame``, byte for byte, without building the frame when the
-    result still holds its columns (no pandas import on a plain ``scan --csv``).
-
-    An incomplete result (interrupted) gets one more line, a ``#`` comment that says so
-    (``read_csv`` skips it and marks the frame)."""
-    columns = result.unbuilt_columns
-    if columns is None:
-        if not result.meta.incomplete:
-            write_csv(result.frame, path_or_buf)
-            return
-        text = result.frame.to_csv(index=False)
-        rows = len(result.frame)
-    else:
-        text = ",".join(COLUMNS) + "\n" + columns.csv_text()
-        rows = len(columns)
-    if result.meta.incomplete:
-        text += f"# twinscan: {incomplete_note(rows)}\n"
-    if isinstance(path_or_buf, (str, bytes)) or hasattr(path_or_buf, "__fspath__"):
-        with open(path_or_buf, "w", newline="") as f:
-            f.write(text)
-    else:
-        path_or_buf.write(text)
 
 
 def meta_dict(meta: ScanMeta) -> Mapping[str, object]:

@@ -15,8 +15,10 @@ from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult, category_c
 from twinscan.core.vocab import Engine, PortState, Reason, Technique
 from twinscan.request.model import ScanRequest
 
-#: (host, port, state, reason, rtt_ms), state and reason as their string values: plain tuples
-#: pickle ten times faster than dataclasses, which matters when workers send 65535 of them.
+#: (host, port, state, reason, rtt_ms), state and reason as their string values: how the connect
+#: and bounce loops collect outcomes (and forked workers send them: plain tuples pickle ten
+#: times faster than dataclasses). Not a result shape: ``build_result`` turns them straight
+#: into ``schema.ResultColumns``, the one columns type.
 Row = tuple[str, int, str, str, float | None]
 
 

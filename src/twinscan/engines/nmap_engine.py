@@ -4,7 +4,7 @@ This is the only module that imports python-nmap. The nmap command line is built
 from the validated ``ScanRequest`` by the pure ``nmap_arguments``: every element comes from a
 typed field (an enum letter, an int, a checked IP address, a formatted port list), so there is
 no free-form string through which ``-iL``, ``-oN``, ``--script`` or an extra target could be
-smuggled. nmap's raw XML goes through ``twinscan.formats.nmap_xml.parse_nmap_xml`` (extraports
+smuggled. nmap's raw XML goes through ``twinscan.formats.nmap_xml_read.parse_nmap_xml`` (extraports
 expanded), never through python-nmap's dict, which drops folded ports. The scan waits in a helper
 thread so that Ctrl-C stops it at once: the nmap process is killed, none is left behind.
 """
@@ -25,7 +25,7 @@ from twinscan.core.progress import NoProgress, Progress
 from twinscan.core.timing import TEMPLATES
 from twinscan.core.vocab import Engine, Proto, Technique
 from twinscan.engines import interrupt
-from twinscan.request.portspec import format_port_list
+from twinscan.request.ports import format_port_list
 
 if TYPE_CHECKING:
     from twinscan.core.schema import ScanResult
@@ -129,7 +129,7 @@ def run_nmap(
     """Run nmap for one technique and return its verdicts, raw XML and command line."""
     import nmap
 
-    from twinscan.formats.nmap_xml import NmapXmlError, parse_nmap_xml
+    from twinscan.formats.nmap_xml_read import NmapXmlError, parse_nmap_xml
 
     progress = progress or NoProgress()
     nmap_path = find_nmap()

@@ -9,12 +9,17 @@ directory, or a place that cannot be written, is refused with one line (exit 2).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from twinscan.core.errors import UsageError
 
 STDOUT = "-"
+
+#: Where a writer writes: a path, or an open text stream.
+Dest = str | os.PathLike[str] | IO[str]
 
 
 def is_stdout(path: Path | str | None) -> bool:
@@ -73,3 +78,13 @@ def _check_writable(opt: str, path: Path, *, is_dir: bool) -> None:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{opt} {path}: cannot create {parent}: {exc.strerror}") from None
+
+
+@contextmanager
+def text_out(dest: Dest) -> Iterator[IO[str]]:
+    """An open text stream for ``dest`` (a path is opened UTF-8 with ``\\n`` newlines)."""
+    if isinstance(dest, str | os.PathLike):
+        with open(dest, "w", encoding="utf-8", newline="\n") as fh:
+            yield fh
+    else:
+        yield dest

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from twinscan.core.errors import ScanFailed
 from twinscan.core.vocab import Engine, Technique
-from twinscan.request.portspec import format_port_list
+from twinscan.request.ports import format_port_list
 
 if TYPE_CHECKING:
     from twinscan.lab.spec import LabSpec

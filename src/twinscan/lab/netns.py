@@ -147,7 +147,7 @@ def nft_ruleset(host: Host) -> str | None:
 
 
 def _ranges(ports: tuple[int, ...]) -> list[str]:
-    from twinscan.request.portspec import format_port_list
+    from twinscan.request.ports import format_port_list
 
     return format_port_list(ports).split(",")
 

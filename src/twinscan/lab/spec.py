@@ -19,7 +19,7 @@ from typing import Any
 
 from twinscan.core.errors import InputFileError
 from twinscan.core.vocab import Proto
-from twinscan.request.portspec import parse_port_list
+from twinscan.request.ports import parse_port_list
 
 #: Every lab address must live here (network safety: nothing outside the benchmark block).
 LAB_SUPERNET = ipaddress.IPv4Network("198.18.0.0/16")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from twinscan.core.rules import NO_RESPONSE
 from twinscan.core.vocab import PortState, Reason, Technique
 from twinscan.lab.spec import LabSpec
-from twinscan.request.portspec import format_port_list
+from twinscan.request.ports import format_port_list
 
 if TYPE_CHECKING:
     import pandas as pd

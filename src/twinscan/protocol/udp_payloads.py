@@ -5,20 +5,27 @@ nmap <= 7.93 reads them from its ``nmap-payloads`` file: ``udp PORTS "string" ["
 nmap sends one datagram per payload on every try. twinscan reads the installed file at run
 time (it is not vendored: nmap's data files are under the NPSL) and falls back to a small
 hand-written set for the services the lab runs when nmap is not installed.
+``$TWINSCAN_NMAP_PAYLOADS`` names another file to read instead. A file that does not parse is
+one ``PayloadFileError`` (an ``InputFileError``: one line, exit 2) naming the file and line.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
+from twinscan.core.errors import MalformedData, PayloadFileError
+
 NMAP_PAYLOADS_PATHS: Final = (
     "/usr/share/nmap/nmap-payloads",
     "/usr/local/share/nmap/nmap-payloads",
 )
+#: Environment variable naming the nmap-payloads file to read instead of the installed one.
+PAYLOADS_ENV: Final = "TWINSCAN_NMAP_PAYLOADS"
 
 #: Hand-written probes (written from the protocol RFCs, not copied from nmap).
 FALLBACK: Final[Mapping[int, tuple[bytes, ...]]] = {
@@ -39,7 +46,7 @@ FALLBACK: Final[Mapping[int, tuple[bytes, ...]]] = {
 }
 
 
-class PayloadSyntaxError(ValueError):
+class PayloadSyntaxError(MalformedData):
     """An nmap-payloads file twinscan cannot read (reported with its line number)."""
 
 
@@ -160,14 +167,31 @@ def parse_payloads(text: str) -> PayloadTable:
     return table
 
 
-@lru_cache(maxsize=4)
 def load_payloads(path: str | None = None) -> PayloadTable:
-    """The installed nmap-payloads table, or the hand-written fallback when nmap is absent."""
+    """The nmap-payloads table: ``path``, else ``$TWINSCAN_NMAP_PAYLOADS``, else the installed
+    file, else the hand-written fallback when nmap is absent.
+
+    ``PayloadFileError`` (one line, exit 2) for a file that does not parse, or a ``path`` or
+    ``$TWINSCAN_NMAP_PAYLOADS`` that names no readable file."""
+    if path is None and (env := os.environ.get(PAYLOADS_ENV)):
+        if not Path(env).is_file():
+            raise PayloadFileError(env, f"no such file (named by ${PAYLOADS_ENV})")
+        path = env
+    return _load(path)
+
+
+@lru_cache(maxsize=4)
+def _load(path: str | None) -> PayloadTable:
     candidates = [path] if path else list(NMAP_PAYLOADS_PATHS)
     for candidate in candidates:
         p = Path(candidate)
         if p.is_file():
-            return parse_payloads(p.read_text(encoding="latin-1"))
+            try:
+                return parse_payloads(p.read_text(encoding="latin-1"))
+            except PayloadSyntaxError as exc:
+                raise PayloadFileError(candidate, f"nmap-payloads file: {exc}") from None
+            except OSError as exc:
+                raise PayloadFileError(candidate, f"cannot read: {exc.strerror}") from None
     table = PayloadTable()
     for port, payloads in FALLBACK.items():
         for payload in payloads:

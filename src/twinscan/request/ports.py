@@ -1,19 +1,27 @@
-"""Port specifications as nmap takes them, plus IANA range names.
+"""Port lists: the one port-range parser, its formatter and nmap's service table.
 
-``22,80,1000-2000``; ``-`` alone or ``-p-`` for 1-65535; open ends ``-1024`` and ``60000-``;
-``T:`` and ``U:`` qualifiers that last until the next one (unqualified ports go to both lists);
-service names from nmap-services (``http``); and twinscan's ``well-known``, ``registered``,
-``dynamic`` for IANA's ranges. Port 0 is scanned only when named explicitly, as in nmap.
+Two grammars, one range parser (``_range``) and one error type (``PortSpecError``, a
+``TargetError`` and a ``ValueError``):
+
+- ``parse_ports`` reads ``-p`` as nmap takes it: ``22,80,1000-2000``; ``-`` alone or ``-p-``
+  for 1-65535; open ends ``-1024`` and ``60000-``; ``T:`` and ``U:`` qualifiers that last until
+  the next one (unqualified ports go to both lists); service names from nmap-services
+  (``http``); and twinscan's ``well-known``, ``registered``, ``dynamic`` for IANA's ranges.
+  Port 0 is scanned only when named explicitly, as in nmap.
+- ``parse_port_list`` reads the plain lists inside files (lab specs, nmap XML's
+  ``scaninfo@services`` and ``extrareasons@ports``): numbers and closed ranges only.
+
+``format_port_list`` is the inverse of ``parse_port_list`` (shortest range list).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from twinscan.core.errors import TargetError
+from twinscan.core.errors import PortSpecError, TargetError
 from twinscan.core.vocab import IanaRange, Proto
 
 NMAP_SERVICES_PATHS = (
@@ -83,20 +91,63 @@ def top_ports(n: int, proto: Proto, services: tuple[ServiceEntry, ...] | None = 
     return seen
 
 
-def _range(item: str, spec: str) -> list[int]:
-    if item == "-":
-        return list(range(1, 65536))
-    lo_s, sep, hi_s = item.partition("-")
-    try:
-        lo = int(lo_s) if lo_s else 1
-        hi = (int(hi_s) if hi_s else 65535) if sep else lo
-    except ValueError:
-        raise TargetError(f"bad port {item!r} in {spec!r}") from None
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _range(item: str, spec: str, *, open_ends: bool = True) -> range:
+    """One ``LO-HI`` / ``PORT`` item; with ``open_ends``, also ``-HI``, ``LO-`` and ``-``."""
+    lo_s, sep, hi_s = (s.strip() for s in item.partition("-"))
+    lo_ok = _number(lo_s) or (open_ends and not lo_s)
+    hi_ok = not sep or _number(hi_s) or (open_ends and not hi_s)
+    if not (lo_ok and hi_ok):
+        raise PortSpecError(f"bad port {item!r} in {spec!r}")
+    lo = int(lo_s) if lo_s else 1
+    hi = (int(hi_s) if hi_s else 65535) if sep else lo
     if not (0 <= lo <= 65535 and 0 <= hi <= 65535):
-        raise TargetError(f"port out of range 0-65535: {item!r}")
+        raise PortSpecError(f"port out of range 0-65535: {item!r}")
     if hi < lo:
-        raise TargetError(f"backwards port range {item!r}")
-    return list(range(lo, hi + 1))
+        raise PortSpecError(f"backwards port range {item!r}")
+    return range(lo, hi + 1)
+
+
+def _items(spec: str) -> Iterator[str]:
+    for raw in spec.split(","):
+        item = raw.strip()
+        if item:
+            yield item
+
+
+def parse_port_list(text: str) -> list[int]:
+    """A plain comma-separated list of ports and closed ranges as sorted unique ports.
+
+    ``PortSpecError`` (a ``ValueError``) on anything else: names, qualifiers and open ranges
+    belong to ``-p`` (``parse_ports``), not to the lists inside files.
+    """
+    ports: set[int] = set()
+    for item in _items(text):
+        ports.update(_range(item, text, open_ends=False))
+    return sorted(ports)
+
+
+def format_port_list(ports: Iterable[int]) -> str:
+    """The shortest range list for ``ports`` (inverse of ``parse_port_list``)."""
+    out: list[str] = []
+    run_start: int | None = None
+    prev = -2
+    for port in sorted(set(ports)):
+        if port != prev + 1:
+            if run_start is not None:
+                out.append(_run(run_start, prev))
+            run_start = port
+        prev = port
+    if run_start is not None:
+        out.append(_run(run_start, prev))
+    return ",".join(out)
+
+
+def _run(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 def _by_name(name: str, protos: tuple[Proto, ...]) -> dict[Proto, list[int]]:
@@ -105,7 +156,7 @@ def _by_name(name: str, protos: tuple[Proto, ...]) -> dict[Proto, list[int]]:
         if e.name == name and e.proto in out:
             out[e.proto].append(e.port)
     if not any(out.values()):
-        raise TargetError(f"unknown port or service name {name!r}")
+        raise PortSpecError(f"unknown port or service name {name!r}")
     return out
 
 
@@ -113,10 +164,7 @@ def parse_ports(spec: str, protos: tuple[Proto, ...] = (Proto.TCP, Proto.UDP)) -
     """Parse ``-p`` into per-protocol sorted port lists."""
     lists: dict[Proto, set[int]] = {Proto.TCP: set(), Proto.UDP: set()}
     current: tuple[Proto, ...] = protos
-    for raw in spec.split(","):
-        item = raw.strip()
-        if not item:
-            continue
+    for item in _items(spec):
         upper = item[:2].upper()
         if upper in ("T:", "U:"):
             current = (Proto.TCP,) if upper == "T:" else (Proto.UDP,)
@@ -137,7 +185,7 @@ def parse_ports(spec: str, protos: tuple[Proto, ...] = (Proto.TCP, Proto.UDP)) -
                 lists[proto].update(ports_)
     plan = PortPlan(tcp=tuple(sorted(lists[Proto.TCP])), udp=tuple(sorted(lists[Proto.UDP])))
     if not plan.tcp and not plan.udp:
-        raise TargetError(f"no ports in {spec!r}")
+        raise PortSpecError(f"no ports in {spec!r}")
     return plan
 
 

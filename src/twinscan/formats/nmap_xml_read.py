@@ -16,13 +16,13 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from twinscan.core.errors import InputFileError
+from twinscan.core.errors import InputFileError, MalformedData
 from twinscan.core.schema import PortVerdict, ScanMeta, ScanResult, to_frame
 from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
-from twinscan.request.portspec import parse_port_list
+from twinscan.request.ports import parse_port_list
 
 
-class NmapXmlError(ValueError):
+class NmapXmlError(MalformedData):
     """The text is not usable nmap XML; the message says why."""
 
 

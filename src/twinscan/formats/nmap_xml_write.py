@@ -1,165 +1,42 @@
-"""Exports of a scan result: JSON lines and nmap-compatible XML (CSV is ``schema.write_csv``).
-
-CSV and JSON lines carry the results schema's columns in ``schema.COLUMNS`` order (plus the
-owner columns when present): ``engine, technique, host, proto, port, state, reason,
-reason_ttl, reason_ip, rtt_ms, iana_range``.
+"""nmap-compatible XML (``-oX``) from a scan result.
 
 The XML follows nmap's ``-oX`` layout closely enough that nmap's own ``ndiff``, python-nmap's
-``analyse_nmap_xml_scan`` and twinscan's reader accept it: one ``<scaninfo>`` per protocol, a
-``<host>`` per address and, as nmap does (portlist.cc ``isIgnoredState``), every non-open state
-with more than 25 ports of a host folded into ``<extraports>`` whose ``<extrareasons>`` list
-the ports (nmap >= 7.92 style), so ndiff sees the same folding in both files. nmap XML holds
-one scan type per protocol, so a result with two TCP techniques needs one file per technique
-(``write_nmap_xml_per_technique``).
+``analyse_nmap_xml_scan`` and twinscan's reader (``formats.nmap_xml_read``) accept it: one
+``<scaninfo>`` per protocol, a ``<host>`` per address and, as nmap does (portlist.cc
+``isIgnoredState``), every non-open state with more than 25 ports of a host folded into
+``<extraports>`` whose ``<extrareasons>`` list the ports (nmap >= 7.92 style), so ndiff sees the
+same folding in both files. nmap XML holds one scan type per protocol, so a result with two TCP
+techniques needs one file per technique (``write_nmap_xml_per_technique``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import json
-import math
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
-from twinscan.core.errors import InputFileError, UsageError
-from twinscan.core.schema import (
-    COLUMNS,
-    OWNER_COLUMNS,
-    ScanMeta,
-    ScanResult,
-    conform,
-    incomplete_note,
-    mark_incomplete,
-)
+from twinscan.core.errors import UsageError
+from twinscan.core.schema import ScanMeta, ScanResult, conform
 from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
-from twinscan.request.portspec import format_port_list
+from twinscan.formats.outpaths import Dest, text_out
+from twinscan.request.ports import format_port_list
 
 if TYPE_CHECKING:
     import pandas as pd
-
-Dest = str | os.PathLike[str] | IO[str]
 
 #: nmap folds a state into <extraports> when a host has more ports than this in it.
 MAX_PER_STATE = 25
 #: States nmap never folds (portlist.cc isIgnoredState).
 NEVER_FOLDED = frozenset({PortState.OPEN})
 
-_INT_COLUMNS = {"port", "reason_ttl", "pid"}
-_FLOAT_COLUMNS = {"rtt_ms"}
 
-
-@contextmanager
-def _text_out(dest: Dest) -> Iterator[IO[str]]:
-    if isinstance(dest, str | os.PathLike):
-        with open(dest, "w", encoding="utf-8", newline="\n") as fh:
-            yield fh
-    else:
-        yield dest
-
-
-# --- JSON lines ---------------------------------------------------------------------------
-
-
-def _json_value(column: str, value: Any) -> Any:
-    if value is None or value is _na() or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if column in _INT_COLUMNS:
-        return int(value)
-    if column in _FLOAT_COLUMNS:
-        import numpy as np
-
-        # The shortest decimal that reads back as the same float32 (lossless, and readable).
-        return float(str(np.float32(value)))
-    return str(value)
-
-
-def _na() -> Any:
+def _na() -> object:
     import pandas as pd
 
     return pd.NA
-
-
-def jsonl_records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """The frame's rows as JSON-ready dicts, keys in column order, ``None`` for missing."""
-    columns = [c for c in (*COLUMNS, *OWNER_COLUMNS) if c in frame.columns]
-    data = frame[columns].astype("object")
-    for values in data.itertuples(index=False, name=None):
-        yield {c: _json_value(c, v) for c, v in zip(columns, values, strict=True)}
-
-
-#: The key of the last line of an incomplete scan's JSON lines (a marker, not a row).
-INCOMPLETE_KEY = "twinscan_incomplete"
-
-
-def incomplete_marker(rows: int, reason: str = "interrupted") -> dict[str, Any]:
-    """The marker object that ends an incomplete scan's JSON lines."""
-    return {INCOMPLETE_KEY: True, "reason": reason, "rows": rows, "note": incomplete_note(rows)}
-
-
-def write_jsonl(result: ScanResult | pd.DataFrame, dest: Dest) -> None:
-    """One JSON object per verdict row (``schema.COLUMNS`` keys), one per line.
-
-    An incomplete result (interrupted) ends with one more line, ``incomplete_marker``:
-    ``{"twinscan_incomplete": true, "reason": "interrupted", ...}``."""
-    frame = result.frame if isinstance(result, ScanResult) else result
-    incomplete = isinstance(result, ScanResult) and result.meta.incomplete
-    with _text_out(dest) as out:
-        for record in jsonl_records(frame):
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        if incomplete:
-            out.write(json.dumps(incomplete_marker(len(frame)), ensure_ascii=False) + "\n")
-
-
-def read_jsonl(source: str | os.PathLike[str] | IO[str]) -> pd.DataFrame:
-    """Read twinscan JSON lines back into a schema frame (lossless round trip).
-
-    The incomplete-scan marker (``INCOMPLETE_KEY``) is not a row: it sets
-    ``frame.attrs[schema.INCOMPLETE_ATTR]`` and issues a ``schema.IncompleteScanWarning``."""
-    import pandas as pd
-
-    name = os.fspath(source) if isinstance(source, str | os.PathLike) else "<stream>"
-    try:
-        if isinstance(source, str | os.PathLike):
-            text = Path(source).read_text(encoding="utf-8")
-        else:
-            text = source.read()
-    except FileNotFoundError:
-        raise InputFileError(name, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(name, f"cannot read: {exc}") from None
-    records: list[dict[str, Any]] = []
-    note: str | None = None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(name, f"line {lineno}: not JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise InputFileError(name, f"line {lineno}: expected a JSON object per line")
-        if record.get(INCOMPLETE_KEY) is True:
-            reason = str(record.get("reason") or "interrupted")
-            note = str(record.get("note") or incomplete_note(len(records), reason))
-            continue
-        records.append(record)
-    columns = list(COLUMNS) + [c for c in OWNER_COLUMNS if any(c in r for r in records)]
-    raw = pd.DataFrame.from_records(records, columns=columns)
-    try:
-        frame = conform(raw)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise InputFileError(name, f"not twinscan JSON lines: {exc}") from None
-    if note is not None:
-        mark_incomplete(frame, note, name)
-    return frame
-
-
-# --- nmap XML -----------------------------------------------------------------------------
 
 
 def techniques_by_proto(frame: pd.DataFrame) -> dict[Proto, Technique]:
@@ -359,7 +236,7 @@ def nmap_xml_text(result: ScanResult) -> str:
 def write_nmap_xml(result: ScanResult, dest: Dest) -> None:
     """Write ``result`` as nmap ``-oX`` XML (one technique per protocol)."""
     text = nmap_xml_text(result)
-    with _text_out(dest) as out:
+    with text_out(dest) as out:
         out.write(text)
 
 
