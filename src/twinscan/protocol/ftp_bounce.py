@@ -22,6 +22,7 @@ import enum
 from collections import deque
 from typing import Final
 
+from twinscan.core.errors import ScanFailed
 from twinscan.core.rules import BounceOutcome
 
 #: nmap_ftp.cc receive timeouts, seconds.
@@ -34,11 +35,11 @@ ABOR_TIMEOUT_S: Final = 10.0
 MAX_LINE: Final = 8192
 
 
-class ProtocolError(Exception):
+class ProtocolError(ScanFailed):
     """The relay does not speak FTP as expected (malformed reply, overlong line)."""
 
 
-class RelayRefused(Exception):
+class RelayRefused(ScanFailed):
     """The relay refuses what a bounce scan needs (login, PORT): nmap gives up too."""
 
 

@@ -27,7 +27,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from twinscan.core import rules
+from twinscan.core import errors, rules
 from twinscan.core.rules import IcmpReply, TcpReply, UdpReply
 from twinscan.core.vocab import Technique
 
@@ -52,7 +52,7 @@ _IP_HEADER = 20
 _TCP_HEADER = 20
 
 
-class MalformedReply(ValueError):
+class MalformedReply(errors.MalformedData):
     """Bytes that are not a reply twinscan understands (truncated, wrong protocol, ...)."""
 
 
