@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from twinscan.core import rules
 from twinscan.core.rules import IcmpReply, TcpReply, UdpReply
 from twinscan.core.vocab import Technique
-from twinscan.engines.raw import bpf_dport_filter, bpf_icmp_filter, bpf_run
+from twinscan.engines.bpf import bpf_dport_filter, bpf_icmp_filter, bpf_run
+from twinscan.engines.template_cache import build_template
 from twinscan.protocol.packets import (
     PROBE_FLAGS,
     MalformedReply,
@@ -23,7 +24,15 @@ SRC, DST, SPORT = "127.0.0.1", "198.18.0.2", 40123
 
 
 def _builder(tech: Technique, payload: bytes = b"hi") -> ProbeBuilder:
-    return ProbeBuilder(tech, SRC, SPORT, SECRET, ip_id_base=0x1000, payloads=lambda _p: (payload,))
+    return ProbeBuilder(
+        tech,
+        SRC,
+        SPORT,
+        SECRET,
+        ip_id_base=0x1000,
+        payloads=lambda _p: (payload,),
+        template=build_template,
+    )
 
 
 #: A SYN probe, try 0, to 198.18.0.2:22, as bytes (golden: catches any drift in the template).
@@ -72,7 +81,7 @@ def test_probe_matches_scapy(tech: Technique, dport: int, tryno: int) -> None:
 
 def test_probe_fields_differ_per_port_and_scan() -> None:
     a = _builder(Technique.SYN)
-    other = ProbeBuilder(Technique.SYN, SRC, SPORT, b"another secret!!")
+    other = ProbeBuilder(Technique.SYN, SRC, SPORT, b"another secret!!", template=build_template)
     assert a.cookie(DST, 22) != a.cookie(DST, 23)
     assert a.cookie(DST, 22) != other.cookie(DST, 22)
 
@@ -217,8 +226,8 @@ BULK_HOSTS = ["127.0.0.1", "198.18.0.10"]
 def test_tcp_batch_equals_probe_by_probe(
     tech: Technique, probes: list[tuple[str, int, int]], id_base: int
 ) -> None:
-    one = ProbeBuilder(tech, SRC, SPORT, SECRET, ip_id_base=id_base)
-    bulk = ProbeBuilder(tech, SRC, SPORT, SECRET, ip_id_base=id_base)
+    one = ProbeBuilder(tech, SRC, SPORT, SECRET, ip_id_base=id_base, template=build_template)
+    bulk = ProbeBuilder(tech, SRC, SPORT, SECRET, ip_id_base=id_base, template=build_template)
     want = [one.probes(d, p, k)[0] for d, p, k in probes]
     rows = bulk.tcp_batch(
         [d for d, _, _ in probes], [p for _, p, _ in probes], [k for *_, k in probes]
@@ -262,7 +271,7 @@ def reply_bytes(draw: st.DrawFn, builder: ProbeBuilder) -> bytes:
 def test_match_tcp_equals_parse_and_try_of(tech: Technique, data: st.DataObject) -> None:
     import numpy as np
 
-    builder = ProbeBuilder(tech, SRC, SPORT, SECRET)
+    builder = ProbeBuilder(tech, SRC, SPORT, SECRET, template=build_template)
     packets = data.draw(st.lists(reply_bytes(builder), min_size=1, max_size=25))
     rows = np.zeros((len(packets), 128), np.uint8)
     for i, p in enumerate(packets):

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from twinscan.core.vocab import Technique
 from twinscan.engines import template_cache
-from twinscan.protocol.packets import PROBE_FLAGS, build_template
+from twinscan.engines.template_cache import build_template
+from twinscan.protocol.packets import PROBE_FLAGS
 from twinscan.protocol.udp_payloads import load_payloads
 
 TECHNIQUES = sorted(PROBE_FLAGS, key=str) + [Technique.UDP]

@@ -6,12 +6,14 @@ out on one long-lived ``IPPROTO_RAW`` socket (IP_HDRINCL); replies come back on 
 ``IPPROTO_TCP``/``IPPROTO_UDP`` and ``IPPROTO_ICMP`` sockets, each with a classic BPF filter
 attached in the kernel (only packets to our per-scan source port, and ICMP errors quoting
 it) and a large receive buffer. Works on loopback and over veth links alike.
+
+The filters are built in ``twinscan.engines.bpf``, the batched ``sendmmsg``/``recvmmsg`` of the
+TCP techniques live in ``twinscan.engines.mmsg``; this module is the driver.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import datetime as dt
 import errno
@@ -19,259 +21,32 @@ import os
 import random
 import select
 import socket
-import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twinscan import __version__
 from twinscan.core.errors import EnvironmentProblem, ScanFailed, UsageError
 from twinscan.core.progress import NoProgress, Progress
 from twinscan.core.vocab import Engine, Technique
 from twinscan.engines import interrupt
+from twinscan.engines.bpf import attach, bpf_dport_filter, bpf_icmp_filter
+from twinscan.engines.mmsg import BatchReceiver, BatchSender
 from twinscan.engines.template_cache import cached_template
-from twinscan.protocol.packets import IPPROTO_UDP, MalformedReply, ProbeBuilder, parse_reply
+from twinscan.protocol.packets import MalformedReply, ProbeBuilder, parse_reply
 from twinscan.protocol.raw_session import ScanSession, VerdictColumns, merge_columns
+from twinscan.protocol.wire import IPPROTO_UDP
 
 if TYPE_CHECKING:
     from twinscan.core.schema import ScanResult
     from twinscan.request.model import ScanRequest
 
-SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
-_MSG_DONTWAIT = 0x40
 RCVBUF = 32 * 1024 * 1024
 _READ = 65535
 
 
-# --- classic BPF -----------------------------------------------------------------------------
-
-# Opcodes (linux/filter.h)
-_LDX_B_MSH = 0xB1  # X <- 4*([k]&0xf)
-_LD_H_IND = 0x48  # A <- half word at [X+k]
-_LD_B_IND = 0x50  # A <- byte at [X+k]
-_JEQ_K = 0x15
-_RET_K = 0x06
-
-BpfInsn = tuple[int, int, int, int]
-
-
-def bpf_dport_filter(sport: int) -> list[BpfInsn]:
-    """Accept TCP/UDP datagrams whose destination port is ``sport`` (IPv4, any IHL)."""
-    return [
-        (_LDX_B_MSH, 0, 0, 0),
-        (_LD_H_IND, 0, 0, 2),
-        (_JEQ_K, 0, 1, sport),
-        (_RET_K, 0, 0, _READ),
-        (_RET_K, 0, 0, 0),
-    ]
-
-
-def bpf_icmp_filter(sport: int) -> list[BpfInsn]:
-    """Accept ICMP unreachable (3) and time-exceeded (11) quoting a datagram from ``sport``.
-
-    Our probes carry no IP options, so the quoted source port sits 8 + 20 bytes into the ICMP
-    message.
-    """
-    return [
-        (_LDX_B_MSH, 0, 0, 0),
-        (_LD_B_IND, 0, 0, 0),
-        (_JEQ_K, 1, 0, 3),
-        (_JEQ_K, 0, 3, 11),
-        (_LD_H_IND, 0, 0, 28),
-        (_JEQ_K, 0, 1, sport),
-        (_RET_K, 0, 0, _READ),
-        (_RET_K, 0, 0, 0),
-    ]
-
-
-def bpf_run(program: Sequence[BpfInsn], packet: bytes) -> int:
-    """Interpret ``program`` on ``packet`` like the kernel does (for tests): the return value."""
-    a = x = 0
-    pc = 0
-    for _ in range(len(program) + 1):
-        code, jt, jf, k = program[pc]
-        pc += 1
-        try:
-            if code == _LDX_B_MSH:
-                x = 4 * (packet[k] & 0x0F)
-            elif code == _LD_H_IND:
-                a = struct.unpack_from("!H", packet, x + k)[0]
-            elif code == _LD_B_IND:
-                a = packet[x + k]
-            elif code == _JEQ_K:
-                pc += jt if a == k else jf
-            elif code == _RET_K:
-                return k
-            else:
-                raise ValueError(f"opcode {code:#x}")
-        except (IndexError, struct.error):
-            return 0  # the kernel drops a packet a load runs past
-    raise ValueError("BPF program ran off its end")
-
-
-def _attach(sock: socket.socket, program: Sequence[BpfInsn]) -> object:
-    insns = b"".join(struct.pack("HBBI", *insn) for insn in program)
-    buf = ctypes.create_string_buffer(insns)
-    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-    return buf  # the kernel copied it, but keep it alive until then
-
-
 # --- the network ---------------------------------------------------------------------------
-
-
-class _Iovec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-class _Msghdr(ctypes.Structure):
-    _fields_ = [
-        ("name", ctypes.c_void_p),
-        ("namelen", ctypes.c_uint32),
-        ("iov", ctypes.c_void_p),
-        ("iovlen", ctypes.c_size_t),
-        ("control", ctypes.c_void_p),
-        ("controllen", ctypes.c_size_t),
-        ("flags", ctypes.c_int),
-    ]
-
-
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint)]
-
-
-def _sockaddr_in(dst: str) -> bytes:
-    """A ``struct sockaddr_in`` for ``dst`` (port 0: IP_HDRINCL carries the real header)."""
-    return struct.pack("=HH4s8x", socket.AF_INET, 0, socket.inet_aton(dst))
-
-
-class BatchSender:
-    """``sendmmsg(2)`` of many equal-length datagrams in one call (the GIL released).
-
-    ``send(rows, dst_index)``: ``rows`` a C-contiguous ``uint8`` array, one datagram per row;
-    ``dst_index[i]`` the index of row *i*'s destination in ``destinations``. The message headers
-    are filled with numpy, so a batch costs no per-datagram Python.
-    """
-
-    def __init__(self, sock: socket.socket, destinations: Sequence[str]) -> None:
-        import numpy as np
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._sendmmsg = libc.sendmmsg
-        self._sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
-        self._sendmmsg.restype = ctypes.c_int
-        self._fd = sock.fileno()
-        self._names = np.frombuffer(b"".join(_sockaddr_in(d) for d in destinations), np.uint8)
-        self._np = np
-        self._capacity = 0
-        self.refused = 0  # datagrams the kernel refused (firewall, no route, full buffers)
-
-    def _grow(self, n: int) -> None:
-        np = self._np
-        self._capacity = max(n, 2 * self._capacity)
-        self._msgs = np.zeros(self._capacity * ctypes.sizeof(_Mmsghdr), np.uint8)
-        self._iovs = np.zeros(self._capacity * ctypes.sizeof(_Iovec), np.uint8)
-        self._msgs64 = self._msgs.view(np.uint64).reshape(self._capacity, -1)
-        self._iovs64 = self._iovs.view(np.uint64).reshape(self._capacity, -1)
-        word = 8
-        m = _Msghdr
-        self._at = {f: getattr(m, f).offset // word for f in ("name", "iov", "iovlen")}
-        self._msgs64[:, self._at["iovlen"]] = 1
-        namelen = self._msgs.view(np.uint32).reshape(self._capacity, -1)
-        namelen[:, _Msghdr.namelen.offset // 4] = 16
-        step = ctypes.sizeof(_Iovec)
-        self._msgs64[:, self._at["iov"]] = self._iovs.ctypes.data + step * np.arange(
-            self._capacity, dtype=np.uint64
-        )
-
-    def send(self, rows: Any, dst_index: Sequence[int]) -> int:
-        """Send every row; returns how many the kernel took."""
-        np = self._np
-        n, length = (int(x) for x in rows.shape)
-        if n == 0:
-            return 0
-        if n > self._capacity:
-            self._grow(n)
-        rows = np.ascontiguousarray(rows)
-        base = rows.ctypes.data
-        self._iovs64[:n, 0] = base + length * np.arange(n, dtype=np.uint64)
-        self._iovs64[:n, 1] = length
-        names = self._names.ctypes.data + 16 * np.asarray(dst_index, dtype=np.uint64)
-        self._msgs64[:n, self._at["name"]] = names
-        msgs = self._msgs.ctypes.data
-        size = ctypes.sizeof(_Mmsghdr)
-        off = retries = refused = 0
-        while off < n:
-            done = self._sendmmsg(self._fd, msgs + off * size, n - off, 0)
-            if done > 0:
-                off += done
-                continue
-            err = ctypes.get_errno()
-            if err in (errno.ENOBUFS, errno.EAGAIN, errno.EINTR) and retries < 50:
-                retries += 1
-                time.sleep(0.001)
-                continue
-            if err in (
-                errno.ENOBUFS,
-                errno.EAGAIN,
-                errno.EPERM,
-                errno.EACCES,
-                errno.ENETUNREACH,
-                errno.EHOSTUNREACH,
-            ):
-                off += 1  # this datagram is lost; the session retransmits it
-                refused += 1
-                continue
-            raise ScanFailed(f"cannot send probes: {os.strerror(err)}")
-        self.refused += refused
-        return n - refused
-
-
-class BatchReceiver:
-    """``recvmmsg(2)`` into a numpy buffer: up to ``capacity`` datagrams per call, each
-    truncated to ``slot`` bytes (enough for any IPv4 + TCP header)."""
-
-    def __init__(self, sock: socket.socket, capacity: int = 1024, slot: int = 128) -> None:
-        import numpy as np
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._recvmmsg = libc.recvmmsg
-        self._recvmmsg.argtypes = [
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_void_p,
-        ]
-        self._recvmmsg.restype = ctypes.c_int
-        self._fd = sock.fileno()
-        self.capacity, self.slot = capacity, slot
-        self.rows = np.zeros((capacity, slot), np.uint8)
-        self._iovs = (_Iovec * capacity)()
-        self._msgs = (_Mmsghdr * capacity)()
-        base = self.rows.ctypes.data
-        for i in range(capacity):
-            self._iovs[i].base = base + i * slot
-            self._iovs[i].len = slot
-            self._msgs[i].hdr.iov = ctypes.addressof(self._iovs[i])
-            self._msgs[i].hdr.iovlen = 1
-        self._lens = np.frombuffer(memoryview(self._msgs).cast("B"), np.uint32).reshape(
-            capacity, -1
-        )
-        self._len_at = _Mmsghdr.len.offset // 4
-
-    def receive(self) -> tuple[Any, Any]:
-        """What the socket holds now (at most ``capacity``): (rows, lengths), copies."""
-        n = self._recvmmsg(
-            self._fd, ctypes.addressof(self._msgs), self.capacity, _MSG_DONTWAIT, None
-        )
-        if n <= 0:
-            err = ctypes.get_errno()
-            if n < 0 and err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                raise ScanFailed(f"cannot receive replies: {os.strerror(err)}")
-            return self.rows[:0], self._lens[:0, self._len_at]
-        return self.rows[:n].copy(), self._lens[:n, self._len_at].copy()
 
 
 class RawNetwork:
@@ -289,8 +64,8 @@ class RawNetwork:
                 f"-s{technique.letter} needs raw sockets (root or CAP_NET_RAW); "
                 "run as root or use -sT (connect scan)"
             ) from None
-        _attach(self.recv_socks[0], bpf_dport_filter(sport))
-        _attach(self.recv_socks[1], bpf_icmp_filter(sport))
+        attach(self.recv_socks[0], bpf_dport_filter(sport))
+        attach(self.recv_socks[1], bpf_icmp_filter(sport))
         for s in self.recv_socks:
             s.setblocking(False)
             try:

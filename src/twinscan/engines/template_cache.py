@@ -1,11 +1,12 @@
 """Scapy-built probe templates, cached on disk so a common scan does not import scapy.
 
-Importing scapy costs about a third of a second, more than a whole loopback scan of one port.
+``build_template`` is where scapy builds a technique's probe (``twinscan.protocol`` imports no
+scapy; its ``ProbeBuilder`` takes the template function as a parameter). Importing scapy costs about a third of a second, more than a whole loopback scan of one port.
 Scapy still builds every template: once per (scapy version, technique, payload), with source
 address 0.0.0.0 and source port 0, stored under ``$XDG_CACHE_HOME/twinscan/templates``
 (``~/.cache`` by default). A scan reads those bytes and patches its own source address and
 port in, recomputing both checksums -- the result is byte for byte what
-``packets.build_template`` gives for that source (``tests/test_template_cache.py``).
+``build_template`` gives for that source (``tests/test_template_cache.py``).
 
 A missing, unreadable or malformed cache entry is rebuilt by scapy; a cache directory that
 cannot be written is simply not used.
@@ -16,14 +17,54 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import socket
-import struct
 from pathlib import Path
 
 from twinscan.core.vocab import Technique
-from twinscan.protocol.packets import IPPROTO_TCP, build_template, fold, ones_sum
+from twinscan.protocol.packets import DEFAULT_TTL, PROBE_FLAGS, WINDOW, fold, ones_sum
+from twinscan.protocol.wire import (
+    IP_LEN,
+    IP_PROTO,
+    IP_SRC,
+    IP_SUM,
+    IP_VER_IHL,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    IPV4,
+    IPV4_LEN,
+    IPV4_PLAIN,
+    L4_SPORT,
+    PSEUDO_TAIL,
+    TCP,
+    TCP_SUM,
+    UDP,
+    UDP_LEN,
+    UDP_SUM,
+    aton,
+)
 
-_IP_HEADER = 20
+
+def build_template(technique: Technique, src: str, sport: int, payload: bytes = b"") -> bytes:
+    """The technique's probe built by scapy once, with dst 0.0.0.0, dport 0, seq/ack/id 0.
+
+    SYN probes carry an MSS option of 1460, as nmap's do; the others carry no options.
+    """
+    from scapy.layers.inet import IP, TCP, UDP
+
+    ip = IP(src=src, dst="0.0.0.0", id=0, ttl=DEFAULT_TTL, flags=0)
+    if technique is Technique.UDP:
+        pkt = ip / UDP(sport=sport, dport=0) / payload
+    else:
+        options = [("MSS", 1460)] if technique is Technique.SYN else []
+        pkt = ip / TCP(
+            sport=sport,
+            dport=0,
+            seq=0,
+            ack=0,
+            flags=PROBE_FLAGS[technique],
+            window=WINDOW,
+            options=options,
+        )
+    return bytes(pkt)
 
 
 def cache_dir() -> Path:
@@ -73,29 +114,31 @@ def generic_template(
 
 def _plausible(data: bytes, technique: Technique, payload: bytes) -> bool:
     """A cache entry that is a whole IPv4 datagram of the right protocol ending in ``payload``."""
-    if len(data) < _IP_HEADER + 8 or data[0] != 0x45:
+    if len(data) < IPV4_LEN + UDP_LEN or data[IP_VER_IHL] != IPV4_PLAIN:
         return False
-    (total,) = struct.unpack_from("!H", data, 2)
-    proto = 17 if technique is Technique.UDP else IPPROTO_TCP
-    return total == len(data) and data[9] == proto and data.endswith(payload)
+    (total,) = IPV4.struct_of("len").unpack_from(data, IP_LEN)
+    proto = IPPROTO_UDP if technique is Technique.UDP else IPPROTO_TCP
+    return total == len(data) and data[IP_PROTO] == proto and data.endswith(payload)
 
 
 def with_source(generic: bytes, src: str, sport: int) -> bytes:
     """``generic`` with source address and port patched in and both checksums recomputed."""
     buf = bytearray(generic)
-    buf[12:16] = socket.inet_aton(src)
-    struct.pack_into("!H", buf, 20, sport)
-    buf[10:12] = b"\0\0"
-    struct.pack_into("!H", buf, 10, fold(ones_sum(bytes(buf[:_IP_HEADER]))))
-    proto = buf[9]
-    at = 36 if proto == IPPROTO_TCP else 26
-    buf[at : at + 2] = b"\0\0"
-    l4 = bytes(buf[_IP_HEADER:])
-    pseudo = bytes(buf[12:20]) + struct.pack("!BBH", 0, proto, len(l4))
+    buf[IP_SRC : IPV4["src"].end] = aton(src)
+    TCP.struct_of("sport").pack_into(buf, L4_SPORT, sport)
+    ip_sum = IPV4.struct_of("sum")
+    ip_sum.pack_into(buf, IP_SUM, 0)
+    ip_sum.pack_into(buf, IP_SUM, fold(ones_sum(bytes(buf[:IPV4_LEN]))))
+    proto = buf[IP_PROTO]
+    l4_sum, at = (TCP, TCP_SUM) if proto == IPPROTO_TCP else (UDP, UDP_SUM)
+    pack_l4_sum = l4_sum.struct_of("sum").pack_into
+    pack_l4_sum(buf, at, 0)
+    l4 = bytes(buf[IPV4_LEN:])
+    pseudo = bytes(buf[IP_SRC : IPV4["dst"].end]) + PSEUDO_TAIL.struct.pack(0, proto, len(l4))
     csum = fold(ones_sum(pseudo) + ones_sum(l4))
     if proto != IPPROTO_TCP and csum == 0:
         csum = 0xFFFF  # UDP: a computed 0 is sent as all ones (RFC 768)
-    struct.pack_into("!H", buf, at, csum)
+    pack_l4_sum(buf, at, csum)
     return bytes(buf)
 
 

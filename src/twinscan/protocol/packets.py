@@ -1,10 +1,12 @@
 """Probe bytes and reply parsing for the native raw engine (pure: no sockets, no clock).
 
-Probes: scapy builds each technique's IPv4/TCP or IPv4/UDP packet once (``build_template``);
-every probe is then a copy of those bytes with the destination, destination port, sequence
-number, acknowledgement number, IP ID and both checksums patched in. The checksums are
-computed incrementally: the one's-complement sum of the fixed fields is taken once per
-template and host, so a probe costs a few integer additions.
+Probes: scapy builds each technique's IPv4/TCP or IPv4/UDP packet once (the ``template``
+function a ``ProbeBuilder`` is given, ``twinscan.engines.template_cache``: this module imports
+no scapy); every probe is then a copy of those bytes with the destination, destination port,
+sequence number, acknowledgement number, IP ID and both checksums patched in, at the offsets
+``twinscan.protocol.wire`` declares. The checksums are computed incrementally: the
+one's-complement sum of the fixed fields is taken once per template and host, so a probe
+costs a few integer additions.
 
 Replies: ``parse_reply`` reads raw IPv4 bytes (as a raw socket delivers them) into a
 ``Parsed``: the probed (host, port), our source port as echoed, the ``twinscan.core.rules`` reply
@@ -16,13 +18,17 @@ its sequence number (and in its acknowledgement number when the ACK flag is set,
 IP ID of UDP probes). ``ProbeBuilder.try_of`` recovers the try number from a reply, or
 ``None`` when the reply does not answer one of our probes (stray, late from another scan,
 forged, or our own probe looped back on ``lo``).
+
+Longer than most modules on purpose: the per-packet builder, parser and matcher sit next to
+their numpy twins (``ProbeBuilder.tcp_batch``, ``ProbeBuilder.match_tcp``), which are
+property-tested equal to them (``tests/test_packets.py``), so that a change to one is seen,
+and made, in the other.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import socket
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -30,12 +36,43 @@ from typing import Any, Final
 from twinscan.core import errors, rules
 from twinscan.core.rules import IcmpReply, TcpReply, UdpReply
 from twinscan.core.vocab import Technique
+from twinscan.protocol import wire
+from twinscan.protocol.wire import (
+    FRAG_OFFSET_MASK,
+    ICMP,
+    ICMP_LEN,
+    ICMP_TIMXCEED,
+    ICMP_UNREACH,
+    IP_DST,
+    IP_ID,
+    IP_PROTO,
+    IP_SRC,
+    IP_SUM,
+    IP_TTL,
+    IP_VER_IHL,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    IPV4,
+    IPV4_LEN,
+    IPV4_PLAIN,
+    PORTS,
+    PSEUDO_TAIL,
+    TCP,
+    TCP_DPORT,
+    TCP_FLAGS,
+    TCP_LEN,
+    TCP_SUM,
+    UDP,
+    UDP_DPORT,
+    UDP_LEN,
+    UDP_SUM,
+    aton,
+    ntoa,
+)
 
 T = Technique
 
-IPPROTO_ICMP: Final = 1
-IPPROTO_TCP: Final = 6
-IPPROTO_UDP: Final = 17
 
 #: TCP flags of each raw TCP technique's probe (from ``rules.PROBE_FLAGS``, the one table).
 PROBE_FLAGS: Final[dict[Technique, int]] = {
@@ -48,8 +85,8 @@ MAX_TRIES: Final = 64
 WINDOW: Final = 1024
 DEFAULT_TTL: Final = 64
 
-_IP_HEADER = 20
-_TCP_HEADER = 20
+#: A template function: (technique, source address, source port, payload) -> datagram.
+TemplateFn = Callable[[Technique, str, int, bytes], bytes]
 
 
 class MalformedReply(errors.MalformedData):
@@ -77,36 +114,12 @@ def internet_checksum(data: bytes) -> int:
     return fold(ones_sum(data))
 
 
-# --- templates -----------------------------------------------------------------------------
-
-
-def build_template(technique: Technique, src: str, sport: int, payload: bytes = b"") -> bytes:
-    """The technique's probe built by scapy once, with dst 0.0.0.0, dport 0, seq/ack/id 0.
-
-    SYN probes carry an MSS option of 1460, as nmap's do; the others carry no options.
-    """
-    from scapy.layers.inet import IP, TCP, UDP
-
-    ip = IP(src=src, dst="0.0.0.0", id=0, ttl=DEFAULT_TTL, flags=0)
-    if technique is T.UDP:
-        pkt = ip / UDP(sport=sport, dport=0) / payload
-    else:
-        options = [("MSS", 1460)] if technique is T.SYN else []
-        pkt = ip / TCP(
-            sport=sport,
-            dport=0,
-            seq=0,
-            ack=0,
-            flags=PROBE_FLAGS[technique],
-            window=WINDOW,
-            options=options,
-        )
-    return bytes(pkt)
+# --- templates ---------------------------------------------------------------------------------
 
 
 def cookie_key(secret: bytes, dst: str) -> int:
     """Per-(scan, host) 32-bit key: a keyed BLAKE2 hash of the destination address."""
-    digest = hashlib.blake2b(socket.inet_aton(dst), key=secret, digest_size=4).digest()
+    digest = hashlib.blake2b(aton(dst), key=secret, digest_size=4).digest()
     return int.from_bytes(digest, "big")
 
 
@@ -140,28 +153,32 @@ class _Template:
     l4_sum: int  # pseudo-header + L4 header (+ payload) sum without dst, dport, seq, ack, csum
 
 
+#: The fields each probe patches, zeroed in its template: IPv4 id, checksum and destination;
+#: L4 destination port and checksum, and for TCP the sequence and acknowledgement numbers.
+_VARIABLE: Final = {
+    IPPROTO_TCP: [(0, IPV4[f]) for f in ("id", "sum", "dst")]
+    + [(IPV4_LEN, TCP[f]) for f in ("dport", "seq", "ack", "sum")],
+    IPPROTO_UDP: [(0, IPV4[f]) for f in ("id", "sum", "dst")]
+    + [(IPV4_LEN, UDP[f]) for f in ("dport", "sum")],
+}
+
+
 def _template(raw: bytes, proto: int) -> _Template:
     buf = bytearray(raw)
-    # Zero the variable fields: IP id, IP checksum, dst; L4 dport/checksum (+ seq/ack for TCP).
-    buf[4:6] = b"\0\0"
-    buf[10:12] = b"\0\0"
-    buf[16:20] = b"\0\0\0\0"
-    buf[22:24] = b"\0\0"
-    if proto == IPPROTO_TCP:
-        buf[24:32] = b"\0" * 8
-        buf[36:38] = b"\0\0"
-    else:
-        buf[26:28] = b"\0\0"
-    ip_sum = ones_sum(bytes(buf[:_IP_HEADER]))
-    l4 = bytes(buf[_IP_HEADER:])
-    pseudo = bytes(buf[12:16]) + struct.pack("!BBH", 0, proto, len(l4))
+    for base, field in _VARIABLE[proto]:
+        buf[base + field.offset : base + field.end] = bytes(field.size)
+    ip_sum = ones_sum(bytes(buf[:IPV4_LEN]))
+    l4 = bytes(buf[IPV4_LEN:])
+    pseudo = bytes(buf[IP_SRC : IPV4["src"].end]) + PSEUDO_TAIL.struct.pack(0, proto, len(l4))
     return _Template(bytes(buf), ip_sum, ones_sum(pseudo) + ones_sum(l4))
 
 
 class ProbeBuilder:
     """Patches per-probe fields into a technique's scapy-built template.
 
-    ``payloads(port)`` gives the UDP payloads of a port; try *k* sends payload *k* mod their
+    ``template(technique, src, sport, payload)`` gives that template: the technique's datagram
+    with destination 0.0.0.0, destination port 0, sequence, acknowledgement and IP ID 0
+    (``twinscan.engines.template_cache.cached_template`` in a scan). ``payloads(port)`` gives the UDP payloads of a port; try *k* sends payload *k* mod their
     number (so a silent port hears each one), TCP probes have none.
     """
 
@@ -174,7 +191,7 @@ class ProbeBuilder:
         *,
         ip_id_base: int = 0,
         payloads: Callable[[int], Sequence[bytes]] | None = None,
-        template: Callable[[Technique, str, int, bytes], bytes] = build_template,
+        template: TemplateFn,
     ) -> None:
         self.technique = technique
         self.src = src
@@ -197,7 +214,7 @@ class ProbeBuilder:
     def _host(self, dst: str) -> _Host:
         host = self._hosts.get(dst)
         if host is None:
-            addr = socket.inet_aton(dst)
+            addr = aton(dst)
             words = ones_sum(addr)
             host = _Host(addr, cookie_key(self.secret, dst), words, words)
             self._hosts[dst] = host
@@ -230,9 +247,9 @@ class ProbeBuilder:
     def _ip(self, buf: bytearray, tmpl: _Template, host: _Host, ip_id: int) -> None:
         csum = fold(tmpl.ip_sum + host.ip_sum + ip_id)
         # (struct's "x" pad bytes would write zeros: pack each field on its own)
-        struct.pack_into("!H", buf, 4, ip_id)
-        struct.pack_into("!H", buf, 10, csum)
-        buf[16:20] = host.addr
+        _pack_ip_id(buf, IP_ID, ip_id)
+        _pack_ip_sum(buf, IP_SUM, csum)
+        buf[IP_DST:_IP_DST_END] = host.addr
 
     def _tcp(self, tmpl: _Template, host: _Host, dport: int, seq: int) -> bytes:
         buf = bytearray(tmpl.data)
@@ -241,16 +258,16 @@ class ProbeBuilder:
         ack = seq if self._with_ack else 0
         total = tmpl.l4_sum + host.l4_sum + dport + (seq >> 16) + (seq & 0xFFFF)
         total += (ack >> 16) + (ack & 0xFFFF)
-        struct.pack_into("!HII", buf, 22, dport, seq, ack)
-        struct.pack_into("!H", buf, 36, fold(total))
+        _pack_tcp_dport_seq_ack(buf, TCP_DPORT, dport, seq, ack)
+        _pack_tcp_sum(buf, TCP_SUM, fold(total))
         return bytes(buf)
 
     def _udp(self, tmpl: _Template, host: _Host, dport: int, ip_id: int) -> bytes:
         buf = bytearray(tmpl.data)
         self._ip(buf, tmpl, host, ip_id)
         csum = fold(tmpl.l4_sum + host.l4_sum + dport) or 0xFFFF
-        struct.pack_into("!H", buf, 22, dport)
-        struct.pack_into("!H", buf, 26, csum)
+        _pack_udp_dport(buf, UDP_DPORT, dport)
+        _pack_udp_sum(buf, UDP_SUM, csum)
         return bytes(buf)
 
     def tcp_batch(self, dsts: Sequence[str], dports: Sequence[int], trynos: Sequence[int]) -> Any:
@@ -281,13 +298,13 @@ class ProbeBuilder:
         l4 += (ack >> u64(16)) + (ack & u64(0xFFFF))
         out = np.empty((n, len(tmpl.data)), dtype=np.uint8)
         out[:] = np.frombuffer(tmpl.data, dtype=np.uint8)
-        _put(out, 4, ip_id, 2)
-        _put(out, 10, ip_csum, 2)
-        out[:, 16:20] = addr
-        _put(out, 22, dport, 2)
-        _put(out, 24, seq, 4)
-        _put(out, 28, ack, 4)
-        _put(out, 36, _fold(l4), 2)
+        _put(out, 0, IPV4["id"], ip_id)
+        _put(out, 0, IPV4["sum"], ip_csum)
+        out[:, IP_DST:_IP_DST_END] = addr
+        _put(out, IPV4_LEN, TCP["dport"], dport)
+        _put(out, IPV4_LEN, TCP["seq"], seq)
+        _put(out, IPV4_LEN, TCP["ack"], ack)
+        _put(out, IPV4_LEN, TCP["sum"], _fold(l4))
         return out
 
     def match_tcp(self, rows: Any, lengths: Any, hosts: Sequence[str]) -> tuple[list[Any], Any]:
@@ -309,29 +326,40 @@ class ProbeBuilder:
             return [], np.zeros(0, dtype=np.int64)
         r = rows.astype(u64)
 
-        def be(at: int, width: int) -> Any:
+        def be(base: int, field: wire.Field) -> Any:
+            """``field`` of the header at ``base`` in every row, as a big-endian number."""
+            at = base + field.offset
             v = r[:, at]
-            for i in range(1, width):
+            for i in range(1, field.size):
                 v = (v << u64(8)) | r[:, at + i]
             return v
 
-        b0 = r[:, 0]
+        b0 = r[:, IP_VER_IHL]
         simple = (
-            (b0 == 0x45) & (lengths >= 40) & (r[:, 9] == IPPROTO_TCP) & (be(6, 2) & 0x1FFF == 0)
+            (b0 == IPV4_PLAIN)
+            & (lengths >= IPV4_LEN + TCP_LEN)
+            & (r[:, IP_PROTO] == IPPROTO_TCP)
+            & (be(0, IPV4["frag"]) & FRAG_OFFSET_MASK == 0)
         )
-        slow = np.nonzero(~simple & (lengths >= 20) & ((b0 >> u64(4)) == 4) & (b0 != 0x45))[0]
-        src = be(12, 4)
+        is_v4 = (b0 >> u64(4)) == 4
+        slow = np.nonzero(~simple & (lengths >= IPV4_LEN) & is_v4 & (b0 != IPV4_PLAIN))[0]
+        src = be(0, IPV4["src"])
         known = np.array(
-            sorted(int.from_bytes(socket.inet_aton(h), "big") for h in set(hosts)), dtype=u64
+            sorted(int.from_bytes(self._host(h).addr, "big") for h in set(hosts)), dtype=u64
         )
         pos = np.minimum(np.searchsorted(known, src), len(known) - 1)
-        ok = simple & (known[pos] == src) & (be(22, 2) == u64(self.sport))
+        ok = simple & (known[pos] == src) & (be(IPV4_LEN, TCP["dport"]) == u64(self.sport))
         idx = np.nonzero(ok)[0]
         if not len(idx):
             return [], slow
-        src, port = src[idx], be(20, 2)[idx]
-        seq, ack, flags, window = be(24, 4)[idx], be(28, 4)[idx], r[idx, 33], be(34, 2)[idx]
-        names = [socket.inet_ntoa(int(a).to_bytes(4, "big")) for a in known]
+        src, port = src[idx], be(IPV4_LEN, TCP["sport"])[idx]
+        seq, ack, flags = (
+            be(IPV4_LEN, TCP["seq"])[idx],
+            be(IPV4_LEN, TCP["ack"])[idx],
+            r[idx, TCP_FLAGS],
+        )
+        window = be(IPV4_LEN, TCP["win"])[idx]
+        names = [ntoa(int(a).to_bytes(4, "big")) for a in known]
         keys = np.array([self._host(n).key for n in names], dtype=u64)
         ck = _mix_cookies(keys[pos[idx]], port, self.sport)
         from_seq = (seq - ck) & m
@@ -353,7 +381,7 @@ class ProbeBuilder:
                 tryno[keep].tolist(),
                 flags[keep].tolist(),
                 window[keep].tolist(),
-                r[idx[keep], 8].tolist(),
+                r[idx[keep], IP_TTL].tolist(),
                 strict=True,
             )
         )
@@ -416,10 +444,21 @@ def _fold(total: Any) -> Any:
     return ~total & u64(0xFFFF)
 
 
-def _put(out: Any, at: int, values: Any, width: int) -> None:
-    """Write ``values`` big-endian into columns ``at:at+width`` of every row of ``out``."""
+def _put(out: Any, base: int, field: wire.Field, values: Any) -> None:
+    """Write ``values`` big-endian into ``field`` (of the header at ``base``) in every row."""
+    at, width = base + field.offset, field.size
     for i in range(width):
         out[:, at + i] = (values >> (8 * (width - 1 - i))) & 0xFF
+
+
+# Per-probe field writers (bound ``Struct.pack_into``: the probe-by-probe path is hot).
+_pack_ip_id = IPV4.struct_of("id").pack_into
+_pack_ip_sum = IPV4.struct_of("sum").pack_into
+_pack_tcp_dport_seq_ack = TCP.struct_of("dport", "seq", "ack").pack_into
+_pack_tcp_sum = TCP.struct_of("sum").pack_into
+_pack_udp_dport = UDP.struct_of("dport").pack_into
+_pack_udp_sum = UDP.struct_of("sum").pack_into
+_IP_DST_END: Final = IPV4["dst"].end
 
 
 # --- replies -------------------------------------------------------------------------------
@@ -440,9 +479,6 @@ class Parsed:
     sender: str  # who sent the reply (a router for some ICMP errors)
 
 
-_IP = struct.Struct("!BBHHHBBH4s4s")
-
-
 def parse_reply(data: bytes) -> Parsed:
     """Parse one IPv4 datagram (a raw socket read) into a ``Parsed`` or raise ``MalformedReply``."""
     try:
@@ -454,51 +490,61 @@ def parse_reply(data: bytes) -> Parsed:
 
 
 def _parse(data: bytes) -> Parsed:
-    if len(data) < _IP_HEADER:
+    if len(data) < IPV4_LEN:
         raise MalformedReply("shorter than an IPv4 header")
-    vihl, _tos, _total, _id, frag, ttl, proto, _csum, src, dst = _IP.unpack_from(data)
+    vihl, _tos, _total, _id, frag, ttl, proto, _csum, src, _dst = _unpack_ip(data)
     if vihl >> 4 != 4:
         raise MalformedReply("not IPv4")
     ihl = (vihl & 0x0F) * 4
-    if ihl < _IP_HEADER or len(data) < ihl:
+    if ihl < IPV4_LEN or len(data) < ihl:
         raise MalformedReply("bad IPv4 header length")
-    if frag & 0x1FFF:
+    if frag & FRAG_OFFSET_MASK:
         raise MalformedReply("a non-first fragment")
-    sender = socket.inet_ntoa(src)
+    sender = ntoa(src)
     if proto == IPPROTO_TCP:
-        if len(data) < ihl + _TCP_HEADER:
+        if len(data) < ihl + TCP_LEN:
             raise MalformedReply("truncated TCP header")
-        sp, dp, seq, ack, _off, flags, window = struct.unpack_from("!HHIIBBH", data, ihl)
+        sp, dp, seq, ack, _off, flags, window, _sum, _urp = _unpack_tcp(data, ihl)
         return Parsed(sender, sp, dp, IPPROTO_TCP, TcpReply(flags, window), seq, ack, ttl, sender)
     if proto == IPPROTO_UDP:
-        if len(data) < ihl + 8:
+        if len(data) < ihl + UDP_LEN:
             raise MalformedReply("truncated UDP header")
-        sp, dp = struct.unpack_from("!HH", data, ihl)
+        sp, dp = _unpack_ports(data, ihl)
         return Parsed(sender, sp, dp, IPPROTO_UDP, UdpReply(), 0, 0, ttl, sender)
     if proto == IPPROTO_ICMP:
-        return _parse_icmp(data, ihl, ttl, sender, socket.inet_ntoa(dst))
+        return _parse_icmp(data, ihl, ttl, sender)
     raise MalformedReply(f"IP protocol {proto}")
 
 
-def _parse_icmp(data: bytes, ihl: int, ttl: int, sender: str, _me: str) -> Parsed:
-    if len(data) < ihl + 8 + _IP_HEADER + 8:
+_unpack_ip = IPV4.struct.unpack_from
+_unpack_tcp = TCP.struct.unpack_from
+_unpack_ports = PORTS.unpack_from
+_unpack_ip_id = IPV4.struct_of("id").unpack_from
+_unpack_tcp_seq = TCP.struct_of("seq").unpack_from
+#: The quoted datagram's first bytes an ICMP error must carry: both ports, the TCP sequence
+#: number or the whole UDP header (RFC 792 quotes 64 bits).
+_QUOTED_L4: Final = UDP_LEN
+
+
+def _parse_icmp(data: bytes, ihl: int, ttl: int, sender: str) -> Parsed:
+    if len(data) < ihl + ICMP_LEN + IPV4_LEN + _QUOTED_L4:
         raise MalformedReply("ICMP error too short to quote a probe")
-    icmp_type, code = data[ihl], data[ihl + 1]
-    if icmp_type not in (3, 11):
+    icmp_type, code = data[ihl + ICMP.offset("type")], data[ihl + ICMP.offset("code")]
+    if icmp_type not in (ICMP_UNREACH, ICMP_TIMXCEED):
         raise MalformedReply(f"ICMP type {icmp_type} is not an error about a probe")
-    q = ihl + 8
-    qvihl = data[q]
+    q = ihl + ICMP_LEN
+    qvihl = data[q + IP_VER_IHL]
     if qvihl >> 4 != 4:
         raise MalformedReply("quoted packet is not IPv4")
     qihl = (qvihl & 0x0F) * 4
-    if qihl < _IP_HEADER or len(data) < q + qihl + 8:
+    if qihl < IPV4_LEN or len(data) < q + qihl + _QUOTED_L4:
         raise MalformedReply("bad quoted IPv4 header")
-    (qid,) = struct.unpack_from("!H", data, q + 4)
-    qproto = data[q + 9]
-    probed = socket.inet_ntoa(data[q + 16 : q + 20])
-    sp, dp = struct.unpack_from("!HH", data, q + qihl)
+    (qid,) = _unpack_ip_id(data, q + IP_ID)
+    qproto = data[q + IP_PROTO]
+    probed = ntoa(data[q + IP_DST : q + _IP_DST_END])
+    sp, dp = _unpack_ports(data, q + qihl)
     if qproto == IPPROTO_TCP:
-        (qseq,) = struct.unpack_from("!I", data, q + qihl + 4)
+        (qseq,) = _unpack_tcp_seq(data, q + qihl + TCP.offset("seq"))
     elif qproto == IPPROTO_UDP:
         qseq = qid
     else:

@@ -1,0 +1,175 @@
+"""``sendmmsg(2)``/``recvmmsg(2)`` through ctypes: many datagrams per system call.
+
+The raw engine's bulk TCP path (``twinscan.engines.raw``): ``BatchSender`` sends a numpy array
+of probes, one per row, in one call with the GIL released; ``BatchReceiver`` reads what a
+socket holds into a numpy buffer, one datagram per row. The message headers are numpy views,
+filled without per-datagram Python.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+import struct
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from twinscan.core.errors import ScanFailed
+
+_MSG_DONTWAIT = 0x40
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.c_void_p),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    ]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint)]
+
+
+def _sockaddr_in(dst: str) -> bytes:
+    """A ``struct sockaddr_in`` for ``dst`` (port 0: IP_HDRINCL carries the real header)."""
+    return struct.pack("=HH4s8x", socket.AF_INET, 0, socket.inet_aton(dst))
+
+
+class BatchSender:
+    """``sendmmsg(2)`` of many equal-length datagrams in one call (the GIL released).
+
+    ``send(rows, dst_index)``: ``rows`` a C-contiguous ``uint8`` array, one datagram per row;
+    ``dst_index[i]`` the index of row *i*'s destination in ``destinations``. The message headers
+    are filled with numpy, so a batch costs no per-datagram Python.
+    """
+
+    def __init__(self, sock: socket.socket, destinations: Sequence[str]) -> None:
+        import numpy as np
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._sendmmsg = libc.sendmmsg
+        self._sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+        self._sendmmsg.restype = ctypes.c_int
+        self._fd = sock.fileno()
+        self._names = np.frombuffer(b"".join(_sockaddr_in(d) for d in destinations), np.uint8)
+        self._np = np
+        self._capacity = 0
+        self.refused = 0  # datagrams the kernel refused (firewall, no route, full buffers)
+
+    def _grow(self, n: int) -> None:
+        np = self._np
+        self._capacity = max(n, 2 * self._capacity)
+        self._msgs = np.zeros(self._capacity * ctypes.sizeof(_Mmsghdr), np.uint8)
+        self._iovs = np.zeros(self._capacity * ctypes.sizeof(_Iovec), np.uint8)
+        self._msgs64 = self._msgs.view(np.uint64).reshape(self._capacity, -1)
+        self._iovs64 = self._iovs.view(np.uint64).reshape(self._capacity, -1)
+        word = 8
+        m = _Msghdr
+        self._at = {f: getattr(m, f).offset // word for f in ("name", "iov", "iovlen")}
+        self._msgs64[:, self._at["iovlen"]] = 1
+        namelen = self._msgs.view(np.uint32).reshape(self._capacity, -1)
+        namelen[:, _Msghdr.namelen.offset // 4] = 16
+        step = ctypes.sizeof(_Iovec)
+        self._msgs64[:, self._at["iov"]] = self._iovs.ctypes.data + step * np.arange(
+            self._capacity, dtype=np.uint64
+        )
+
+    def send(self, rows: Any, dst_index: Sequence[int]) -> int:
+        """Send every row; returns how many the kernel took."""
+        np = self._np
+        n, length = (int(x) for x in rows.shape)
+        if n == 0:
+            return 0
+        if n > self._capacity:
+            self._grow(n)
+        rows = np.ascontiguousarray(rows)
+        base = rows.ctypes.data
+        self._iovs64[:n, 0] = base + length * np.arange(n, dtype=np.uint64)
+        self._iovs64[:n, 1] = length
+        names = self._names.ctypes.data + 16 * np.asarray(dst_index, dtype=np.uint64)
+        self._msgs64[:n, self._at["name"]] = names
+        msgs = self._msgs.ctypes.data
+        size = ctypes.sizeof(_Mmsghdr)
+        off = retries = refused = 0
+        while off < n:
+            done = self._sendmmsg(self._fd, msgs + off * size, n - off, 0)
+            if done > 0:
+                off += done
+                continue
+            err = ctypes.get_errno()
+            if err in (errno.ENOBUFS, errno.EAGAIN, errno.EINTR) and retries < 50:
+                retries += 1
+                time.sleep(0.001)
+                continue
+            if err in (
+                errno.ENOBUFS,
+                errno.EAGAIN,
+                errno.EPERM,
+                errno.EACCES,
+                errno.ENETUNREACH,
+                errno.EHOSTUNREACH,
+            ):
+                off += 1  # this datagram is lost; the session retransmits it
+                refused += 1
+                continue
+            raise ScanFailed(f"cannot send probes: {os.strerror(err)}")
+        self.refused += refused
+        return n - refused
+
+
+class BatchReceiver:
+    """``recvmmsg(2)`` into a numpy buffer: up to ``capacity`` datagrams per call, each
+    truncated to ``slot`` bytes (enough for any IPv4 + TCP header)."""
+
+    def __init__(self, sock: socket.socket, capacity: int = 1024, slot: int = 128) -> None:
+        import numpy as np
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._recvmmsg = libc.recvmmsg
+        self._recvmmsg.argtypes = [
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_void_p,
+        ]
+        self._recvmmsg.restype = ctypes.c_int
+        self._fd = sock.fileno()
+        self.capacity, self.slot = capacity, slot
+        self.rows = np.zeros((capacity, slot), np.uint8)
+        self._iovs = (_Iovec * capacity)()
+        self._msgs = (_Mmsghdr * capacity)()
+        base = self.rows.ctypes.data
+        for i in range(capacity):
+            self._iovs[i].base = base + i * slot
+            self._iovs[i].len = slot
+            self._msgs[i].hdr.iov = ctypes.addressof(self._iovs[i])
+            self._msgs[i].hdr.iovlen = 1
+        self._lens = np.frombuffer(memoryview(self._msgs).cast("B"), np.uint32).reshape(
+            capacity, -1
+        )
+        self._len_at = _Mmsghdr.len.offset // 4
+
+    def receive(self) -> tuple[Any, Any]:
+        """What the socket holds now (at most ``capacity``): (rows, lengths), copies."""
+        n = self._recvmmsg(
+            self._fd, ctypes.addressof(self._msgs), self.capacity, _MSG_DONTWAIT, None
+        )
+        if n <= 0:
+            err = ctypes.get_errno()
+            if n < 0 and err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                raise ScanFailed(f"cannot receive replies: {os.strerror(err)}")
+            return self.rows[:0], self._lens[:0, self._len_at]
+        return self.rows[:n].copy(), self._lens[:n, self._len_at].copy()
