@@ -13,6 +13,13 @@ from twinscan.cli import app, funnel
 @app.command()
 @funnel
 def bench(
+    what: Annotated[
+        str | None,
+        typer.Argument(
+            help="`detect`: the scan-detection matrix instead of the speed benchmark",
+            show_default=False,
+        ),
+    ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="small workloads, two pairs each: a smoke check")
     ] = False,
@@ -52,7 +59,14 @@ def bench(
         ),
     ] = None,
 ) -> None:
-    """Benchmark twinscan against nmap and masscan on loopback and the bench lab (needs root)."""
+    """Benchmark twinscan against nmap and masscan on loopback and the bench lab (needs root).
+
+    `twinscan bench detect` runs the detection matrix instead: scans of every technique and
+    pace in the lab, captured at the target, fed to every detector and to the real scanlogd.
+    """
+    if what is not None:
+        _bench_detect(what, quick, out, spec)
+        return
     from twinscan.bench.harness import (
         BenchConfig,
         default_out_dir,
@@ -103,3 +117,26 @@ def _command(
     if out is not None:
         parts.append(f"--out {out}")
     return " ".join(parts)
+
+
+def _bench_detect(what: str, quick: bool, out: Path | None, spec: Path | None) -> None:
+    from twinscan.bench.detect_matrix import run_matrix
+    from twinscan.bench.harness import repo_root
+    from twinscan.core.errors import UsageError
+
+    if what != "detect":
+        raise UsageError(f"unknown benchmark {what!r} (the only one is `detect`)")
+    if out is None:
+        root = repo_root()
+        base = root if (root / "benchmarks").is_dir() else Path()
+        out = base / "out" / "detect-quick" if quick else base / "benchmarks" / "results"
+    parts = ["twinscan", "bench", "detect"] + (["--quick"] if quick else [])
+    if spec is not None:
+        parts.append(f"--spec {spec}")
+    csv_path, md_path = run_matrix(
+        out, quick=quick, spec_path=spec, command=" ".join(parts),
+        log=lambda line: typer.echo(line, err=True),
+    )  # fmt: skip
+    typer.echo(md_path.read_text())
+    typer.echo(f"wrote {csv_path}", err=True)
+    typer.echo(f"wrote {md_path}", err=True)
