@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := nmap ndiff iproute2 nftables iptables tcpdump masscan chromium
+APT_PACKAGES := nmap ndiff iproute2 nftables iptables tcpdump masscan chromium scanlogd
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint typecheck unit bench clean

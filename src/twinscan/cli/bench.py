@@ -126,15 +126,17 @@ def _bench_detect(what: str, quick: bool, out: Path | None, spec: Path | None) -
 
     if what != "detect":
         raise UsageError(f"unknown benchmark {what!r} (the only one is `detect`)")
+    root = repo_root()
+    out_default = out is None and (root / "README.md").is_file()
     if out is None:
-        root = repo_root()
         base = root if (root / "benchmarks").is_dir() else Path()
         out = base / "out" / "detect-quick" if quick else base / "benchmarks" / "results"
     parts = ["twinscan", "bench", "detect"] + (["--quick"] if quick else [])
     if spec is not None:
         parts.append(f"--spec {spec}")
+    readme = root / "README.md" if not quick and out_default else None
     csv_path, md_path = run_matrix(
-        out, quick=quick, spec_path=spec, command=" ".join(parts),
+        out, quick=quick, spec_path=spec, command=" ".join(parts), readme=readme,
         log=lambda line: typer.echo(line, err=True),
     )  # fmt: skip
     typer.echo(md_path.read_text())

@@ -10,10 +10,11 @@ always removes its lab again, on success, failure or Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,6 +123,28 @@ def _exec_in_lab(argv: list[str], prefix: str, timeout: float) -> int:
         raise ScanFailed(f"a demo comparison took longer than {timeout:.0f} s") from None
 
 
+@contextlib.contextmanager
+def _detect_step(
+    spec: LabSpec, prefix: str, out_dir: Path, say: Say, *, on: bool
+) -> Iterator[None]:
+    """Capture at the spec's first host while the block scans it, then `twinscan detect` it."""
+    import shutil
+
+    if not on or shutil.which("tcpdump") is None:
+        yield
+        return
+    from twinscan.bench.detect_matrix import tcpdump
+
+    host = spec.hosts[0]
+    pcap, csv = out_dir / "detect.pcap", out_dir / "detect.csv"
+    with tcpdump(f"{prefix}-h-{host.name}", "eth0", pcap):
+        yield
+    say(f"\n== scan detection: what {host.name} ({host.address}) saw, captured at its eth0")
+    argv = [sys.executable, "-m", "twinscan", "detect", str(pcap), "--csv", str(csv)]
+    code = subprocess.run(argv, timeout=300).returncode
+    say(f"detect: exit {code}, rows in {csv}, capture {pcap}")
+
+
 def run_demo(
     out_dir: Path,
     *,
@@ -149,9 +172,10 @@ def run_demo(
     say(f"bringing up lab {prefix!r} from {spec.source} ...")
     try:
         netns.up(spec, prefix)
-        for job in jobs:
+        for i, job in enumerate(jobs):
             say(f"\n== {job.name}: {' '.join(job.argv[1:])}")
-            code = execute(list(job.argv), prefix, COMPARE_TIMEOUT_S)
+            with _detect_step(spec, prefix, out_dir, say, on=i == 0 and execute is _exec_in_lab):
+                code = execute(list(job.argv), prefix, COMPARE_TIMEOUT_S)
             if code not in (0, 1):
                 raise ScanFailed(f"the {job.name} comparison failed (exit {code})")
     finally:
