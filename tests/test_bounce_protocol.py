@@ -290,3 +290,25 @@ def test_unknown_eagerness_is_learnt_from_the_first_4xx(calibrate: bool) -> None
 )
 def test_nmap_bounce_rules(outcome: rules.BounceOutcome, state: PortState) -> None:
     assert verdict(outcome) == (state, Reason.NO_RESPONSE)  # nmap 7.93 XML: reason="no-response"
+
+
+def test_scan_delay_spaces_port_commands_across_connections() -> None:
+    """--scan-delay (the shared ``pacing.RateLimiter``) gates PORT: a connection that may not
+    send yet waits in READY until its deadline, then sends; the pacer is scan-wide."""
+    from twinscan.protocol.pacing import RateLimiter
+
+    queue = SharedQueue(
+        deque((TARGET, p) for p in (2000, 2001, 2002)), pacer=RateLimiter(min_gap_s=0.5)
+    )
+    a, b = (BounceSession(queue, user="anonymous", password="x", calibration=None) for _ in "ab")
+    for s in (a, b):
+        s.start(0.0)
+        say(s, 220)
+        say(s, 331)
+    assert say(a, 230) == [port_command(TARGET, 2000)]  # eager unknown: PORT goes out
+    assert say(b, 230) == []  # the scan-wide gap is not over
+    assert b.phase is Phase.READY and b.deadline == pytest.approx(0.5)
+    assert b.on_timeout(0.5) == [port_command(TARGET, 2001)]
+    assert say(a, 425, 0.6) == []  # decided (closed); 2002 must wait for 1.0
+    assert a.phase is Phase.READY and a.deadline == pytest.approx(1.0)
+    assert a.on_timeout(1.0) == [port_command(TARGET, 2002)]

@@ -11,12 +11,8 @@ from hypothesis import strategies as st
 from twinscan.core import rules
 from twinscan.core.timing import INITIAL_CWND, resolve
 from twinscan.core.vocab import PortState, Reason, Technique
-from twinscan.protocol.connect_plan import (
-    CONNECT_MAX_CWND,
-    CongestionWindow,
-    ConnectPlan,
-    RttEstimator,
-)
+from twinscan.protocol.connect_plan import CONNECT_MAX_CWND, ConnectPlan
+from twinscan.protocol.pacing import CongestionWindow, RttEstimator
 
 T3 = resolve(3)
 T4 = resolve(4)
@@ -119,7 +115,7 @@ def test_an_answer_on_a_retry_counts() -> None:
     assert plan.launches(0.6) == [("127.0.0.1", 1)]
     plan.completed(("127.0.0.1", 1), errno.ECONNREFUSED, 0.61)
     assert plan.outcomes[("127.0.0.1", 1)].tries == 2
-    assert plan.rtt.srtt_s is None  # Karn: a retransmitted probe's RTT is ambiguous
+    assert plan.rtt.srtt is None  # Karn: a retransmitted probe's RTT is ambiguous
 
 
 def test_self_connect_retry_spends_a_try() -> None:
@@ -139,33 +135,30 @@ def test_postpone_returns_the_probe_untried_and_lowers_the_ceiling() -> None:
     assert plan.sent == len(launched) - 1
 
 
-def test_rtt_estimator_follows_nmap_and_clamps() -> None:
-    est = RttEstimator.for_timing(T4)
-    assert est.timeout_s == 0.5
-    est.update(0.010)
-    assert est.srtt_s == 0.010
-    assert est.timeout_s == 0.1  # 10 ms + 4 * 10 ms < min_rtt_timeout 100 ms
-    est.update(2.0)
-    assert est.timeout_s == 1.25  # capped at T4's max_rtt_timeout
-    est.update(0.5)
-    assert est.srtt_s is not None and 0.010 < est.srtt_s < 2.0
+def test_plan_uses_the_shared_pacing_units() -> None:
+    """The estimator, window and rate limits are ``pacing``'s (tested in test_pacing.py)."""
+    plan = ConnectPlan(keys(3), T4, start=0.0, max_sockets=1 << 20)
+    assert isinstance(plan.rtt, RttEstimator) and isinstance(plan.window, CongestionWindow)
+    assert plan.rtt.timeout == 0.5  # T4's initial RTT timeout
+    plan.launches(0.0)
+    plan.completed(("127.0.0.1", 1), errno.ECONNREFUSED, 0.010)
+    assert plan.rtt.srtt == 0.010
+    assert plan.rtt.timeout == 0.1  # 10 ms + 4 * 10 ms < min_rtt_timeout 100 ms
+    assert plan.window.cwnd == INITIAL_CWND + 1  # slow start: one reply, cc_scale 1
 
 
-def test_congestion_window_slow_start_avoidance_and_one_drop_per_interval() -> None:
-    w = CongestionWindow(ceiling=1000, ca_incr=2, ssthresh_divisor=4 / 3)
-    w.ssthresh = 12
-    w.on_reply()
-    w.on_reply()
-    assert w.cwnd == INITIAL_CWND + 2
-    w.on_reply()
-    assert w.cwnd == 12 + 2 / 12
-    w.on_drop(in_flight=40, now=10.0, interval_s=1.0)
-    assert w.cwnd == 1 and w.ssthresh == 30
-    w.cwnd = 8
-    w.on_drop(in_flight=8, now=10.5, interval_s=1.0)
-    assert w.cwnd == 8  # same burst
-    w.on_drop(in_flight=8, now=11.5, interval_s=1.0)
-    assert w.cwnd == 1 and w.ssthresh == 6
+def test_an_answered_retransmission_halves_the_window_once_per_burst() -> None:
+    """nmap's drop signal (an answer to a retry), nmap's group cut (``drop_group``): the
+    window halves once for a burst of such answers, not once per answer."""
+    plan = ConnectPlan(keys(INITIAL_CWND), T4, start=0.0, max_sockets=1000)
+    first = plan.launches(0.0)
+    assert plan.expired(0.6) == first
+    assert plan.launches(0.6) == first  # every port on its second try
+    plan.completed(first[0], errno.ECONNREFUSED, 0.61)
+    cut = plan.window.cwnd
+    assert plan.window.drops == 1 and cut < INITIAL_CWND
+    plan.completed(first[1], errno.ECONNREFUSED, 0.62)  # sent before the cut: same burst
+    assert plan.window.drops == 1
 
 
 def test_scan_delay_serialises_and_spaces_probes() -> None:

@@ -325,10 +325,10 @@ def test_stray_and_late_replies_change_nothing() -> None:
 def test_rtt_estimate_follows_jacobson() -> None:
     session = ScanSession(Technique.SYN, ["h"], list(range(1, 50)), resolve(3))
     host = session.hosts[0]
-    assert host.timeout == 1.0  # T3 initial RTT timeout
+    assert host.rtt.timeout == 1.0  # T3 initial RTT timeout
     drive(session, FakeNet({}, rtt=0.05))
     assert host.srtt == pytest.approx(0.05, rel=0.05)
-    assert host.timeout == pytest.approx(0.1, rel=0.05)  # clamped up to min_rtt_timeout
+    assert host.rtt.timeout == pytest.approx(0.1, rel=0.05)  # clamped up to min_rtt_timeout
 
 
 def test_interrupted_session_reports_only_finished_ports() -> None:
@@ -417,11 +417,13 @@ def test_batch_receive_equals_one_by_one(
         assert (a.verdict, a.final, a.ttl, a.rtt, a.outstanding) == (
             b.verdict, b.final, b.ttl, b.rtt, b.outstanding,
         )  # fmt: skip
-    assert (one.in_flight, one.cwnd, one._received) == (
+    assert (one.in_flight, one.cwnd, one.window.received, one.window.expected) == (
         batch.in_flight,
         batch.cwnd,
-        batch._received,
+        batch.window.received,
+        batch.window.expected,
     )
-    assert [(h.srtt, h.max_successful_try, h.answered) for h in one.hosts] == [
-        (h.srtt, h.max_successful_try, h.answered) for h in batch.hosts
+    assert [(h.srtt, h.rtt.timeout, h.max_successful_try, h.answered) for h in one.hosts] == [
+        (h.srtt, h.rtt.timeout, h.max_successful_try, h.answered) for h in batch.hosts
     ]
+    assert (one._group.srtt, one._group.timeout) == (batch._group.srtt, batch._group.timeout)

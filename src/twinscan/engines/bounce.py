@@ -6,6 +6,7 @@ nmap keeps one control connection; twinscan opens up to ``DEFAULT_CONNECTIONS`` 
 sharing one queue of ports, and carries on with fewer if the relay turns extra logins away.
 A control connection that falls out of step (a timed-out PORT) is replaced by a fresh one, at
 most ``MAX_RECONNECTS`` times. Every wait has a deadline; every socket is closed on the way out.
+``--max-rate`` and ``--scan-delay`` pace the PORT commands (``ftp_bounce``, ``pacing``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from twinscan.protocol.ftp_bounce import (
     ReplyReader,
     SharedQueue,
 )
+from twinscan.protocol.pacing import RateLimiter
 from twinscan.request.model import BounceRelay, ScanRequest
 
 from .native_result import Row, build_result, row
@@ -99,8 +101,13 @@ def scan(
         if ipaddress.ip_address(target).version != 4:
             raise TargetError(f"FTP bounce scans IPv4 targets only (PORT cannot name {target})")
     started = dt.datetime.now(dt.UTC)
+    timing = request.timing
+    pacer = None
+    if timing.max_rate is not None or timing.scan_delay_ms > 0:
+        pacer = RateLimiter.for_timing(timing, start=clock(), per_host_delay=False)
     queue = SharedQueue(
-        deque((t, p) for t in request.targets for p in request.ports_for(technique))
+        deque((t, p) for t in request.targets for p in request.ports_for(technique)),
+        pacer=pacer,
     )
     total = len(queue.jobs)
     progress.start("FTP bounce scan", total)

@@ -1,5 +1,10 @@
 """The sans-IO half of the TCP connect scan: which probe starts when, when a try has timed out,
-retries, and nmap's RTT estimate and congestion window (nmap ``timing.cc``).
+and retries. The pacing is ``pacing``'s, shared with the raw and bounce scans: nmap's RTT
+estimate (``RttEstimator``), congestion window (``CongestionWindow``, with a larger ceiling:
+``CONNECT_MAX_CWND``) and rate limits (``RateLimiter``, with ``--scan-delay`` as a global gap).
+The congestion signal is nmap's (``ultrascan_adjust_timing``): an answer to a retransmission
+proves an earlier try was lost, and cuts the window once per burst (``drop_group``: this one
+window spans every target, like nmap's group window).
 
 Nothing here opens a socket or reads a clock: the engine passes ``now`` (seconds, monotonic) into
 every call and reports what each ``connect()`` did. The verdict of a finished probe comes from
@@ -8,14 +13,15 @@ every call and reports what each ``connect()`` did. The verdict of a finished pr
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
 from twinscan.core import rules
-from twinscan.core.timing import INITIAL_CWND, INITIAL_SSTHRESH, Timing
+from twinscan.core.timing import Timing
 from twinscan.core.vocab import Technique
+
+from .pacing import CongestionWindow, RateLimiter, RttEstimator
 
 #: (address, port): one port of one target.
 ProbeKey = tuple[str, int]
@@ -25,77 +31,6 @@ ProbeKey = tuple[str, int]
 #: bounds speed, so the connect plan lets it grow to this many sockets (still bounded by the
 #: descriptors the process may open, and by ``--max-parallelism``-style template limits).
 CONNECT_MAX_CWND = 1024
-
-#: nmap timing.cc: rttvar starts at the first RTT, kept within [5 ms, 2 s].
-_MIN_RTTVAR_S = 0.005
-_MAX_RTTVAR_S = 2.0
-
-
-@dataclasses.dataclass(slots=True)
-class RttEstimator:
-    """Jacobson/Karels smoothed RTT as nmap keeps it (timing.cc ``adjust_timeouts2``)."""
-
-    min_timeout_s: float
-    max_timeout_s: float
-    timeout_s: float
-    srtt_s: float | None = None
-    rttvar_s: float = 0.0
-
-    @classmethod
-    def for_timing(cls, timing: Timing) -> RttEstimator:
-        return cls(
-            min_timeout_s=timing.min_rtt_timeout_ms / 1000,
-            max_timeout_s=timing.max_rtt_timeout_ms / 1000,
-            timeout_s=timing.initial_rtt_timeout_ms / 1000,
-        )
-
-    def update(self, rtt_s: float) -> None:
-        rtt_s = max(rtt_s, 0.0)
-        if self.srtt_s is None:
-            self.srtt_s = rtt_s
-            self.rttvar_s = min(max(rtt_s, _MIN_RTTVAR_S), _MAX_RTTVAR_S)
-        else:
-            delta = rtt_s - self.srtt_s
-            self.srtt_s += delta / 8
-            self.rttvar_s += (abs(delta) - self.rttvar_s) / 4
-            self.rttvar_s = min(max(self.rttvar_s, _MIN_RTTVAR_S), _MAX_RTTVAR_S)
-        timeout = self.srtt_s + 4 * self.rttvar_s
-        self.timeout_s = min(max(timeout, self.min_timeout_s), self.max_timeout_s)
-
-
-@dataclasses.dataclass(slots=True)
-class CongestionWindow:
-    """nmap's ultra_timing_vals: slow start to ``ssthresh``, then +ca_incr/cwnd per reply; a drop
-    (an answer to a retransmitted probe) sets ssthresh to in-flight/divisor and the window back
-    to 1 — at most once per timeout interval, so one burst of losses counts once."""
-
-    ceiling: float
-    ca_incr: float
-    ssthresh_divisor: float
-    cwnd: float = float(INITIAL_CWND)
-    ssthresh: float = float(INITIAL_SSTHRESH)
-    last_drop: float | None = None
-
-    def __post_init__(self) -> None:
-        self.cwnd = min(self.cwnd, self.ceiling)
-
-    def on_reply(self) -> None:
-        if self.cwnd < self.ssthresh:
-            self.cwnd += 1
-        else:
-            self.cwnd += self.ca_incr / self.cwnd
-        self.cwnd = min(self.cwnd, self.ceiling)
-
-    def on_drop(self, in_flight: int, now: float, interval_s: float) -> None:
-        if self.last_drop is not None and now - self.last_drop < interval_s:
-            return
-        self.last_drop = now
-        self.ssthresh = max(in_flight / self.ssthresh_divisor, 2.0)
-        self.cwnd = 1.0
-
-    def shrink_ceiling(self, to: int) -> None:
-        self.ceiling = float(max(to, 1))
-        self.cwnd = min(self.cwnd, self.ceiling)
 
 
 class Outcome(NamedTuple):
@@ -135,17 +70,11 @@ class ConnectPlan:
         self.outcomes: dict[ProbeKey, Outcome] = {}
         self.rtt = RttEstimator.for_timing(timing)
         ceiling = min(max_sockets, CONNECT_MAX_CWND)
-        if timing.max_parallelism is not None:
-            ceiling = min(ceiling, timing.max_parallelism)
         if timing.scan_delay_ms > 0:
             ceiling = 1  # nmap: a scan delay serialises probes
-        self.window = CongestionWindow(
-            ceiling=float(max(ceiling, 1)),
-            ca_incr=timing.ca_incr,
-            ssthresh_divisor=timing.ssthresh_divisor,
-        )
+        self.window = CongestionWindow.for_timing(timing, ceiling=max(ceiling, 1))
+        self.rate = RateLimiter.for_timing(timing, start=start, per_host_delay=False)
         self.sent = 0
-        self.last_launch: float | None = None
         #: host -> the highest try number that ever got an answer (nmap max_successful_tryno).
         self.max_successful_tryno: dict[str, int] = {}
         #: errno -> verdict, memoised from ``rules.interpret`` (the table stays the authority).
@@ -169,25 +98,20 @@ class ConnectPlan:
         times: list[float] = []
         if self.in_flight:
             oldest = next(iter(self.in_flight.values()))
-            times.append(oldest.sent + self.rtt.timeout_s)
-        if self.queue and len(self.in_flight) < self._room_limit(now):
-            times.append(self._next_launch_time(now))
+            times.append(oldest.sent + self.rtt.timeout)
+        if self.queue and self._room(now) > 0:
+            times.append(self.rate.next_time(now))
         return min(times) if times else None
 
     # --- decisions -------------------------------------------------------------------------
 
     def launches(self, now: float) -> list[ProbeKey]:
         """Probes to start now; each is recorded as in flight from ``now``."""
-        room = self._room_limit(now) - len(self.in_flight)
+        room = self._room(now)
         if room <= 0 or not self.queue:
             return []
-        if now < self._next_launch_time(now):
-            return []
-        if self.timing.scan_delay_ms > 0:
-            room = 1
-        if self.timing.max_rate is not None:
-            allowed = int(self.timing.max_rate * (now - self.start) + 1e-9) + 1 - self.sent
-            room = min(room, max(allowed, 0))
+        if self.rate.limited:
+            room = min(room, self.rate.allowance(now))
         out: list[ProbeKey] = []
         while room > 0 and self.queue:
             key, tryno = self.queue.popleft()
@@ -195,8 +119,7 @@ class ConnectPlan:
             out.append(key)
             room -= 1
         self.sent += len(out)
-        if out:
-            self.last_launch = now
+        self.rate.spend(len(out), now)
         return out
 
     def completed(self, key: ProbeKey, errno: int, now: float) -> Outcome:
@@ -209,8 +132,9 @@ class ConnectPlan:
             assert verdict is not None
             self._verdicts[errno] = verdict
         rtt_s = now - flight.sent
+        window = self.window
         if flight.tryno == 0:  # Karn: only unambiguous samples
-            self.rtt.update(rtt_s)
+            self.rtt.sample(rtt_s)
         else:
             # An answer to a retransmission proves the earlier try was lost: nmap's congestion
             # signal (silence alone is not one: a filtered port is silent forever).
@@ -218,8 +142,9 @@ class ConnectPlan:
             self.max_successful_tryno[host] = max(
                 self.max_successful_tryno.get(host, -1), flight.tryno
             )
-            self.window.on_drop(len(self.in_flight) + 1, now, self.rtt.timeout_s)
-        self.window.on_reply()
+            window.drop_group(len(self.in_flight) + 1, flight.sent, now)
+        window.expected += 1
+        window.ack()
         outcome = Outcome(verdict, round(rtt_s * 1000, 3), flight.tryno + 1)
         self.outcomes[key] = outcome
         return outcome
@@ -240,7 +165,7 @@ class ConnectPlan:
     def expired(self, now: float) -> list[ProbeKey]:
         """Probes whose try has timed out: requeued for another try or, out of tries, given
         nmap's no-response verdict. The engine closes their sockets."""
-        limit = self.rtt.timeout_s
+        limit = self.rtt.timeout
         out: list[ProbeKey] = []
         for key, flight in self.in_flight.items():
             if flight.sent + limit > now:  # the same sum next_wakeup() reports
@@ -249,6 +174,7 @@ class ConnectPlan:
         for key in out:
             flight = self.in_flight.pop(key)
             self._requeue(key, flight.tryno + 1)
+        self.window.expected += len(out)  # nmap: a try that timed out was expected to answer
         return out
 
     # --- internals ---------------------------------------------------------------------------
@@ -260,17 +186,11 @@ class ConnectPlan:
             verdict = rules.no_response(Technique.CONNECT)
             self.outcomes[key] = Outcome(verdict, None, tryno)
 
-    def _room_limit(self, now: float) -> int:
-        limit = int(self.window.cwnd)
-        if self.timing.min_rate is not None and self.timing.scan_delay_ms <= 0:
-            behind = int(self.timing.min_rate * (now - self.start)) + 1 - self.sent
-            limit = max(limit, min(len(self.in_flight) + behind, int(self.window.ceiling)))
-        return max(limit, 1)
-
-    def _next_launch_time(self, now: float) -> float:
-        t = now
-        if self.last_launch is not None and self.timing.scan_delay_ms > 0:
-            t = max(t, self.last_launch + self.timing.scan_delay_ms / 1000)
-        if self.timing.max_rate is not None and self.timing.max_rate > 0:
-            t = max(t, self.start + self.sent / self.timing.max_rate)
-        return t
+    def _room(self, now: float) -> int:
+        """How many more may start by the window; min-rate may exceed it, not its ceiling."""
+        in_flight = len(self.in_flight)
+        room = int(self.window.cwnd) - in_flight
+        owed = self.rate.owed(now)
+        if owed > room:
+            room = min(owed, int(self.window.ceiling) - in_flight)
+        return room

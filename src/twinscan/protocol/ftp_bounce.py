@@ -13,6 +13,14 @@ scanner itself listens on (``calibration``). A relay that connects before answer
 answers 4xx, connects eagerly, so its PORT replies decide: 2xx -> the port accepted the
 connection (open), 4xx -> closed, and no LIST is sent. Any relay's 4xx to PORT is decisive too:
 the relay already failed to connect (nmap: "errors -> closed").
+
+Pacing: every PORT makes the relay open a connection to the target, so ``--max-rate`` and
+``--scan-delay`` gate PORT commands through the scan-wide ``pacing.RateLimiter`` the raw and
+connect scans use (``SharedQueue.pacer``, shared by every control connection). nmap's
+``bounce_scan`` ignores both (it sends one PORT at a time, as fast as the relay answers); a
+connection that may not send yet waits in ``Phase.READY`` until the limiter allows. The RTT
+estimator and congestion window do not apply: the relay's replies, not the target's, are what
+the dialogue waits for, under nmap's fixed FTP timeouts below.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from typing import Final
 
 from twinscan.core.errors import ScanFailed
 from twinscan.core.rules import BounceOutcome
+
+from .pacing import RateLimiter
 
 #: nmap_ftp.cc receive timeouts, seconds.
 LOGIN_TIMEOUT_S: Final = 12.0
@@ -129,6 +139,8 @@ class SharedQueue:
     privileged_ok: bool = False
     privileged_refused: bool = False
     skipped: list[Job] = dataclasses.field(default_factory=list)
+    #: --max-rate / --scan-delay over PORT commands, across all connections (None: no limit)
+    pacer: RateLimiter | None = None
 
     def skip_privileged(self) -> None:
         """nmap: "Your FTP bounce server doesn't allow privileged ports, skipping them.\""""
@@ -203,6 +215,8 @@ class BounceSession:
             case Phase.ABOR:
                 self.resync = True
                 return self._finish()
+            case Phase.READY:
+                return self._next(now)  # the pacer's wait is over
         return []
 
     def on_closed(self, now: float) -> list[str]:
@@ -320,6 +334,11 @@ class BounceSession:
     def _next(self, now: float) -> list[str]:
         if not self.queue.jobs:
             return self._finish()
+        pacer = self.queue.pacer
+        if pacer is not None:
+            if pacer.allowance(now) < 1:
+                return self._enter(Phase.READY, max(pacer.next_time(now), now), [])
+            pacer.spend(1, now)
         job = self.queue.jobs.popleft()
         self.current = job
         self.codes = []

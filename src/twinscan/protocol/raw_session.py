@@ -8,26 +8,35 @@ The I/O loop (``twinscan.engines.raw``) drives one ``ScanSession``::
     session.wakeup()                    # when something will next be due (absolute)
     session.done / session.verdicts()
 
-What it implements, after nmap's ultra_scan (scan_engine.cc, timing.cc):
+What it does, after nmap's ultra_scan (scan_engine.cc); the pacing arithmetic lives in
+``pacing`` (shared with the connect and bounce scans) and the ICMP bucket in ``icmp_ratelimit``:
 
 * the probe plan: every (host, port), ports shuffled unless ``-r``, hosts interleaved;
-* RTT estimation per host (Jacobson, timing.cc ``adjust_timeouts2``), clamped to the
-  template's min/max RTT timeout, starting at its initial timeout;
-* congestion control: a cwnd of outstanding probes, slow start then congestion avoidance
-  scaled by nmap's ``cc_scale``; a drop cuts it -- but only when losses look like congestion.
-  Random loss (a lossy link) is told apart from congestion by the *loss ratio*: the share of
-  tries to ports that did answer which went unanswered. A steady ratio below the template's
-  threshold (30%, 40% at -T4/-T5, nmap's boostScanDelay thresholds) is the link's own loss:
-  it costs retries, not speed;
+* RTT per host and for the group (``pacing.RttEstimator``); a host with no sample yet waits
+  the group's timeout, so a silent host does not wait the initial timeout forever;
+* one congestion window (``pacing.CongestionWindow``), applied per host and, times the host
+  count, to the scan. *When* to cut it is this session's policy: random loss (a lossy link) is
+  told apart from congestion by the *loss ratio*, the share of recent tries that timed out. A
+  ratio above the template's threshold (30%, 40% at -T4/-T5, nmap's boostScanDelay thresholds)
+  while some ports answered only after a retransmission is congestion (``drop_group``); a
+  lossy link's steady 10% costs retries, not speed. (nmap cuts on every answered
+  retransmission, which would crawl on such a link);
 * adaptive retransmission: a port may be tried ``max(2, max_successful_try + 2)`` times
   (nmap's ``allowedTryno``), capped by ``--max-retries``, and at least as often as the
   measured loss ratio needs to make a false "no response" unlikely. Ports that ran out of
-  tries are only given their no-response verdict at the end, so a later, higher
+  tries get their no-response verdict only at the end, so a later, higher
   ``max_successful_try`` still retries them;
-* ``--min-rate``/``--max-rate`` (global packets per second), ``--scan-delay`` (per host);
-* ICMP rate limiting (UDP): once a host's port-unreachables stop while probes go
-  unanswered, the host's ICMP token bucket (Linux: a burst of 6, then one per second) is
-  modelled and closed-candidate ports are re-probed exactly when the bucket has a token.
+* ``--min-rate``/``--max-rate`` (``pacing.RateLimiter``), ``--scan-delay`` (per host, as nmap);
+* ICMP rate limiting (UDP): the host's bucket (``icmp_ratelimit.IcmpBucket``) is modelled once
+  its port-unreachables stop, and closed-candidate ports are re-probed exactly when it has a
+  token.
+
+A port's first answer takes one path, ``_answered``, from ``receive`` and from
+``receive_tcp_batch`` (the bulk entry a loopback ``-p-`` uses for its 65535 RSTs).
+
+Over 400 lines: RTT, window, rate, the ICMP bucket and the result columns have moved out; what
+is left (probe queues, replies, retries, the congestion policy, UDP canaries) shares the probe
+queues and the in-flight bookkeeping, and splitting it would hand those around on the hot path.
 """
 
 from __future__ import annotations
@@ -40,22 +49,19 @@ from collections.abc import Sequence
 
 from twinscan.core import rules
 from twinscan.core.rules import IcmpReply, Reply, TcpReply, Verdict
-from twinscan.core.schema import PortVerdict, category_code, host_sort_key
-from twinscan.core.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, Timing
-from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.schema import PortVerdict
+from twinscan.core.timing import CC_SCALE_MAX, Timing
+from twinscan.core.vocab import Technique
 
-#: Linux's ICMP error rate limit per destination (net.ipv4.icmp_ratelimit, XRLIM_BURST_FACTOR).
-ICMP_INTERVAL_S = 1.0
-ICMP_BURST = 6
-#: Send a rate-limited probe this long after the modelled token arrives (timer/jiffy slack).
-ICMP_MARGIN_S = 0.02
-#: How long a rate-limited probe holds its modelled token before a silence gives it back.
-ICMP_HOLD_MIN_S = 0.02
+from .icmp_ratelimit import IcmpBucket, hold
+from .pacing import CongestionWindow, RateLimiter, RttEstimator
+from .session_columns import VerdictColumns, column_rows, merge_columns, probe_columns
+
+__all__ = ["CANARIES", "HostStats", "Probe", "ScanSession", "VerdictColumns", "merge_columns"]
+
 #: Ports re-probed together after a quiet interval: the one token the bucket has by then goes to
 #: the first closed one among them (a single canary could pick a port that never answers).
 CANARIES = 3
-#: Consecutive silences of probes sent after the latest answered one that mean a dry ICMP bucket.
-LIMIT_EVIDENCE = 8
 #: The chance we accept that a responsive port is called silent because every try was lost.
 FALSE_SILENCE = 1e-4
 #: How many recent tries and answers the congestion signal looks at.
@@ -84,29 +90,25 @@ class Probe:
 @dataclasses.dataclass(slots=True)
 class HostStats:
     address: str
-    srtt: float | None = None
-    rttvar: float = 0.0
-    timeout: float = 1.0
+    rtt: RttEstimator
     max_successful_try: int = -1
     in_flight: int = 0
     last_send: float = -math.inf
     answered: int = 0  # ports that answered
     lost_tries: int = 0  # unanswered tries of ports that later answered
-    # ICMP rate limiting (UDP)
-    icmp_seen: int = 0
-    limited: bool = False
-    tokens: float = 0.0
-    tokens_at: float = 0.0
-    interval: float = ICMP_INTERVAL_S
-    burst: int = ICMP_BURST
-    #: the send order of the latest probe a port-unreachable answered, and how many probes
-    #: sent after it have gone silent since: the evidence that the ICMP bucket ran dry
-    answered_seq: int = -1
-    limit_evidence: int = 0
+    icmp: IcmpBucket = dataclasses.field(default_factory=IcmpBucket)
     #: the ports re-probed after a quiet second, to find a bucket that silence alone can't show
     canary_ports: set[int] | None = None
     #: tries every port already spent before the limit was found late; they don't count
     bonus_tries: int = 0
+
+    @property
+    def srtt(self) -> float | None:
+        return self.rtt.srtt
+
+    @property
+    def limited(self) -> bool:
+        return self.icmp.limited
 
     def loss_ratio(self) -> float:
         total = self.answered + self.lost_tries
@@ -138,7 +140,7 @@ class ScanSession:
         order = list(ports)
         if randomize:
             rng.shuffle(order)
-        self.hosts = [HostStats(a, timeout=timing.initial_rtt_timeout_ms / 1000) for a in targets]
+        self.hosts = [HostStats(a, RttEstimator.for_timing(timing)) for a in targets]
         self._host_index = {a: i for i, a in enumerate(targets)}
         # Interleave hosts: port 1 of every host, then port 2 ...
         self.probes: list[Probe] = [Probe(h, p) for p in order for h in range(len(targets))]
@@ -155,33 +157,32 @@ class ScanSession:
         self._exhausted: list[Probe] = []
         self.in_flight = 0
         self.finished = 0
-        #: group-wide RTT estimate: the timeout of hosts that have not answered yet (nmap's
-        #: group timing stats), so a silent host does not wait the initial timeout forever
-        self._group = HostStats("*", timeout=timing.initial_rtt_timeout_ms / 1000)
-        self.cwnd = float(min(INITIAL_CWND, timing.max_parallelism or MAX_CWND))
-        self.max_cwnd = float(timing.max_parallelism or MAX_CWND)
-        self.ssthresh = float(INITIAL_SSTHRESH)
-        self._expected = 0  # replies expected / received, for nmap's cc_scale
-        self._received = 0
+        #: group-wide RTT (nmap's group timing stats): the timeout of hosts with no sample yet;
+        #: sampled only while there is such a host (``_unsampled``), as nothing else reads it
+        self._group = RttEstimator.for_timing(timing)
+        self._unsampled = len(self.hosts)
+        self.window = CongestionWindow.for_timing(timing)
+        self.rate = RateLimiter.for_timing(timing, start=start, per_host_delay=True)
+        self._delay = timing.scan_delay_ms / 1000
         #: outcome of recently resolved tries (True: timed out), and of recent answers
         #: (True: it took a retransmission) -- the congestion signal
         self._recent_tries: deque[bool] = deque(maxlen=_LOSS_WINDOW)
         self._recent_retry_ok: deque[bool] = deque(maxlen=_LOSS_WINDOW)
-        self._rate_tokens = 1.0
-        self._rate_at = start
-        self._start = start
+        self._loss_threshold = 0.4 if timing.level >= 4 else 0.3
         self._any_limited = False
-        self._last_drop_cut = -math.inf
         self.sent_packets = 0
         self._send_seq = 0
         self.retransmissions = 0
-        self._rtt_bounds = (timing.min_rtt_timeout_ms / 1000, timing.max_rtt_timeout_ms / 1000)
 
     # -- queries
 
     @property
     def done(self) -> bool:
         return self.finished == len(self.probes)
+
+    @property
+    def cwnd(self) -> float:
+        return self.window.cwnd
 
     def host_of(self, address: str) -> int | None:
         return self._host_index.get(address)
@@ -218,14 +219,16 @@ class ScanSession:
     def due(self, now: float) -> list[tuple[str, int, int]]:
         """Probes to send now as (address, port, try): retries first, then new ports."""
         out: list[tuple[str, int, int]] = []
-        budget = self._budget(now)
+        budget = self.rate.budget(self._window() - self.in_flight, now)
+        cwnd = int(self.window.cwnd)
         deferred: list[Probe] = []
+        inflight = self._inflight
         while budget > 0 and (self._retry or self._fresh):
             probe = self._retry.popleft() if self._retry else self._fresh.popleft()
             if probe.final:
                 continue
             host = self.hosts[probe.host]
-            if host.in_flight >= int(self.cwnd) or not self._host_ready(host, probe, now):
+            if host.in_flight >= cwnd or not self._host_ready(host, probe, now):
                 deferred.append(probe)
                 if len(deferred) > 64:
                     break
@@ -239,72 +242,38 @@ class ScanSession:
             self._send_seq += 1
             probe.outstanding = True
             host.last_send = now
-            self._inflight.append(probe)
-            self.in_flight += 1
+            inflight.append(probe)
             host.in_flight += 1
-            self._expected += 1
-            n = 1
-            self.sent_packets += n
-            self._rate_tokens -= n
-            budget -= n
+            budget -= 1
         self._retry.extendleft(reversed(deferred))
+        self.in_flight += len(out)
+        self.sent_packets += len(out)
+        self.rate.spend(len(out), now)
         return out
-
-    def _budget(self, now: float) -> int:
-        """How many packets may go now: cwnd, then --max-rate, then --min-rate."""
-        budget = self._window() - self.in_flight
-        t = self.timing
-        if t.max_rate is not None:
-            cap = max(1.0, t.max_rate / 50)  # at most 20 ms worth of burst
-            self._rate_tokens = min(cap, self._rate_tokens + (now - self._rate_at) * t.max_rate)
-            self._rate_at = now
-            budget = min(budget, int(self._rate_tokens))
-        if t.min_rate is not None:
-            owed = int(t.min_rate * (now - self._start)) - self.sent_packets
-            budget = max(budget, owed)
-            if t.max_rate is not None:
-                budget = min(budget, int(self._rate_tokens))
-        return budget
 
     def _host_ready(self, host: HostStats, probe: Probe, now: float) -> bool:
         if now < probe.not_before:
             return False
-        delay = self.timing.scan_delay_ms / 1000
-        if delay and now - host.last_send < delay:
+        if self._delay and now - host.last_send < self._delay:
             return False
-        if host.limited:
-            cost = 1
-            self._refill(host, now)
-            if host.tokens < cost:
+        if self._any_limited and host.icmp.limited:
+            if not host.icmp.take(now):
                 return False
-            host.tokens -= cost
             probe.held_token = True
         return True
 
     def _next_send_time(self, now: float) -> float:
-        t = now
-        if self.timing.max_rate is not None and self._rate_tokens < 1:
-            t = now + (1 - self._rate_tokens) / self.timing.max_rate
-        delay = self.timing.scan_delay_ms / 1000
+        t = self.rate.next_time(now)
         head = [q[0] for q in (self._retry, self._fresh) if q]
         best = math.inf
         for probe in head:
             host = self.hosts[probe.host]
-            ready = host.last_send + delay if delay else now
+            ready = host.last_send + self._delay if self._delay else now
             ready = max(ready, probe.not_before)
-            if host.limited:
-                self._refill(host, now)
-                cost = 1
-                if host.tokens < cost:
-                    ready = max(ready, now + (cost - host.tokens) * host.interval)
+            if host.icmp.limited:
+                ready = max(ready, host.icmp.ready_at(now))
             best = min(best, ready)
         return max(t, best if head else now)
-
-    def _refill(self, host: HostStats, now: float) -> None:
-        if now > host.tokens_at:
-            gained = (now - host.tokens_at) / host.interval
-            host.tokens = min(float(host.burst), host.tokens + gained)
-            host.tokens_at = now
 
     # -- receiving
 
@@ -334,66 +303,38 @@ class ScanSession:
         except KeyError:
             verdict = self._meaning[reply] = rules.interpret(self.technique, reply)
         host = self.hosts[hi]
+        icmp = isinstance(reply, IcmpReply)
         if isinstance(reply, IcmpReply) and reply.type == 3 and reply.code == 3:
-            host.icmp_seen += 1
-            if probe.seq > host.answered_seq:
-                host.answered_seq = probe.seq
-            host.limit_evidence = 0
-            if probe.held_token:
-                probe.held_token = False  # the kernel spent the token we reserved
-            if host.canary_ports and probe.port in host.canary_ports and not host.limited:
-                self._limited_late(host, probe, now)
+            host.icmp.on_unreachable(probe.seq)
+            probe.held_token = False  # the kernel spent the token we reserved, if we did
+            if host.canary_ports and probe.port in host.canary_ports and not host.icmp.limited:
+                self._limited_late(hi, now)
         if verdict is None:
             return False
-        first = probe.verdict is None
-        new = verdict if first else rules.merge(self.technique, probe.verdict, verdict)
-        changed = first or new != probe.verdict
-        probe.verdict = new
-        if changed:
-            probe.ttl = ttl
-            probe.reason_ip = sender if sender and sender != address else None
-        if first:
-            answered_try = tryno if tryno >= 0 else probe.tries - 1
-            if answered_try == probe.tries - 1:
-                rtt = now - probe.sent_at
-                probe.rtt = rtt
-                self._rtt_sample(host, rtt)
-                self._rtt_sample(self._group, rtt)
-            if answered_try > host.max_successful_try:
-                host.max_successful_try = answered_try
-                self._revive(host)
-            if not host.limited:
-                # tries lost on a rate-limited host are the bucket's doing, not the link's
-                host.answered += 1
-                host.lost_tries += answered_try
-                self._recent_tries.append(False)
-                self._recent_retry_ok.append(answered_try > 0)
-            if probe.outstanding:
-                probe.outstanding = False
-                self.in_flight -= 1
-                host.in_flight -= 1
-            self._received += 1
-            self._ack(isinstance(reply, IcmpReply))
-        # nmap stops probing a port once it has an answer
-        self._finish(probe)
+        if probe.verdict is not None:  # (a port is final once answered: defensive)
+            merged = rules.merge(self.technique, probe.verdict, verdict)
+            changed = merged != probe.verdict
+            probe.verdict = merged
+            self._finish(probe)
+            return changed
+        reason_ip = sender if sender and sender != address else None
+        self._answered(probe, host, verdict, tryno, now, ttl, reason_ip, icmp)
         self._maybe_settle()
-        return changed
+        return True
 
     def receive_tcp_batch(
         self, matched: Sequence[tuple[str, int, int, int, int, int]], now: float
     ) -> None:
-        """``receive`` for many matched TCP replies (host, port, tryno, flags, window, ttl).
-
-        The same bookkeeping as one ``receive`` per reply, with the common case -- a port's
-        first answer, to its latest try -- inlined: a loopback ``-p-`` hands over 65535 RSTs.
-        """
+        """``receive`` for many matched TCP replies (host, port, tryno, flags, window, ttl):
+        the same bookkeeping, with the lookups hoisted out of the loop. A port's first answer
+        goes through ``_answered`` like ``receive``'s; anything else goes through ``receive``."""
         replies: dict[tuple[int, int], TcpReply] = {}
         meaning = self._meaning
         host_index = self._host_index
         index = self._index
         hosts = self.hosts
-        group = self._group
-        sample_group = any(h.srtt is None for h in hosts)
+        answered = self._answered
+        technique = self.technique
         for address, port, tryno, flags, window, ttl in matched:
             reply = replies.get((flags, window))
             if reply is None:
@@ -408,66 +349,59 @@ class ScanSession:
             try:
                 verdict = meaning[reply]
             except KeyError:
-                verdict = meaning[reply] = rules.interpret(self.technique, reply)
-            if verdict is None:
-                continue
-            host = hosts[hi]  # type: ignore[index]
-            probe.verdict = verdict
-            probe.ttl = ttl
-            answered_try = tryno if tryno >= 0 else probe.tries - 1
-            if answered_try == probe.tries - 1:
-                rtt = now - probe.sent_at
-                probe.rtt = rtt
-                self._rtt_sample(host, rtt)
-                if sample_group:
-                    self._rtt_sample(group, rtt)
-                    sample_group = any(h.srtt is None for h in hosts)
-            if answered_try > host.max_successful_try:
-                host.max_successful_try = answered_try
-                self._revive(host)
-            if not host.limited:
-                host.answered += 1
-                host.lost_tries += answered_try
-                self._recent_tries.append(False)
-                self._recent_retry_ok.append(answered_try > 0)
-            if probe.outstanding:
-                probe.outstanding = False
-                self.in_flight -= 1
-                host.in_flight -= 1
-            self._received += 1
-            self._ack(False)
-            self._finish(probe)
+                verdict = meaning[reply] = rules.interpret(technique, reply)
+            if verdict is not None:
+                answered(probe, hosts[hi], verdict, tryno, now, ttl, None, False)  # type: ignore[index]
         self._maybe_settle()
 
-    def _rtt_sample(self, host: HostStats, delta: float) -> None:
-        """timing.cc adjust_timeouts2: Jacobson's estimator, clamped to the template."""
-        if delta < 0 or delta >= 8.0:
-            return
-        if host.srtt is None:
-            host.srtt = delta
-            host.rttvar = 2.0 if delta > 2.0 else 0.005 if delta < 0.005 else delta
-        else:
-            if delta > 1.5 and delta > 3 * host.srtt + 2 * host.rttvar:
-                return
-            err = delta - host.srtt
-            host.srtt += err / 8
-            host.rttvar += (abs(err) - host.rttvar) / 4
-            if host.rttvar > 2.3:
-                host.rttvar = 2.0
-        timeout = host.srtt + 4 * host.rttvar
-        lo, hi = self._rtt_bounds
-        host.timeout = hi if timeout > hi else lo if timeout < lo else timeout
-
-    def _ack(self, icmp: bool) -> None:
-        """timing.cc ultra_timing_vals::ack, with nmap's cc_scale."""
-        scale = self._expected / (self._received or 1)
-        if scale > CC_SCALE_MAX:
-            scale = CC_SCALE_MAX
-        if icmp and scale > 1.0:
-            scale = 1.0  # ICMP errors may speed us up only modestly
-        cwnd = self.cwnd
-        cwnd += scale if cwnd < self.ssthresh else self.timing.ca_incr / cwnd * scale
-        self.cwnd = cwnd if cwnd < self.max_cwnd else self.max_cwnd
+    def _answered(
+        self,
+        probe: Probe,
+        host: HostStats,
+        verdict: Verdict,
+        tryno: int,
+        now: float,
+        ttl: int | None,
+        reason_ip: str | None,
+        icmp: bool,
+    ) -> None:
+        """A port's first answer: its verdict, an RTT sample (Karn: only when the reply
+        answers the latest try), retries earned, the loss signal, and one ack for the window
+        (an ICMP error may speed the scan up only modestly: its cc_scale is capped at 1)."""
+        probe.verdict = verdict
+        probe.ttl = ttl
+        probe.reason_ip = reason_ip
+        answered_try = tryno if tryno >= 0 else probe.tries - 1
+        if answered_try == probe.tries - 1:
+            rtt = now - probe.sent_at
+            probe.rtt = rtt
+            est = host.rtt
+            if self._unsampled:
+                self._group.sample(rtt)
+                fresh = est.srtt is None
+                est.sample(rtt)
+                if fresh and est.srtt is not None:
+                    self._unsampled -= 1
+            else:
+                est.sample(rtt)
+        if answered_try > host.max_successful_try:
+            host.max_successful_try = answered_try
+            self._revive(host)
+        if not host.icmp.limited:
+            # tries lost on a rate-limited host are the bucket's doing, not the link's
+            host.answered += 1
+            host.lost_tries += answered_try
+            self._recent_tries.append(False)
+            self._recent_retry_ok.append(answered_try > 0)
+        if probe.outstanding:
+            probe.outstanding = False
+            self.in_flight -= 1
+            host.in_flight -= 1
+        window = self.window
+        window.expected += 1
+        window.ack(max_cc_scale=1.0 if icmp else CC_SCALE_MAX)
+        # nmap stops probing a port once it has an answer
+        self._finish(probe)
 
     def _revive(self, host: HostStats) -> None:
         """A higher max_successful_try: exhausted ports of ``host`` get their extra tries."""
@@ -484,13 +418,13 @@ class ScanSession:
 
     def _window(self) -> int:
         """Probes allowed out at once: cwnd per host (nmap keeps one per host and group)."""
-        return max(1, int(self.cwnd)) * len(self.hosts)
+        return max(1, int(self.window.cwnd)) * len(self.hosts)
 
     def _timeout(self, host: HostStats) -> float:
-        return host.timeout if host.srtt is not None else self._group.timeout
+        return host.rtt.timeout if host.rtt.srtt is not None else self._group.timeout
 
     def _hold(self, host: HostStats) -> float:
-        return max(ICMP_HOLD_MIN_S, 3 * (host.srtt or 0.0) + 4 * host.rttvar)
+        return hold(host.rtt.srtt, host.rtt.rttvar)
 
     def expire(self, now: float) -> None:
         """Time out probes whose wait is over; queue retransmissions or give up."""
@@ -499,7 +433,8 @@ class ScanSession:
             for probe in inflight:
                 host = self.hosts[probe.host]
                 if probe.held_token and now - probe.sent_at >= self._hold(host):
-                    self._release(host, probe)
+                    probe.held_token = False
+                    host.icmp.give_back()
         while inflight:
             probe = inflight[0]
             if not probe.outstanding:
@@ -512,76 +447,49 @@ class ScanSession:
             probe.outstanding = False
             self.in_flight -= 1
             host.in_flight -= 1
-            if probe.held_token:
-                self._release(host, probe)
+            self.window.expected += 1
+            if probe.held_token:  # silent: the host did not spend the token
+                probe.held_token = False
+                host.icmp.give_back()
             self._on_silence(host, probe, now)
         self._maybe_settle()
 
-    def _release(self, host: HostStats, probe: Probe) -> None:
-        """A silent probe did not make the host send an ICMP error: give its token back."""
-        probe.held_token = False
-        host.tokens = min(float(host.burst), host.tokens + 1)
-
     def _on_silence(self, host: HostStats, probe: Probe, now: float) -> None:
-        if (
-            self._udp
-            and not host.limited
-            and host.icmp_seen > 0
-            and probe.seq > host.answered_seq
-            and not self.defeat_icmp_ratelimit
-        ):
-            # A probe sent after the latest answered one went silent. Several in a row, with
-            # no port-unreachable between them: the host's ICMP bucket ran dry. (Silence of
-            # probes sent *before* an answered one is loss -- e.g. while the neighbour entry
-            # was resolved -- not a limit; and random loss rarely strikes LIMIT_EVIDENCE
-            # times in a row.)
-            host.limit_evidence += 1
-            if host.limit_evidence >= LIMIT_EVIDENCE:
-                host.limited = True
-                self._any_limited = True
-                host.burst = max(1, min(ICMP_BURST, host.icmp_seen))
-                host.tokens = -ICMP_MARGIN_S / host.interval
-                host.tokens_at = now
-        if not host.limited:
-            self._drop(now, host)
+        if self._udp and not self.defeat_icmp_ratelimit and host.icmp.on_silence(probe.seq, now):
+            self._any_limited = True
+        if not host.icmp.limited:
+            self._loss(probe, now)
         if probe.tries < max(self.allowed_tries(host), self._pp.get(probe.port, 1)):
             self._retry.append(probe)
         else:
             self._exhausted.append(probe)
 
-    def _drop(self, now: float, host: HostStats) -> None:
-        """A timeout: cut cwnd only when losses look like congestion (timing.cc drop).
+    def _loss(self, probe: Probe, now: float) -> None:
+        """A timeout: cut the window only when losses look like congestion.
 
         Congestion: many recent tries timed out (more than nmap's boostScanDelay share) *and*
         some ports answered only after a retransmission -- so responsive ports are losing
-        probes, not just filtered ports staying silent. A lossy link's steady 10% stays below
-        the threshold and costs retries only.
+        probes, not just filtered ports staying silent. The cut is nmap's ``drop_group``,
+        once per burst of losses (only for a probe sent after the previous cut).
         """
         self._recent_tries.append(True)
         tries = self._recent_tries
         if len(tries) < 20 or not any(self._recent_retry_ok):
             return
-        ratio = sum(tries) / len(tries)
-        threshold = 0.4 if self.timing.level >= 4 else 0.3
-        if ratio <= threshold or now - self._last_drop_cut < self._timeout(host):
-            return
-        self._last_drop_cut = now
-        self.ssthresh = max(self.in_flight / self.timing.ssthresh_divisor, 2.0)
-        self.cwnd = max(1.0, self.cwnd / 2)
+        if sum(tries) / len(tries) > self._loss_threshold:
+            self.window.drop_group(self.in_flight, probe.sent_at, now)
 
-    def _limited_late(self, host: HostStats, canary: Probe, now: float) -> None:
-        """The canary drew a port-unreachable after a quiet second, where every earlier probe
+    def _limited_late(self, hi: int, now: float) -> None:
+        """A canary drew a port-unreachable after a quiet second, where every earlier probe
         had drawn none: the host's ICMP bucket was empty when the scan began (another scan
         drained it). Pace to the bucket from here and give the silent ports fresh tries."""
-        host.limited = True
+        host = self.hosts[hi]
+        host.icmp.limit(now)
         self._any_limited = True
-        host.burst = ICMP_BURST
-        host.tokens = -ICMP_MARGIN_S / host.interval
-        host.tokens_at = now
-        host.bonus_tries = max(p.tries for p in self._index[self.hosts.index(host)].values())
+        host.bonus_tries = max(p.tries for p in self._index[hi].values())
         keep: list[Probe] = []
         for probe in self._exhausted:
-            (self._retry if self.hosts[probe.host] is host else keep).append(probe)
+            (self._retry if probe.host == hi else keep).append(probe)
         self._exhausted = keep
 
     def _queue_canaries(self) -> bool:
@@ -598,7 +506,7 @@ class ScanSession:
         for i in range(len(self._exhausted) - 1, -1, -1):
             probe = self._exhausted[i]
             host = self.hosts[probe.host]
-            if host.limited or probe.verdict is not None:
+            if host.icmp.limited or probe.verdict is not None:
                 continue
             if host.canary_ports is None:
                 host.canary_ports = set()  # one round per host, queued in this call
@@ -606,7 +514,7 @@ class ScanSession:
             elif probe.host not in opened or len(host.canary_ports) >= CANARIES:
                 continue
             host.canary_ports.add(probe.port)
-            probe.not_before = host.last_send + host.interval + ICMP_MARGIN_S
+            probe.not_before = host.icmp.canary_time(host.last_send)
             self._retry.append(self._exhausted.pop(i))
             queued = True
         return queued
@@ -645,92 +553,9 @@ class ScanSession:
     # -- results
 
     def columns(self) -> VerdictColumns:
-        """Every port with a verdict, column by column, sorted by (host address, port).
-
-        What ``schema.frame_from_columns`` takes: no Python object per port beyond the values.
-        """
-        by_addr = sorted(range(len(self.hosts)), key=lambda i: host_sort_key(self._addr(i)))
-        rank = {i: r for r, i in enumerate(by_addr)}
-        done = [p for p in self.probes if p.verdict is not None]
-        done.sort(key=lambda p: (rank[p.host] << 16) | p.port)
-        codes = {
-            v: (category_code("state", v.state.value), category_code("reason", v.reason.value))
-            for v in {p.verdict for p in done}
-            if v is not None
-        }
-        pairs = [codes[p.verdict] for p in done if p.verdict is not None]
-        addrs = [h.address for h in self.hosts]
-        return VerdictColumns(
-            host=[addrs[p.host] for p in done],
-            port=[p.port for p in done],
-            state=[c[0] for c in pairs],
-            reason=[c[1] for c in pairs],
-            reason_ttl=[p.ttl for p in done],
-            reason_ip=[p.reason_ip for p in done],
-            rtt_ms=[None if p.rtt is None else round(p.rtt * 1000, 3) for p in done],
-        )
-
-    def _addr(self, host: int) -> str:
-        return self.hosts[host].address
+        """Every port with a verdict, column by column, sorted by (host address, port)."""
+        return probe_columns(self.probes, [h.address for h in self.hosts])
 
     def verdicts(self) -> list[PortVerdict]:
         """Every port with a verdict as ``PortVerdict`` rows, in ``columns()`` order."""
-        proto = Proto.UDP if self._udp else Proto.TCP
-        states = list(PortState)
-        reasons = list(Reason)
-        cols = self.columns()
-        return [
-            PortVerdict(
-                engine=Engine.NATIVE,
-                technique=self.technique,
-                host=host,
-                proto=proto,
-                port=port,
-                state=states[st],
-                reason=reasons[rs],
-                reason_ttl=ttl,
-                reason_ip=rip,
-                rtt_ms=rtt,
-            )
-            for host, port, st, rs, ttl, rip, rtt in zip(
-                cols.host,
-                cols.port,
-                cols.state,
-                cols.reason,
-                cols.reason_ttl,
-                cols.reason_ip,
-                cols.rtt_ms,
-                strict=True,
-            )
-        ]
-
-
-@dataclasses.dataclass(slots=True)
-class VerdictColumns:
-    """A session's verdicts as parallel lists (state/reason as schema categorical codes)."""
-
-    host: list[str]
-    port: list[int]
-    state: list[int]
-    reason: list[int]
-    reason_ttl: list[int | None]
-    reason_ip: list[str | None]
-    rtt_ms: list[float | None]
-
-
-def merge_columns(parts: Sequence[VerdictColumns]) -> VerdictColumns:
-    """Several sessions' columns as one, sorted by (host address, port) like ``columns()``."""
-    if len(parts) == 1:
-        return parts[0]
-    import numpy as np
-
-    joined = VerdictColumns([], [], [], [], [], [], [])
-    names = [f.name for f in dataclasses.fields(VerdictColumns)]
-    for part in parts:
-        for name in names:
-            getattr(joined, name).extend(getattr(part, name))
-    rank = {h: r for r, h in enumerate(sorted(set(joined.host), key=host_sort_key))}
-    key = np.array([rank[h] for h in joined.host], dtype=np.int64) << 16
-    key |= np.asarray(joined.port, dtype=np.int64)
-    order = np.argsort(key, kind="stable").tolist()
-    return VerdictColumns(*([col[i] for i in order] for col in map(joined.__getattribute__, names)))
+        return column_rows(self.columns(), self.technique)

@@ -1,0 +1,101 @@
+"""The ICMP error bucket model (one host) by example and by property."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twinscan.protocol.icmp_ratelimit import (
+    ICMP_BURST,
+    ICMP_HOLD_MIN_S,
+    ICMP_MARGIN_S,
+    LIMIT_EVIDENCE,
+    IcmpBucket,
+    hold,
+)
+
+
+def test_limit_needs_evidence_after_the_latest_answer() -> None:
+    b = IcmpBucket()
+    assert not b.on_silence(5, 0.0)  # no port-unreachable seen yet: no evidence
+    b.on_unreachable(10)
+    for seq in range(11, 11 + LIMIT_EVIDENCE - 1):
+        assert not b.on_silence(seq, 0.0)
+    assert not b.on_silence(3, 0.0)  # sent before the latest answered one: loss, not a limit
+    assert b.on_silence(99, 1.0)
+    assert b.limited and b.burst == 1  # one port-unreachable seen: a burst of one
+    assert b.tokens == pytest.approx(-ICMP_MARGIN_S)  # empty, a margin past the next token
+
+
+def test_an_answer_resets_the_evidence() -> None:
+    b = IcmpBucket()
+    b.on_unreachable(0)
+    for seq in range(1, LIMIT_EVIDENCE):
+        b.on_silence(seq, 0.0)
+    b.on_unreachable(LIMIT_EVIDENCE)
+    assert b.evidence == 0 and not b.limited
+
+
+def test_tokens_refill_one_per_interval_up_to_the_burst() -> None:
+    b = IcmpBucket()
+    b.limit(0.0)
+    assert not b.take(0.5)
+    assert b.ready_at(0.5) == pytest.approx(1.0 + ICMP_MARGIN_S)
+    assert b.take(1.0 + ICMP_MARGIN_S)
+    b.refill(100.0)
+    assert b.tokens == ICMP_BURST
+    b.give_back()
+    assert b.tokens == ICMP_BURST
+
+
+def test_hold_and_canary_time() -> None:
+    assert hold(None, 0.0) == ICMP_HOLD_MIN_S
+    assert hold(0.1, 0.05) == pytest.approx(0.5)
+    assert IcmpBucket().canary_time(3.0) == pytest.approx(4.0 + ICMP_MARGIN_S)
+
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["take", "give", "unreach", "silence"]), st.floats(0, 0.7)),
+    max_size=300,
+)
+
+
+@settings(max_examples=300)
+@given(ops=ops, start_tokens=st.floats(0, ICMP_BURST))
+def test_bucket_never_overfills_and_limits_the_answer_rate(
+    ops: list[tuple[str, float]], start_tokens: float
+) -> None:
+    """Tokens never exceed the burst; once limited, the probes that took a token (and kept
+    it) in any window number at most burst + window / interval + 1."""
+    b = IcmpBucket(tokens=start_tokens)
+    now = 0.0
+    seq = 0
+    taken: list[float] = []
+    for op, dt in ops:
+        now += dt
+        seq += 1
+        if op == "unreach":
+            b.on_unreachable(seq)
+        elif op == "silence":
+            b.on_silence(seq, now)
+        elif b.limited and op == "take":
+            if b.take(now):
+                taken.append(now)
+        elif b.limited and op == "give" and taken:
+            b.give_back()
+            taken.pop()
+        assert b.tokens <= b.burst
+        assert b.evidence < LIMIT_EVIDENCE or b.limited
+    for i in range(len(taken)):
+        for j in range(i, len(taken)):
+            width = taken[j] - taken[i]
+            assert j - i + 1 <= b.burst + width / b.interval + 1 + 1e-6
+
+
+@given(now=st.floats(0, 1000), tokens=st.floats(-1, ICMP_BURST))
+def test_ready_at_is_when_take_succeeds(now: float, tokens: float) -> None:
+    b = IcmpBucket(tokens=tokens, tokens_at=now, limited=True)
+    t = b.ready_at(now)
+    assert t >= now
+    assert b.take(t + 1e-6)
