@@ -132,15 +132,3 @@ def test_lab_truth() -> None:
     )
     frame = truth_frame(spec, (Technique.SYN,))
     assert list(frame["host"]) == ["198.18.0.9", "198.18.0.10"]
-
-
-def test_raw_engine_merged_columns() -> None:
-    from twinscan.protocol.raw_session import VerdictColumns, merge_columns
-
-    def part(hosts: list[str]) -> VerdictColumns:
-        n = len(hosts)
-        return VerdictColumns(list(hosts), [22] * n, [0] * n, [0] * n, [None] * n,
-                              [None] * n, [None] * n)  # fmt: skip
-
-    merged = merge_columns([part(TEXT_ORDER[:2]), part(TEXT_ORDER[2:])])
-    assert merged.host == ADDRESS_ORDER

@@ -356,7 +356,7 @@ def test_columns_are_sorted_by_host_then_port_and_match_verdicts() -> None:
 
 
 def test_merge_columns_equals_one_session_over_all_ports() -> None:
-    from twinscan.protocol.raw_session import merge_columns
+    from twinscan.core.schema import merge_columns
 
     net = FakeNet({22: SYNACK, 24: None, 25: ADMIN}, default=RST, rtt=0.0)
     hosts = ["198.18.0.20", "198.18.0.3"]

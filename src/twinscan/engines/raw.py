@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING
 from twinscan import __version__
 from twinscan.core.errors import EnvironmentProblem, ScanFailed, UsageError
 from twinscan.core.progress import NoProgress, Progress
+from twinscan.core.schema import ResultColumns, merge_columns
 from twinscan.core.vocab import Engine, Technique
 from twinscan.engines import interrupt
 from twinscan.engines.bpf import attach, bpf_dport_filter, bpf_icmp_filter
 from twinscan.engines.mmsg import BatchReceiver, BatchSender
 from twinscan.engines.template_cache import cached_template
 from twinscan.protocol.packets import MalformedReply, ProbeBuilder, parse_reply
-from twinscan.protocol.raw_session import ScanSession, VerdictColumns, merge_columns
+from twinscan.protocol.raw_session import ScanSession
 from twinscan.protocol.wire import IPPROTO_UDP
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ def scan(
 def _scan(
     request: ScanRequest, technique: Technique, progress: Progress, start: dt.datetime
 ) -> ScanResult:
-    from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult
+    from twinscan.core.schema import ScanMeta, ScanResult
 
     cols, incomplete = _scan_columns(request, technique, progress)
     end = dt.datetime.now(dt.UTC)
@@ -182,19 +183,7 @@ def _scan(
         techniques=(technique,),
         incomplete=incomplete,
     )
-    columns = ResultColumns(
-        engine=Engine.NATIVE,
-        technique=technique,
-        proto=technique.proto,
-        host=cols.host,
-        port=cols.port,
-        state=cols.state,
-        reason=cols.reason,
-        reason_ttl=cols.reason_ttl,
-        reason_ip=cols.reason_ip,
-        rtt_ms=cols.rtt_ms,
-    )
-    return ScanResult(columns=columns, meta=meta)
+    return ScanResult(columns=cols, meta=meta)
 
 
 #: A scan of at least this many probes runs in a forked worker while this process loads
@@ -204,7 +193,7 @@ FORK_MIN_PROBES = 4096
 
 def _scan_columns(
     request: ScanRequest, technique: Technique, progress: Progress
-) -> tuple[VerdictColumns, bool]:
+) -> tuple[ResultColumns, bool]:
     """``run`` the scan -- in forked workers when it is large -- and return its verdict columns."""
     probes = len(request.targets) * len(request.ports_for(technique))
     shards = shard_count(request, technique)
@@ -223,7 +212,7 @@ def _scan_columns(
         for i in range(shards)
     ]
 
-    def work(part: ScanRequest, worker_progress: Progress) -> tuple[VerdictColumns, bool]:
+    def work(part: ScanRequest, worker_progress: Progress) -> tuple[ResultColumns, bool]:
         session, incomplete = run(part, technique, progress=worker_progress)
         return session.columns(), incomplete
 

@@ -49,15 +49,15 @@ from collections.abc import Sequence
 
 from twinscan.core import rules
 from twinscan.core.rules import IcmpReply, Reply, TcpReply, Verdict
-from twinscan.core.schema import PortVerdict
+from twinscan.core.schema import PortVerdict, ResultColumns
 from twinscan.core.timing import CC_SCALE_MAX, Timing
 from twinscan.core.vocab import Technique
 
 from .icmp_ratelimit import IcmpBucket, hold
 from .pacing import CongestionWindow, RateLimiter, RttEstimator
-from .session_columns import VerdictColumns, column_rows, merge_columns, probe_columns
+from .session_columns import column_rows, probe_columns
 
-__all__ = ["CANARIES", "HostStats", "Probe", "ScanSession", "VerdictColumns", "merge_columns"]
+__all__ = ["CANARIES", "HostStats", "Probe", "ScanSession"]
 
 #: Ports re-probed together after a quiet interval: the one token the bucket has by then goes to
 #: the first closed one among them (a single canary could pick a port that never answers).
@@ -552,10 +552,10 @@ class ScanSession:
 
     # -- results
 
-    def columns(self) -> VerdictColumns:
+    def columns(self) -> ResultColumns:
         """Every port with a verdict, column by column, sorted by (host address, port)."""
-        return probe_columns(self.probes, [h.address for h in self.hosts])
+        return probe_columns(self.probes, [h.address for h in self.hosts], self.technique)
 
     def verdicts(self) -> list[PortVerdict]:
         """Every port with a verdict as ``PortVerdict`` rows, in ``columns()`` order."""
-        return column_rows(self.columns(), self.technique)
+        return column_rows(self.columns())

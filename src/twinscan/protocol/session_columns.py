@@ -1,4 +1,4 @@
-"""A raw scan session's verdicts as columns: what ``schema.frame_from_columns`` takes.
+"""A raw scan session's verdicts as ``ResultColumns``, the one columns type of every engine.
 
 Split out of ``raw_session`` (result columns are not the session's pacing business); the
 session's ``columns()`` and ``verdicts()`` call ``probe_columns`` and ``column_rows``.
@@ -6,13 +6,12 @@ session's ``columns()`` and ``verdicts()`` call ``probe_columns`` and ``column_r
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Protocol
 
 from twinscan.core.rules import Verdict
-from twinscan.core.schema import PortVerdict, category_code, host_sort_key
-from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.core.schema import PortVerdict, ResultColumns, category_code, host_sort_key
+from twinscan.core.vocab import Engine, PortState, Reason, Technique
 
 
 class _Probe(Protocol):
@@ -24,20 +23,9 @@ class _Probe(Protocol):
     rtt: float | None
 
 
-@dataclasses.dataclass(slots=True)
-class VerdictColumns:
-    """A session's verdicts as parallel lists (state/reason as schema categorical codes)."""
-
-    host: list[str]
-    port: list[int]
-    state: list[int]
-    reason: list[int]
-    reason_ttl: list[int | None]
-    reason_ip: list[str | None]
-    rtt_ms: list[float | None]
-
-
-def probe_columns(probes: Sequence[_Probe], addrs: Sequence[str]) -> VerdictColumns:
+def probe_columns(
+    probes: Sequence[_Probe], addrs: Sequence[str], technique: Technique
+) -> ResultColumns:
     """Every probe with a verdict, column by column, sorted by (host address, port): no
     Python object per port beyond the values."""
     by_addr = sorted(range(len(addrs)), key=lambda i: host_sort_key(addrs[i]))
@@ -50,7 +38,10 @@ def probe_columns(probes: Sequence[_Probe], addrs: Sequence[str]) -> VerdictColu
         if v is not None
     }
     pairs = [codes[p.verdict] for p in done if p.verdict is not None]
-    return VerdictColumns(
+    return ResultColumns(
+        engine=Engine.NATIVE,
+        technique=technique,
+        proto=technique.proto,
         host=[addrs[p.host] for p in done],
         port=[p.port for p in done],
         state=[c[0] for c in pairs],
@@ -61,17 +52,17 @@ def probe_columns(probes: Sequence[_Probe], addrs: Sequence[str]) -> VerdictColu
     )
 
 
-def column_rows(cols: VerdictColumns, technique: Technique) -> list[PortVerdict]:
+def column_rows(cols: ResultColumns) -> list[PortVerdict]:
     """``cols`` as ``PortVerdict`` rows, in the same order."""
-    proto = Proto.UDP if technique is Technique.UDP else Proto.TCP
     states = list(PortState)
     reasons = list(Reason)
+    n = len(cols)
     return [
         PortVerdict(
-            engine=Engine.NATIVE,
-            technique=technique,
+            engine=cols.engine,
+            technique=cols.technique,
             host=host,
-            proto=proto,
+            proto=cols.proto,
             port=port,
             state=states[st],
             reason=reasons[rs],
@@ -84,27 +75,9 @@ def column_rows(cols: VerdictColumns, technique: Technique) -> list[PortVerdict]
             cols.port,
             cols.state,
             cols.reason,
-            cols.reason_ttl,
-            cols.reason_ip,
-            cols.rtt_ms,
+            cols.reason_ttl or [None] * n,
+            cols.reason_ip or [None] * n,
+            cols.rtt_ms or [None] * n,
             strict=True,
         )
     ]
-
-
-def merge_columns(parts: Sequence[VerdictColumns]) -> VerdictColumns:
-    """Several sessions' columns as one, sorted by (host address, port) like ``columns()``."""
-    if len(parts) == 1:
-        return parts[0]
-    import numpy as np
-
-    joined = VerdictColumns([], [], [], [], [], [], [])
-    names = [f.name for f in dataclasses.fields(VerdictColumns)]
-    for part in parts:
-        for name in names:
-            getattr(joined, name).extend(getattr(part, name))
-    rank = {h: r for r, h in enumerate(sorted(set(joined.host), key=host_sort_key))}
-    key = np.array([rank[h] for h in joined.host], dtype=np.int64) << 16
-    key |= np.asarray(joined.port, dtype=np.int64)
-    order = np.argsort(key, kind="stable").tolist()
-    return VerdictColumns(*([col[i] for i in order] for col in map(joined.__getattribute__, names)))
