@@ -155,7 +155,8 @@ def test_real_scanlogd_agrees_with_the_model_on_the_same_traffic(
         assert r["detected"] == model[scan]["detected"], (scan, r["note"])
     # the fast vertical scans: both alert; the real one says so in syslog's words
     assert real["nmap -sS -T4 vertical"]["detected"] == "yes"
-    assert f"{SCANNER} to {TARGET} ports" in real["nmap -sS -T4 vertical"]["note"]
+    note = real["nmap -sS -T4 vertical"]["note"]  # "198.18.4.1[:sport] to 198.18.4.11 ports ..."
+    assert f": {SCANNER}" in note and f" to {TARGET} ports " in note
     # a one-port sweep never reaches scanlogd's 7 ports: neither alerts
     assert real["nmap -sS -T4 horizontal"]["detected"] == "no"
 

@@ -6,7 +6,7 @@ Scapy still builds every template: once per (scapy version, technique, payload),
 address 0.0.0.0 and source port 0, stored under ``$XDG_CACHE_HOME/twinscan/templates``
 (``~/.cache`` by default). A scan reads those bytes and patches its own source address and
 port in, recomputing both checksums -- the result is byte for byte what
-``build_template`` gives for that source (``tests/test_template_cache.py``).
+``build_template`` gives for that source (``tests/engines/test_template_cache.py``).
 
 A missing, unreadable or malformed cache entry is rebuilt by scapy; a cache directory that
 cannot be written is simply not used.

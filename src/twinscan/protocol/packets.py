@@ -21,7 +21,7 @@ forged, or our own probe looped back on ``lo``).
 
 Longer than most modules on purpose: the per-packet builder, parser and matcher sit next to
 their numpy twins (``ProbeBuilder.tcp_batch``, ``ProbeBuilder.match_tcp``), which are
-property-tested equal to them (``tests/test_packets.py``), so that a change to one is seen,
+property-tested equal to them (``tests/protocol/test_packets.py``), so that a change to one is seen,
 and made, in the other.
 """
 

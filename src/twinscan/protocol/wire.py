@@ -5,7 +5,7 @@ dpkt's ``__hdr__``; ``Header`` derives every field's offset and size from it, an
 that packs or unpacks a run of fields. Everything that reads or writes header bytes takes its
 offsets from here: the probe template and both probe builders (``twinscan.protocol.packets``),
 the batch matcher, the template cache check (``twinscan.engines.template_cache``) and the
-kernel BPF filters (``twinscan.engines.bpf``). ``tests/test_wire.py`` holds the declarations
+kernel BPF filters (``twinscan.engines.bpf``). ``tests/protocol/test_wire.py`` holds the declarations
 to scapy's dissection of real packets.
 
 Offsets inside a header are ``HEADER.offset(name)``. The module-level ``IP_*``, ``TCP_*`` and

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import REPO
 from twinscan.cli import app
 from twinscan.compare.diff import CHANGED, NEW, VANISHED, diff_files, diff_frames, sniff_format
 from twinscan.core.errors import InputFileError
@@ -17,7 +18,7 @@ from twinscan.formats.jsonl import write_jsonl
 from twinscan.formats.nmap_xml_read import read_nmap_xml_file
 from twinscan.formats.nmap_xml_write import write_nmap_xml
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
+FIXTURES = REPO / "fixtures" / "nmap"
 
 
 @pytest.fixture

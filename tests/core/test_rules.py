@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import errno
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import REPO
 from twinscan.core import rules
 from twinscan.core.rules import (
     BounceOutcome,
@@ -24,7 +24,7 @@ from twinscan.core.rules import (
 )
 from twinscan.core.vocab import PortState, Reason, Technique
 
-RULES_CSV = Path(__file__).parent.parent / "fixtures" / "verdict_rules.csv"
+RULES_CSV = REPO / "fixtures" / "verdict_rules.csv"
 FLAG_BITS = {
     "F": rules.FIN,
     "S": rules.SYN,

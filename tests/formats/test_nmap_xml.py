@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from conftest import REPO
 from twinscan.cli import app
 from twinscan.core.errors import InputFileError
 from twinscan.core.schema import COLUMNS
@@ -17,7 +18,7 @@ from twinscan.core.vocab import Engine, PortState, Reason, Technique
 from twinscan.formats.csv import read_csv
 from twinscan.formats.nmap_xml_read import NmapXmlError, parse_nmap_xml, read_nmap_xml_file
 
-NMAP_DIR = Path(__file__).parent.parent / "fixtures" / "nmap"
+NMAP_DIR = REPO / "fixtures" / "nmap"
 FIXTURES = sorted(NMAP_DIR.glob("*.xml"))
 
 # What make_fixtures.sh set up in its namespace: the truth the XML should reflect.

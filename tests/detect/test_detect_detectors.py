@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from detect_frames import ip4
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detect_frames import ip4
 from twinscan.core.vocab import Technique as T
 from twinscan.detect.base import Event, Outcome, event
 from twinscan.detect.runner import DETECTORS

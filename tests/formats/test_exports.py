@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import REPO
 from strategies import verdicts
 from twinscan.compare.align import compare
 from twinscan.core.errors import InputFileError, UsageError
@@ -35,7 +36,7 @@ from twinscan.formats.nmap_xml_write import (
     write_nmap_xml_per_technique,
 )
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
+FIXTURES = REPO / "fixtures" / "nmap"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.xml"))
 
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+from detect_frames import MSS_1460, icmp_unreach, ip4, pcap, pcapng, tcp, udp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detect_frames import MSS_1460, icmp_unreach, ip4, pcap, pcapng, tcp, udp
+from conftest import REPO
 from twinscan.detect import capture as cap
 from twinscan.detect.capture import NotACapture, read_capture
 from twinscan.detect.fields import extract
 
-CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "captures"
+CAPTURES = REPO / "fixtures" / "captures"
 
 SYN = tcp("198.18.0.1", "198.18.0.10", 40000, 80, 0x02, seq=7, options=MSS_1460, ipid=4242)
 RST = tcp("198.18.0.10", "198.18.0.1", 80, 40000, 0x14, ack=8, win=0)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import REPO
 from twinscan.bench import accuracy, render
 from twinscan.bench.measure import run_measured
 from twinscan.bench.plan import (
@@ -23,7 +24,7 @@ from twinscan.bench.plan import (
 from twinscan.core.vocab import Technique
 from twinscan.lab import load_spec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO
 BENCH_SPEC = REPO / "fixtures" / "labs" / "bench.toml"
 
 # --- plan ---------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-
 from detect_frames import MSS_1460, icmp_unreach, pcap, tcp, udp
+
 from twinscan.core.vocab import Technique as T
 from twinscan.detect.capture import read_capture
 from twinscan.detect.contacts import TECHNIQUES, Contacts, Outcome, contacts

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from twinscan.core.errors import InputFileError, UsageError
 from twinscan.core.vocab import Proto
 from twinscan.lab.spec import (
@@ -18,8 +19,6 @@ from twinscan.lab.spec import (
     locate,
     parse_spec,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 GOOD = """\
 [lab]

@@ -10,13 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import REPO
 from twinscan.compare.align import Comparison, compare, confusion
 from twinscan.compare.render_html import render_html, write_html
 from twinscan.core.schema import conform
 from twinscan.core.vocab import Engine, Technique
 from twinscan.formats.nmap_xml_read import read_nmap_xml_file
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
+FIXTURES = REPO / "fixtures" / "nmap"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

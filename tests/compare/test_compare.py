@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import REPO
 from twinscan.compare.align import (
     MISSING,
     ROW_COLUMNS,
@@ -27,7 +28,7 @@ from twinscan.formats.nmap_xml_read import parse_nmap_xml, read_nmap_xml_file
 from twinscan.request.model import ScanRequest
 from twinscan.request.ports import PortPlan
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "nmap"
+FIXTURES = REPO / "fixtures" / "nmap"
 
 
 def verdict(

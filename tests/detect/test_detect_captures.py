@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import REPO
 from twinscan.cli import app
 from twinscan.detect import detect_file
 
-CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "captures"
+CAPTURES = REPO / "fixtures" / "captures"
 #: scanner and ordinary client of each topology (see the script's docstring)
 OWN = ("198.18.99.2", "198.18.99.3")
 LAB = ("198.18.0.1", "198.18.0.11")
