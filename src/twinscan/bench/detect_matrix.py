@@ -313,23 +313,37 @@ def _base(scan: Scan, capture: str, probes: int, seconds: float) -> dict[str, An
 # --- the real scanlogd -------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
 class RealScanlogd:
-    """scanlogd in namespace ``ns``, logging to a datagram socket of ours."""
+    """scanlogd in namespace ``ns``, logging to a datagram socket of ours; a thread stamps
+    each syslog line with the time it arrived."""
 
-    ns: str
-    sock: socket.socket
-    directory: Path
-    started: float
+    def __init__(self, ns: str, sock: socket.socket) -> None:
+        import threading
+
+        self.ns = ns
+        self.sock = sock
+        self._got: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                msg = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._got.append((time.time(), msg.decode(errors="replace")))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
     def messages(self) -> list[tuple[float, str]]:
-        out = []
-        self.sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                msg = self.sock.recv(4096).decode(errors="replace")
-                out.append((time.time(), msg))
-        return out
+        return list(self._got)
 
 
 def _ns_pids(ns: str, comm: str) -> list[int]:
@@ -366,7 +380,7 @@ def real_scanlogd(ns: str) -> Iterator[RealScanlogd | None]:
         f" mkdir -p /run/scanlogd/empty; exec {exe}"
     )
     before = set(_ns_pids(ns, "scanlogd"))
-    handle = RealScanlogd(ns, sock, directory, time.time())
+    handle = RealScanlogd(ns, sock)
     try:
         subprocess.run(["ip", "netns", "exec", ns, "unshare", "--mount", "sh", "-c", script],
                        capture_output=True, text=True, timeout=15, check=True)  # fmt: skip
@@ -376,6 +390,7 @@ def real_scanlogd(ns: str) -> Iterator[RealScanlogd | None]:
         for pid in set(_ns_pids(ns, "scanlogd")) - before:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
+        handle.stop()
         sock.close()
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -463,11 +478,14 @@ def run_scan(scan: Scan, lab: LabView, tmp: Path, log: Log) -> tuple[list[dict[s
     with real_scanlogd(real_ns) as real, tcpdump(cap_ns, iface, pcap):
         start = time.time()
         t0 = time.monotonic()
-        proc = subprocess.run(["ip", "netns", "exec", lab.scanner_ns, *scan.argv],
-                              capture_output=True, text=True, timeout=SCAN_TIMEOUT_S)  # fmt: skip
+        try:
+            proc = subprocess.run(["ip", "netns", "exec", lab.scanner_ns, *scan.argv],
+                                  capture_output=True, text=True, timeout=SCAN_TIMEOUT_S)  # fmt: skip
+            if proc.returncode != 0:
+                log(f"  {scan.name}: exit {proc.returncode}: {proc.stderr.strip()[-200:]}")
+        except subprocess.TimeoutExpired:
+            log(f"  {scan.name}: killed after {SCAN_TIMEOUT_S:.0f} s (its capture so far is used)")
         took = time.monotonic() - t0
-        if proc.returncode != 0:
-            log(f"  {scan.name}: exit {proc.returncode}: {proc.stderr.strip()[-200:]}")
         time.sleep(0.5)
         msgs = real.messages() if real is not None else []
     data = pcap.read_bytes()
@@ -476,7 +494,10 @@ def run_scan(scan: Scan, lab: LabView, tmp: Path, log: Log) -> tuple[list[dict[s
     if real is None:
         rows.append(not_run_row(base, "scanlogd is not installed"))
     else:
-        rows.append(scanlogd_row(scan, base, msgs, start))
+        import ipaddress
+
+        _n, first, _last = scanner_probes(data, int(ipaddress.IPv4Address(lab.scanner)))
+        rows.append(scanlogd_row(scan, base, msgs, first if first is not None else start))
     log(f"  {scan.name}: {took:.1f} s, {base['scan_probes']} probes")
     return rows, data
 
