@@ -29,19 +29,9 @@ from typing import Any, Final
 
 import numpy as np
 
+from twinscan.core.rules import ACK, FIN, PSH, RST, SYN, URG
 from twinscan.core.vocab import Technique
-from twinscan.detect.fields import (
-    ACK,
-    FIN,
-    PROTO_ICMP,
-    PROTO_TCP,
-    PROTO_UDP,
-    PSH,
-    RST,
-    SYN,
-    URG,
-    Packets,
-)
+from twinscan.detect.fields import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Packets
 
 T = Technique
 

@@ -24,12 +24,6 @@ PROTO_ICMP: Final = 1
 PROTO_TCP: Final = 6
 PROTO_UDP: Final = 17
 
-FIN: Final = 0x01
-SYN: Final = 0x02
-RST: Final = 0x04
-PSH: Final = 0x08
-ACK: Final = 0x10
-URG: Final = 0x20
 
 COLUMNS: Final = (
     "ts",
