@@ -115,21 +115,22 @@ def audit_options(
     policy names. Techniques: ``-s`` if given, else SYN as root (plus UDP when UDP ports are
     scanned: the policy's, or ``U:`` ports of ``-p``), a connect scan otherwise.
     """
-    from twinscan.request.ports import format_port_list
+    from twinscan.request.ports import format_port_list, parse_ports
 
     notes: list[str] = []
     udp = policy.named_ports(Proto.UDP)
-    wants_udp = False
+    wants_tcp, wants_udp = True, False
     if opts.ports is None and opts.top_ports is None and not opts.fast:
         ports = "T:1-65535" + (f",U:{format_port_list(udp)}" if udp else "")
         opts = dataclasses.replace(opts, ports=ports)
         wants_udp = bool(udp)
     elif opts.ports is not None:
-        wants_udp = "u:" in opts.ports.lower()
+        plan = parse_ports(opts.ports)
+        wants_tcp, wants_udp = bool(plan.tcp), bool(plan.udp) and "u:" in opts.ports.lower()
     if opts.scan_types:
         return opts, "", notes
-    if is_root:
-        return opts, "SU" if wants_udp else "S", notes
+    if is_root or not wants_tcp:  # UDP alone: the UDP scan says if root is missing
+        return opts, ("S" if wants_tcp else "") + ("U" if wants_udp else ""), notes
     if wants_udp:
         notes.append(
             "UDP ports not scanned: a UDP scan needs root (run as root, or give -sU as root)"
@@ -265,7 +266,7 @@ def service_versions(
     for host, spec in ports.items():
         if host not in allowed:  # never reached: findings come from the request's scan
             continue
-        args = ["-sV", "-n", "-Pn", f"-T{request.timing.level}"]
+        args = ["-sV", "--version-light", "-n", "-Pn", f"-T{request.timing.level}"]
         if "T:" in spec:
             args.append("-sS" if os.geteuid() == 0 else "-sT")
         if "U:" in spec:
