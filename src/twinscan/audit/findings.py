@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
+from typing import NamedTuple
 
 from twinscan.audit.policy import Decision, Policy, PolicyRule, Role, decide
 from twinscan.core.vocab import PortState, Proto
@@ -100,9 +101,8 @@ OPENNESS: Mapping[PortState, Openness] = {
 CellKey = tuple[str, Proto, int]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Cell:
-    """One port as one technique saw it."""
+class Cell(NamedTuple):
+    """One port as one technique saw it (a named tuple: an audit makes one per scanned port)."""
 
     host: str
     proto: Proto
@@ -183,37 +183,43 @@ def audit(
     ``hosts`` are the scanned targets: a port of theirs the policy denies, expects or wants
     firewalled that no technique scanned is *not checked* (listed, not a finding).
     """
-    by_cell: dict[CellKey, list[Cell]] = {}
-    for cell in cells:
-        by_cell.setdefault(cell.key, []).append(cell)
+    keep_cells = baseline is not None
+    by_cell: dict[CellKey, list[Cell]] = {}  # only for a baseline
+    keys: set[CellKey] = set()
     rules_of: dict[str, tuple[PolicyRule, ...]] = {}
-    found: dict[CellKey, Finding] = {}
-    unlisted_cache: dict[str, Decision] = {}
-    for key, seen in by_cell.items():
-        host, proto, port = key
+    named_of: dict[str, set[tuple[Proto, int]]] = {}
+    unlisted_of: dict[str, Decision] = {}
+    worst: dict[CellKey, tuple[Kind, Cell, Decision]] = {}
+    for cell in cells:
+        host, proto, port = cell.host, cell.proto, cell.port
+        key = (host, proto, port)
+        keys.add(key)
+        if keep_cells:
+            by_cell.setdefault(key, []).append(cell)
         if host not in rules_of:
-            rules_of[host] = policy.rules_for(host)
-        covering = rules_of[host]
-        if any((proto, port) in r.ports for r in covering):
-            decision = decide((proto, port), covering)
+            covering = rules_of[host] = policy.rules_for(host)
+            named_of[host] = {k for r in covering for k in r.ports}
+            unlisted_of[host] = Decision(Role.UNLISTED, covering[0] if covering else None)
+        if (proto, port) in named_of[host]:
+            decision = decide((proto, port), rules_of[host])
         else:
-            if host not in unlisted_cache:
-                unlisted_cache[host] = Decision(Role.UNLISTED, covering[0] if covering else None)
-            decision = unlisted_cache[host]
-        worst: tuple[Kind, Cell] | None = None
-        for cell in seen:
-            kind = TABLE[(cell.state, decision.role)]
-            if kind is not None and (worst is None or kind.severity < worst[0].severity):
-                worst = (kind, cell)
-        if worst is not None:
-            found[key] = Finding(worst[1], worst[0], decision.role, decision.rule)
+            decision = unlisted_of[host]
+        kind = TABLE[(cell.state, decision.role)]
+        if kind is not None:
+            before = worst.get(key)
+            if before is None or kind.severity < before[0].severity:
+                worst[key] = (kind, cell, decision)
+    found = {
+        key: Finding(cell, kind, decision.role, decision.rule)
+        for key, (kind, cell, decision) in worst.items()
+    }
     stats = None
     if baseline is not None:
         stats = _compare_baseline(by_cell, baseline, policy, rules_of, found)
-    not_checked = _not_checked(policy, hosts, by_cell)
+    not_checked = _not_checked(policy, hosts, keys)
     return Audit(
         findings=tuple(sorted(found.values(), key=finding_order)),
-        cells=len(by_cell),
+        cells=len(keys),
         not_checked=not_checked,
         baseline=stats,
     )
@@ -276,7 +282,7 @@ def _not_open_state(states: Sequence[PortState]) -> str:
 def _not_checked(
     policy: Policy,
     hosts: Sequence[str],
-    by_cell: Mapping[CellKey, list[Cell]],
+    keys: set[CellKey],
 ) -> tuple[CellKey, ...]:
     out: list[CellKey] = []
     for host in hosts:
@@ -285,7 +291,7 @@ def _not_checked(
                 if role is Role.ALLOW:
                     continue
                 key = (host, proto, port)
-                if key in by_cell:
+                if key in keys:
                     continue
                 out.append(key)
     return tuple(sorted(set(out), key=lambda k: (host_key(k[0]), k[1].value, k[2])))
