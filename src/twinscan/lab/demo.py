@@ -110,6 +110,33 @@ def demo_jobs(
     return jobs
 
 
+#: The audit step: the default lab's two hosts against a policy they violate in every way.
+AUDIT_HOSTS: tuple[str, ...] = ("plain", "acl")
+AUDIT_PORTS = "T:1-120,443,3389,8080,8443,U:7,9,53,67-69,123,161"
+
+
+def audit_policy_path() -> Path:
+    """``fixtures/policies/lab-violated.toml`` of the checkout (as the default lab spec)."""
+    return Path(__file__).resolve().parents[3] / "fixtures" / "policies" / "lab-violated.toml"
+
+
+def audit_job(
+    spec: LabSpec, out_dir: Path, *, timing: int = 4, python: str = sys.executable
+) -> DemoJob | None:
+    """The demo's ``twinscan audit`` run (pure); None when the spec lacks the policy's hosts."""
+    names = {h.name for h in spec.hosts}
+    if not set(AUDIT_HOSTS) <= names:
+        return None
+    csv, html = out_dir / "audit.csv", out_dir / "audit.html"
+    argv = (
+        python, "-m", "twinscan", "audit",
+        *(spec.host(n).address for n in AUDIT_HOSTS),
+        "--policy", str(audit_policy_path()), "-p", AUDIT_PORTS, "-T", str(timing),
+        "--csv", str(csv), "--html", str(html),
+    )  # fmt: skip
+    return DemoJob("audit", argv, csv, html)
+
+
 Exec = Callable[[list[str], str, float], int]
 Say = Callable[[str], None]
 
@@ -154,8 +181,13 @@ def run_demo(
     prefix: str = DEMO_PREFIX,
     say: Say = print,
     execute: Exec = _exec_in_lab,
+    audit: bool | None = None,
 ) -> list[DemoJob]:
-    """Lab up, every comparison inside its scanner namespace, lab down (always)."""
+    """Lab up, every comparison inside its scanner namespace, lab down (always).
+
+    ``audit`` (default: when the lab is real, i.e. ``execute`` is the lab's own) adds a
+    ``twinscan audit`` of the lab against ``fixtures/policies/lab-violated.toml`` (SYN + UDP).
+    """
     from twinscan.lab import load_spec, netns
 
     spec = load_spec(spec_path)
@@ -169,6 +201,11 @@ def run_demo(
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = demo_jobs(spec, out_dir, ready, timing=timing)
+    if audit is None:
+        audit = execute is _exec_in_lab
+    audit_run = audit_job(spec, out_dir, timing=timing) if audit else None
+    if audit_run is not None:
+        jobs.append(audit_run)
     say(f"bringing up lab {prefix!r} from {spec.source} ...")
     try:
         netns.up(spec, prefix)
@@ -176,11 +213,12 @@ def run_demo(
             say(f"\n== {job.name}: {' '.join(job.argv[1:])}")
             with _detect_step(spec, prefix, out_dir, say, on=i == 0 and execute is _exec_in_lab):
                 code = execute(list(job.argv), prefix, COMPARE_TIMEOUT_S)
-            if code not in (0, 1):
-                raise ScanFailed(f"the {job.name} comparison failed (exit {code})")
+            if code not in (0, 1):  # audit: 1 = findings, as the policy intends
+                raise ScanFailed(f"the {job.name} run failed (exit {code})")
     finally:
         netns.down(prefix)
         say(f"lab {prefix!r} is down")
     for job in jobs:
-        say(f"{job.name}: per-port CSV {job.csv}, HTML report {job.html}")
+        rows = "findings" if job is audit_run else "per-port"
+        say(f"{job.name}: {rows} CSV {job.csv}, HTML report {job.html}")
     return jobs
