@@ -47,6 +47,11 @@ def _sockaddr_in(dst: str) -> bytes:
     return struct.pack("=HH4s8x", socket.AF_INET, 0, socket.inet_aton(dst))
 
 
+def _sockaddr_in6(dst: str) -> bytes:
+    """A ``struct sockaddr_in6`` for ``dst`` (28 bytes; port 0: the datagram has its header)."""
+    return struct.pack("=HHI16sI", socket.AF_INET6, 0, 0, socket.inet_pton(socket.AF_INET6, dst), 0)
+
+
 class BatchSender:
     """``sendmmsg(2)`` of many equal-length datagrams in one call (the GIL released).
 
@@ -63,7 +68,10 @@ class BatchSender:
         self._sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
         self._sendmmsg.restype = ctypes.c_int
         self._fd = sock.fileno()
-        self._names = np.frombuffer(b"".join(_sockaddr_in(d) for d in destinations), np.uint8)
+        v6 = sock.family == socket.AF_INET6
+        sockaddr = _sockaddr_in6 if v6 else _sockaddr_in
+        self._namelen = 28 if v6 else 16
+        self._names = np.frombuffer(b"".join(sockaddr(d) for d in destinations), np.uint8)
         self._np = np
         self._capacity = 0
         self.refused = 0  # datagrams the kernel refused (firewall, no route, full buffers)
@@ -80,7 +88,7 @@ class BatchSender:
         self._at = {f: getattr(m, f).offset // word for f in ("name", "iov", "iovlen")}
         self._msgs64[:, self._at["iovlen"]] = 1
         namelen = self._msgs.view(np.uint32).reshape(self._capacity, -1)
-        namelen[:, _Msghdr.namelen.offset // 4] = 16
+        namelen[:, _Msghdr.namelen.offset // 4] = self._namelen
         step = ctypes.sizeof(_Iovec)
         self._msgs64[:, self._at["iov"]] = self._iovs.ctypes.data + step * np.arange(
             self._capacity, dtype=np.uint64
@@ -98,7 +106,7 @@ class BatchSender:
         base = rows.ctypes.data
         self._iovs64[:n, 0] = base + length * np.arange(n, dtype=np.uint64)
         self._iovs64[:n, 1] = length
-        names = self._names.ctypes.data + 16 * np.asarray(dst_index, dtype=np.uint64)
+        names = self._names.ctypes.data + self._namelen * np.asarray(dst_index, dtype=np.uint64)
         self._msgs64[:n, self._at["name"]] = names
         msgs = self._msgs.ctypes.data
         size = ctypes.sizeof(_Mmsghdr)

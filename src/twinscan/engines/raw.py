@@ -7,6 +7,12 @@ out on one long-lived ``IPPROTO_RAW`` socket (IP_HDRINCL); replies come back on 
 attached in the kernel (only packets to our per-scan source port, and ICMP errors quoting
 it) and a large receive buffer. Works on loopback and over veth links alike.
 
+IPv6 (``-6``, IPv6 targets): the same design on ``AF_INET6`` sockets. Probes are whole IPv6
+datagrams on an ``IPPROTO_RAW`` socket (Linux implies ``IPV6_HDRINCL`` there); replies come
+on raw ``IPPROTO_TCP``/``IPPROTO_UDP`` and ``IPPROTO_ICMPV6`` sockets, which deliver them
+without the IPv6 header: ``recvmsg`` gives the sender and, with ``IPV6_RECVHOPLIMIT``, the hop
+limit, and ``twinscan.protocol.packets.parse_reply6`` reads the rest. One scan is one family.
+
 The filters are built in ``twinscan.engines.bpf``, the batched ``sendmmsg``/``recvmmsg`` of the
 TCP techniques live in ``twinscan.engines.mmsg``; this module is the driver.
 """
@@ -31,12 +37,18 @@ from twinscan.core.progress import NoProgress, Progress
 from twinscan.core.schema import ResultColumns, merge_columns
 from twinscan.core.vocab import Engine, Technique
 from twinscan.engines import interrupt
-from twinscan.engines.bpf import attach, bpf_dport_filter, bpf_icmp_filter
+from twinscan.engines.bpf import (
+    attach,
+    bpf_dport_filter,
+    bpf_dport_filter6,
+    bpf_icmp6_filter,
+    bpf_icmp_filter,
+)
 from twinscan.engines.mmsg import BatchReceiver, BatchSender
 from twinscan.engines.template_cache import cached_template
-from twinscan.protocol.packets import MalformedReply, ProbeBuilder, parse_reply
+from twinscan.protocol.packets import MalformedReply, ProbeBuilder, parse_reply, parse_reply6
 from twinscan.protocol.raw_session import ScanSession
-from twinscan.protocol.wire import IPPROTO_UDP
+from twinscan.protocol.wire import IPPROTO_ICMPV6, IPPROTO_UDP
 
 if TYPE_CHECKING:
     from twinscan.core.schema import ScanResult
@@ -45,6 +57,9 @@ if TYPE_CHECKING:
 SO_RCVBUFFORCE = 33
 RCVBUF = 32 * 1024 * 1024
 _READ = 65535
+_CMSG_HOPLIMIT = socket.CMSG_SPACE(4)
+#: A datagram as an ``AF_INET6`` raw socket gives it: (bytes, sender, protocol, hop limit).
+Datagram6 = tuple[bytes, str, int, int]
 
 
 # --- the network ---------------------------------------------------------------------------
@@ -53,20 +68,31 @@ _READ = 65535
 class RawNetwork:
     """One raw send socket and the filtered raw receive sockets for one scan."""
 
-    def __init__(self, technique: Technique, sport: int) -> None:
+    def __init__(self, technique: Technique, sport: int, *, v6: bool = False) -> None:
         proto = socket.IPPROTO_UDP if technique is Technique.UDP else socket.IPPROTO_TCP
         self._socks: list[socket.socket] = []
+        self.v6 = v6
+        self.family = socket.AF_INET6 if v6 else socket.AF_INET
+        icmp = IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
+        #: The protocol of each receive socket (what ``parse_reply6`` is told).
+        self.recv_protos = (int(proto), icmp)
         try:
             self.send_sock = self._open(socket.IPPROTO_RAW)
-            self.recv_socks = [self._open(proto), self._open(socket.IPPROTO_ICMP)]
+            self.recv_socks = [self._open(proto), self._open(icmp)]
         except PermissionError:
             self.close()
             raise EnvironmentProblem(
                 f"-s{technique.letter} needs raw sockets (root or CAP_NET_RAW); "
                 "run as root or use -sT (connect scan)"
             ) from None
-        attach(self.recv_socks[0], bpf_dport_filter(sport))
-        attach(self.recv_socks[1], bpf_icmp_filter(sport))
+        if v6:
+            attach(self.recv_socks[0], bpf_dport_filter6(sport))
+            attach(self.recv_socks[1], bpf_icmp6_filter(sport))
+            for s in self.recv_socks:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        else:
+            attach(self.recv_socks[0], bpf_dport_filter(sport))
+            attach(self.recv_socks[1], bpf_icmp_filter(sport))
         for s in self.recv_socks:
             s.setblocking(False)
             try:
@@ -79,7 +105,7 @@ class RawNetwork:
             self._poll.register(s, select.POLLIN)
 
     def _open(self, proto: int) -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+        s = socket.socket(self.family, socket.SOCK_RAW, proto)
         self._socks.append(s)
         return s
 
@@ -114,6 +140,23 @@ class RawNetwork:
                 pass
         return out
 
+    def drain6(self, budget: int = 100_000) -> list[Datagram6]:
+        """``drain`` for IPv6: each datagram with its sender, protocol and hop limit."""
+        out: list[Datagram6] = []
+        for s, proto in zip(self.recv_socks, self.recv_protos, strict=True):
+            recvmsg = s.recvmsg
+            try:
+                while len(out) < budget:
+                    data, anc, _flags, addr = recvmsg(_READ, _CMSG_HOPLIMIT)
+                    hlim = 0
+                    for level, kind, value in anc:
+                        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:
+                            hlim = int.from_bytes(value[:4], "little")
+                    out.append((data, addr[0].split("%", 1)[0], proto, hlim))
+            except (BlockingIOError, InterruptedError):
+                pass
+        return out
+
     def wait(self, seconds: float) -> None:
         self._poll.poll(max(0, int(seconds * 1000)))
 
@@ -125,7 +168,8 @@ class RawNetwork:
 
 def source_address(dst: str) -> str:
     """The local address the kernel would use towards ``dst`` (a UDP connect sends nothing)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
         try:
             s.connect((dst, 9))
         except OSError as exc:
@@ -154,11 +198,11 @@ def scan(
     progress = progress or NoProgress()
     if not technique.raw or technique is Technique.CONNECT:
         raise UsageError(f"the raw engine does not do {technique.value} scans")
-    for target in request.targets:
-        if ":" in target:
-            raise UsageError(
-                f"{target}: the native raw engine scans IPv4 only; use -sT or --engine nmap"
-            )
+    families = {":" in target for target in request.targets}
+    if len(families) > 1:
+        raise UsageError(
+            "one raw scan is IPv4 or IPv6 (as nmap's -6): scan the two families in separate runs"
+        )
     start = dt.datetime.now(dt.UTC)
     # Forked workers: a stop signal is passed on to them, and none may raise here while their
     # verdicts become the result (``twinscan.engines.interrupt``). In process, the loop catches it.
@@ -303,11 +347,13 @@ def run(
     )
     if session.done:
         return session, False
-    net = RawNetwork(technique, sport)
+    v6 = bool(request.targets) and ":" in request.targets[0]
+    net = RawNetwork(technique, sport, v6=v6)
     batch = receiver = None
     if technique is not Technique.UDP:
         batch = BatchSender(net.send_sock, request.targets)
-        receiver = BatchReceiver(net.recv_socks[0])
+        if not v6:
+            receiver = BatchReceiver(net.recv_socks[0])
     target_index = {t: i for i, t in enumerate(request.targets)}
     progress.start(f"{technique.value} scan", len(session.probes))
     reported = 0
@@ -325,9 +371,12 @@ def run(
                 for addr, port, tryno in due:
                     for packet in builders[addr].probes(addr, port, tryno):
                         net.send(packet, addr)
-            if receiver is not None:
-                _handle_tcp(receiver, session, builders, request.targets, clock())
-            _handle(net.drain(icmp_only=receiver is not None), session, builders, clock())
+            if v6:
+                _handle6(net.drain6(), session, builders, clock())
+            else:
+                if receiver is not None:
+                    _handle_tcp(receiver, session, builders, request.targets, clock())
+                _handle(net.drain(icmp_only=receiver is not None), session, builders, clock())
             session.expire(clock())
             progress.advance(session.finished - reported)  # 0 is a heartbeat
             reported = session.finished
@@ -394,6 +443,36 @@ def _handle(
     for data in datagrams:
         try:
             parsed = parse_reply(data)
+        except MalformedReply:
+            continue
+        builder = builders.get(parsed.host)
+        if builder is None:
+            continue
+        tryno = builder.try_of(parsed)
+        if tryno is None:
+            continue
+        if parsed.proto == IPPROTO_UDP and parsed.port == builder.sport and tryno == -1:
+            continue  # our own datagram looped back to ourselves
+        session.receive(
+            parsed.host,
+            parsed.port,
+            tryno,
+            parsed.reply,
+            now,
+            ttl=parsed.ttl,
+            sender=parsed.sender,
+        )
+
+
+def _handle6(
+    datagrams: list[Datagram6],
+    session: ScanSession,
+    builders: dict[str, ProbeBuilder],
+    now: float,
+) -> None:
+    for data, sender, proto, hlim in datagrams:
+        try:
+            parsed = parse_reply6(data, sender, proto, hlim)
         except MalformedReply:
             continue
         builder = builders.get(parsed.host)

@@ -8,6 +8,11 @@ address 0.0.0.0 and source port 0, stored under ``$XDG_CACHE_HOME/twinscan/templ
 port in, recomputing both checksums -- the result is byte for byte what
 ``build_template`` gives for that source (``tests/engines/test_template_cache.py``).
 
+IPv6 probes (a source address with a colon) are the same transport bytes behind an IPv6
+header: ``with_source6`` takes the cached IPv4 template's TCP or UDP part and puts a 40-byte
+IPv6 header (hop limit 64, flow label 0, destination ::) in front, with the IPv6 pseudo-header
+checksum -- byte for byte what scapy's ``IPv6()/TCP()`` gives (``build_template(..., "::1")``).
+
 A missing, unreadable or malformed cache entry is rebuilt by scapy; a cache directory that
 cannot be written is simply not used.
 """
@@ -32,7 +37,9 @@ from twinscan.protocol.wire import (
     IPV4,
     IPV4_LEN,
     IPV4_PLAIN,
+    IPV6,
     L4_SPORT,
+    PSEUDO6_TAIL,
     PSEUDO_TAIL,
     TCP,
     TCP_SUM,
@@ -40,6 +47,7 @@ from twinscan.protocol.wire import (
     UDP_LEN,
     UDP_SUM,
     aton,
+    aton6,
 )
 
 
@@ -49,8 +57,13 @@ def build_template(technique: Technique, src: str, sport: int, payload: bytes = 
     SYN probes carry an MSS option of 1460, as nmap's do; the others carry no options.
     """
     from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
 
-    ip = IP(src=src, dst="0.0.0.0", id=0, ttl=DEFAULT_TTL, flags=0)
+    ip: object
+    if ":" in src:
+        ip = IPv6(src=src, dst="::", hlim=DEFAULT_TTL, fl=0, tc=0)
+    else:
+        ip = IP(src=src, dst="0.0.0.0", id=0, ttl=DEFAULT_TTL, flags=0)
     if technique is Technique.UDP:
         pkt = ip / UDP(sport=sport, dport=0) / payload
     else:
@@ -142,6 +155,26 @@ def with_source(generic: bytes, src: str, sport: int) -> bytes:
     return bytes(buf)
 
 
+def with_source6(generic: bytes, src: str, sport: int) -> bytes:
+    """The IPv6 probe from ``src``:``sport`` with ``generic``'s (IPv4) transport bytes."""
+    proto = generic[IP_PROTO]
+    l4 = bytearray(generic[IPV4_LEN:])
+    TCP.struct_of("sport").pack_into(l4, TCP.offset("sport"), sport)
+    l4_sum, at = (TCP, TCP.offset("sum")) if proto == IPPROTO_TCP else (UDP, UDP.offset("sum"))
+    pack_l4_sum = l4_sum.struct_of("sum").pack_into
+    pack_l4_sum(l4, at, 0)
+    src_b, dst_b = aton6(src), bytes(16)
+    pseudo = src_b + dst_b + PSEUDO6_TAIL.struct.pack(len(l4), b"", proto)
+    csum = fold(ones_sum(pseudo) + ones_sum(bytes(l4)))
+    if proto != IPPROTO_TCP and csum == 0:
+        csum = 0xFFFF
+    pack_l4_sum(l4, at, csum)
+    header = IPV6.struct.pack(6 << 28, len(l4), proto, DEFAULT_TTL, src_b, dst_b)
+    return header + bytes(l4)
+
+
 def cached_template(technique: Technique, src: str, sport: int, payload: bytes = b"") -> bytes:
     """Drop-in for ``packets.build_template`` that reads scapy's output from the cache."""
+    if ":" in src:
+        return with_source6(generic_template(technique, payload), src, sport)
     return with_source(generic_template(technique, payload), src, sport)

@@ -19,6 +19,12 @@ IP ID of UDP probes). ``ProbeBuilder.try_of`` recovers the try number from a rep
 ``None`` when the reply does not answer one of our probes (stray, late from another scan,
 forged, or our own probe looped back on ``lo``).
 
+IPv6: a builder whose source address is IPv6 patches the same way into an IPv6 template
+(``_template6``: no IP checksum or ID; UDP probes carry their cookie in the low 16 bits of the
+flow label, which ICMPv6 errors quote as ICMP quotes the IP ID). ``parse_reply6`` reads what an
+``AF_INET6`` raw socket delivers: the transport header or ICMPv6 message, without the IPv6
+header, with the sender and hop limit from ``recvmsg``.
+
 Longer than most modules on purpose: the per-packet builder, parser and matcher sit next to
 their numpy twins (``ProbeBuilder.tcp_batch``, ``ProbeBuilder.match_tcp``), which are
 property-tested equal to them (``tests/protocol/test_packets.py``), so that a change to one is seen,
@@ -56,6 +62,8 @@ from twinscan.protocol.wire import (
     IPV4,
     IPV4_LEN,
     IPV4_PLAIN,
+    IPV6,
+    IPV6_LEN,
     PORTS,
     PSEUDO_TAIL,
     TCP,
@@ -68,7 +76,10 @@ from twinscan.protocol.wire import (
     UDP_LEN,
     UDP_SUM,
     aton,
+    aton6,
+    aton_any,
     ntoa,
+    ntoa6,
 )
 
 T = Technique
@@ -119,7 +130,7 @@ def internet_checksum(data: bytes) -> int:
 
 def cookie_key(secret: bytes, dst: str) -> int:
     """Per-(scan, host) 32-bit key: a keyed BLAKE2 hash of the destination address."""
-    digest = hashlib.blake2b(aton(dst), key=secret, digest_size=4).digest()
+    digest = hashlib.blake2b(aton_any(dst), key=secret, digest_size=4).digest()
     return int.from_bytes(digest, "big")
 
 
@@ -173,6 +184,29 @@ def _template(raw: bytes, proto: int) -> _Template:
     return _Template(bytes(buf), ip_sum, ones_sum(pseudo) + ones_sum(l4))
 
 
+#: An IPv6 probe's variable fields, zeroed in its template: the flow label (UDP's cookie) and
+#: destination; the same L4 fields as IPv4.
+_VARIABLE6: Final = {
+    IPPROTO_TCP: [(0, IPV6[f]) for f in ("vtf", "dst")]
+    + [(IPV6_LEN, TCP[f]) for f in ("dport", "seq", "ack", "sum")],
+    IPPROTO_UDP: [(0, IPV6[f]) for f in ("vtf", "dst")]
+    + [(IPV6_LEN, UDP[f]) for f in ("dport", "sum")],
+}
+
+
+def _template6(raw: bytes, proto: int) -> _Template:
+    if len(raw) < IPV6_LEN or raw[0] >> 4 != 6 or raw[wire.IP6_NH] != proto:
+        raise ValueError("not an IPv6 template of the technique's protocol")
+    buf = bytearray(raw)
+    for base, field in _VARIABLE6[proto]:
+        buf[base + field.offset : base + field.end] = bytes(field.size)
+    _pack_vtf(buf, 0, wire.IPV6_VERSION)
+    l4 = bytes(buf[IPV6_LEN:])
+    src = bytes(buf[wire.IP6_SRC : IPV6["src"].end])
+    pseudo = src + wire.PSEUDO6_TAIL.struct.pack(len(l4), b"", proto)
+    return _Template(bytes(buf), 0, ones_sum(pseudo) + ones_sum(l4))
+
+
 class ProbeBuilder:
     """Patches per-probe fields into a technique's scapy-built template.
 
@@ -208,13 +242,20 @@ class ProbeBuilder:
         self._templates: dict[bytes, _Template] = {}
         self._hosts: dict[str, _Host] = {}
         self._counter = 0
+        #: An IPv6 scan (the source address says which family the probes are).
+        self.v6 = ":" in src
+        self._aton = aton6 if self.v6 else aton
+        self._parse_template = _template6 if self.v6 else _template
+        if self.v6:
+            self._tcp = self._tcp6  # type: ignore[method-assign]
+            self._udp = self._udp6  # type: ignore[method-assign]
 
     # -- per-host and per-payload caches
 
     def _host(self, dst: str) -> _Host:
         host = self._hosts.get(dst)
         if host is None:
-            addr = aton(dst)
+            addr = self._aton(dst)
             words = ones_sum(addr)
             host = _Host(addr, cookie_key(self.secret, dst), words, words)
             self._hosts[dst] = host
@@ -224,7 +265,7 @@ class ProbeBuilder:
         tmpl = self._templates.get(payload)
         if tmpl is None:
             raw = self._make_template(self.technique, self.src, self.sport, payload)
-            tmpl = _template(raw, self.proto)
+            tmpl = self._parse_template(raw, self.proto)
             self._templates[payload] = tmpl
         return tmpl
 
@@ -270,6 +311,25 @@ class ProbeBuilder:
         _pack_udp_sum(buf, UDP_SUM, csum)
         return bytes(buf)
 
+    def _tcp6(self, tmpl: _Template, host: _Host, dport: int, seq: int) -> bytes:
+        buf = bytearray(tmpl.data)
+        buf[_IP6_DST : _IP6_DST + 16] = host.addr
+        ack = seq if self._with_ack else 0
+        total = tmpl.l4_sum + host.l4_sum + dport + (seq >> 16) + (seq & 0xFFFF)
+        total += (ack >> 16) + (ack & 0xFFFF)
+        _pack_tcp_dport_seq_ack(buf, _TCP6_DPORT, dport, seq, ack)
+        _pack_tcp_sum(buf, _TCP6_SUM, fold(total))
+        return bytes(buf)
+
+    def _udp6(self, tmpl: _Template, host: _Host, dport: int, ip_id: int) -> bytes:
+        buf = bytearray(tmpl.data)
+        buf[_IP6_DST : _IP6_DST + 16] = host.addr
+        _pack_flow16(buf, wire.IP6_FLOW16, ip_id)  # the cookie, where ICMPv6 quotes it back
+        csum = fold(tmpl.l4_sum + host.l4_sum + dport) or 0xFFFF
+        _pack_udp_dport(buf, _UDP6_DPORT, dport)
+        _pack_udp_sum(buf, _UDP6_SUM, csum)
+        return bytes(buf)
+
     def tcp_batch(self, dsts: Sequence[str], dports: Sequence[int], trynos: Sequence[int]) -> Any:
         """Many TCP probes at once: a C-contiguous ``uint8`` array, one probe per row.
 
@@ -286,7 +346,8 @@ class ProbeBuilder:
         u64 = np.uint64
         key = np.array([h.key for h in hosts], dtype=u64)
         hsum = np.array([h.ip_sum for h in hosts], dtype=u64)
-        addr = np.frombuffer(b"".join(h.addr for h in hosts), dtype=np.uint8).reshape(n, 4)
+        width = 16 if self.v6 else 4
+        addr = np.frombuffer(b"".join(h.addr for h in hosts), dtype=np.uint8).reshape(n, width)
         dport = np.asarray(dports, dtype=u64)
         ck = _mix_cookies(key, dport, self.sport)
         seq = (ck + np.asarray(trynos, dtype=u64)) & u64(0xFFFFFFFF)
@@ -298,6 +359,13 @@ class ProbeBuilder:
         l4 += (ack >> u64(16)) + (ack & u64(0xFFFF))
         out = np.empty((n, len(tmpl.data)), dtype=np.uint8)
         out[:] = np.frombuffer(tmpl.data, dtype=np.uint8)
+        if self.v6:
+            out[:, _IP6_DST : _IP6_DST + 16] = addr
+            _put(out, IPV6_LEN, TCP["dport"], dport)
+            _put(out, IPV6_LEN, TCP["seq"], seq)
+            _put(out, IPV6_LEN, TCP["ack"], ack)
+            _put(out, IPV6_LEN, TCP["sum"], _fold(l4))
+            return out
         _put(out, 0, IPV4["id"], ip_id)
         _put(out, 0, IPV4["sum"], ip_csum)
         out[:, IP_DST:_IP_DST_END] = addr
@@ -459,6 +527,13 @@ _pack_tcp_sum = TCP.struct_of("sum").pack_into
 _pack_udp_dport = UDP.struct_of("dport").pack_into
 _pack_udp_sum = UDP.struct_of("sum").pack_into
 _IP_DST_END: Final = IPV4["dst"].end
+_pack_vtf = IPV6.struct_of("vtf").pack_into
+_pack_flow16 = struct.Struct("!H").pack_into
+_IP6_DST: Final = wire.IP6_DST
+_TCP6_DPORT: Final = wire.TCP6_DPORT
+_TCP6_SUM: Final = wire.TCP6_SUM
+_UDP6_DPORT: Final = wire.UDP6_DPORT
+_UDP6_SUM: Final = wire.UDP6_SUM
 
 
 # --- replies -------------------------------------------------------------------------------
@@ -551,3 +626,57 @@ def _parse_icmp(data: bytes, ihl: int, ttl: int, sender: str) -> Parsed:
         raise MalformedReply(f"quoted IP protocol {qproto}")
     reply = IcmpReply(icmp_type, code, from_target=sender == probed)
     return Parsed(probed, dp, sp, qproto, reply, qseq, 0, ttl, sender)
+
+
+# --- IPv6 replies ----------------------------------------------------------------------------
+
+
+def parse_reply6(data: bytes, sender: str, proto: int, hlim: int = 0) -> Parsed:
+    """Parse what an ``AF_INET6`` raw socket of protocol ``proto`` (TCP, UDP or ICMPv6) read:
+    the transport header or ICMPv6 message (no IPv6 header), from ``sender`` (``recvmsg``'s
+    address, canonical text), received with hop limit ``hlim``. ``MalformedReply`` otherwise."""
+    try:
+        return _parse6(data, sender, proto, hlim)
+    except (struct.error, IndexError, ValueError) as exc:
+        if isinstance(exc, MalformedReply):
+            raise
+        raise MalformedReply(str(exc)) from None
+
+
+def _parse6(data: bytes, sender: str, proto: int, hlim: int) -> Parsed:
+    if proto == IPPROTO_TCP:
+        if len(data) < TCP_LEN:
+            raise MalformedReply("truncated TCP header")
+        sp, dp, seq, ack, _off, flags, window, _sum, _urp = _unpack_tcp(data, 0)
+        return Parsed(sender, sp, dp, IPPROTO_TCP, TcpReply(flags, window), seq, ack, hlim, sender)
+    if proto == IPPROTO_UDP:
+        if len(data) < UDP_LEN:
+            raise MalformedReply("truncated UDP header")
+        sp, dp = _unpack_ports(data, 0)
+        return Parsed(sender, sp, dp, IPPROTO_UDP, UdpReply(), 0, 0, hlim, sender)
+    if proto != wire.IPPROTO_ICMPV6:
+        raise MalformedReply(f"IP protocol {proto}")
+    if len(data) < wire.ICMP6_LEN + IPV6_LEN + _QUOTED_L4:
+        raise MalformedReply("ICMPv6 message too short to quote a probe")
+    icmp_type, code = data[0], data[1]
+    if icmp_type not in wire.ICMP6_ERRORS:
+        raise MalformedReply(f"ICMPv6 type {icmp_type} is not an error about a probe")
+    q = wire.ICMP6_LEN
+    if data[q] >> 4 != 6:
+        raise MalformedReply("quoted packet is not IPv6")
+    (vtf,) = _unpack_vtf(data, q)
+    qproto = data[q + wire.IP6_NH]
+    probed = ntoa6(data[q + wire.IP6_DST : q + wire.IP6_DST + 16])
+    l4 = q + IPV6_LEN
+    sp, dp = _unpack_ports(data, l4)
+    if qproto == IPPROTO_TCP:
+        (qseq,) = _unpack_tcp_seq(data, l4 + TCP.offset("seq"))
+    elif qproto == IPPROTO_UDP:
+        qseq = vtf & 0xFFFF
+    else:
+        raise MalformedReply(f"quoted next header {qproto}")  # extension headers: not ours
+    reply = IcmpReply(icmp_type, code, from_target=sender == probed, v6=True)
+    return Parsed(probed, dp, sp, qproto, reply, qseq, 0, hlim, sender)
+
+
+_unpack_vtf = IPV6.struct_of("vtf").unpack_from

@@ -1,4 +1,4 @@
-"""The wire layout of IPv4, TCP, UDP and ICMP headers, declared once as data (pure).
+"""The wire layout of IPv4, IPv6, TCP, UDP, ICMP and ICMPv6 headers, declared once as data (pure).
 
 Each header is a table of ``(name, struct format)`` fields in wire order, in the manner of
 dpkt's ``__hdr__``; ``Header`` derives every field's offset and size from it, and the struct
@@ -14,7 +14,14 @@ our probes are (20 bytes); replies may carry options, so their parsers add the r
 the in-header offsets instead.
 
 ``aton``/``ntoa`` convert the 4-byte address fields to and from dotted quads without the
-``socket`` module (this folder does no I/O).
+``socket`` module (this folder does no I/O); ``aton6``/``ntoa6`` do the same for IPv6's 16 bytes.
+
+IPv6 (RFC 8200, 4443): our IPv6 probes are whole datagrams too (a 40-byte header without
+extension headers, sent on an ``IPPROTO_RAW`` socket, which implies ``IPV6_HDRINCL``), so the
+``IP6_*``/``TCP6_*``/``UDP6_*`` constants are absolute offsets in them. Replies are different: an
+``AF_INET6`` raw socket delivers the transport header or ICMPv6 message *without* the IPv6
+header (the sender comes from ``recvmsg``), so reply parsers and BPF filters count from the
+transport header; an ICMPv6 error quotes our probe's IPv6 header and transport header.
 """
 
 from __future__ import annotations
@@ -122,8 +129,31 @@ ICMP: Final = Header(
     ("rest", "I"),  # unused, or the next-hop MTU of a "fragmentation needed"
 )
 
+#: The IPv6 header (RFC 8200); ``vtf``: version (4 bits), traffic class (8), flow label (20).
+IPV6: Final = Header(
+    "IPv6",
+    ("vtf", "I"),
+    ("plen", "H"),  # payload length (what follows this header)
+    ("nh", "B"),  # next header
+    ("hlim", "B"),  # hop limit
+    ("src", "16s"),
+    ("dst", "16s"),
+)
+
+#: An ICMPv6 error message's header (RFC 4443); the offending packet's IPv6 header follows it.
+ICMP6: Final = Header(
+    "ICMPv6",
+    ("type", "B"),
+    ("code", "B"),
+    ("sum", "H"),
+    ("rest", "I"),  # unused, the MTU of a "packet too big", the pointer of a parameter problem
+)
+
 #: The pseudo-header the TCP and UDP checksums cover (src, dst from IPv4; then these).
 PSEUDO_TAIL: Final = Header("pseudo-header tail", ("zero", "B"), ("proto", "B"), ("len", "H"))
+
+#: The IPv6 pseudo-header's tail after src and dst (RFC 8200 8.1): upper-layer length, next header.
+PSEUDO6_TAIL: Final = Header("IPv6 pseudo-header tail", ("len", "I"), ("zero", "3s"), ("nh", "B"))
 
 # --- constants of the bit fields and values --------------------------------------------------
 
@@ -138,6 +168,19 @@ FRAG_OFFSET_MASK: Final = 0x1FFF
 
 ICMP_UNREACH: Final = 3  # destination unreachable
 ICMP_TIMXCEED: Final = 11  # time exceeded
+
+IPPROTO_ICMPV6: Final = 58
+#: ``vtf`` of our IPv6 probes before the flow label: version 6, traffic class 0.
+IPV6_VERSION: Final = 6 << 28
+#: The flow label bits of ``vtf`` (UDP probes carry their cookie in the low 16, as IPv4's IP ID).
+FLOW_MASK: Final = 0xFFFFF
+#: ICMPv6 error types (RFC 4443): destination unreachable, packet too big, time exceeded,
+#: parameter problem. Informational messages (echo, neighbour discovery) have types >= 128.
+ICMP6_UNREACH: Final = 1
+ICMP6_PACKET_TOO_BIG: Final = 2
+ICMP6_TIMXCEED: Final = 3
+ICMP6_PARAMPROB: Final = 4
+ICMP6_ERRORS: Final = (ICMP6_UNREACH, ICMP6_PACKET_TOO_BIG, ICMP6_TIMXCEED, ICMP6_PARAMPROB)
 
 # --- absolute offsets in a datagram whose IPv4 header has no options (our probes) -------------
 
@@ -179,6 +222,23 @@ PORTS: Final = TCP.struct_of("sport", "dport")
 L4_SPORT: Final = TCP_SPORT
 L4_DPORT: Final = TCP_DPORT
 
+# --- absolute offsets in an IPv6 probe (no extension headers) ---------------------------------
+
+IPV6_LEN: Final = IPV6.length
+ICMP6_LEN: Final = ICMP6.length
+IP6_VTF: Final = IPV6.offset("vtf")
+IP6_FLOW16: Final = IP6_VTF + 2  # the low 16 bits of the flow label
+IP6_NH: Final = IPV6.offset("nh")
+IP6_SRC: Final = IPV6.offset("src")
+IP6_DST: Final = IPV6.offset("dst")
+TCP6_DPORT: Final = IPV6_LEN + TCP.offset("dport")
+TCP6_SUM: Final = IPV6_LEN + TCP.offset("sum")
+UDP6_DPORT: Final = IPV6_LEN + UDP.offset("dport")
+UDP6_SUM: Final = IPV6_LEN + UDP.offset("sum")
+#: Where a probe's source port sits inside an ICMPv6 error quoting it, counted from the start
+#: of the ICMPv6 message (as a raw ``AF_INET6`` socket delivers it).
+ICMP6_QUOTED_SPORT: Final = ICMP6_LEN + IPV6_LEN + TCP.offset("sport")
+
 # --- address fields ----------------------------------------------------------------------------
 
 _names: dict[bytes, str] = {}
@@ -206,3 +266,29 @@ def aton(addr: str) -> bytes:
     if len(packed) == 4 and f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}" == addr:
         return packed  # the canonical form (what the target parser gives): the fast path
     return ipaddress.IPv4Address(addr).packed
+
+
+_names6: dict[bytes, str] = {}
+
+
+def ntoa6(addr: bytes) -> str:
+    """The canonical (RFC 5952, as ``ipaddress`` and ``inet_ntop`` write it) text of a 16-byte
+    IPv6 address; memoised."""
+    name = _names6.get(addr)
+    if name is None:
+        if len(addr) != 16:
+            raise ValueError(f"an IPv6 address has 16 bytes, not {len(addr)}")
+        if len(_names6) >= 4096:
+            _names6.clear()
+        name = _names6[bytes(addr)] = str(ipaddress.IPv6Address(bytes(addr)))
+    return name
+
+
+def aton6(addr: str) -> bytes:
+    """The 16 bytes of an IPv6 address; ``ValueError`` for anything else."""
+    return ipaddress.IPv6Address(addr).packed
+
+
+def aton_any(addr: str) -> bytes:
+    """The 4 or 16 bytes of an IPv4 or IPv6 address."""
+    return aton6(addr) if ":" in addr else aton(addr)
