@@ -103,6 +103,16 @@ def test_table_covers_every_technique_and_reply_kind() -> None:
             and _params(c["params"])["type"] == "3"
         }
         assert codes == set(range(16)), technique
+    for technique in raw:
+        # ICMPv6 (issue #17): every unreachable code 0-7, packet too big, time exceeded and
+        # parameter problem has a cell for every raw technique.
+        v6 = {
+            (int(p["type"]), int(p["code"]))
+            for c in CELLS
+            if c["technique"] == technique.value and c["reply"] == "icmp6"
+            for p in [_params(c["params"])]
+        }
+        assert {(1, code) for code in range(8)} | {(2, 0), (3, 0), (4, 0), (4, 1)} <= v6, technique
     errnos = {c["params"] for c in CELLS if c["reply"] == "connect"}
     assert len(errnos) >= len(rules.CONNECT_ERRNO)
 
