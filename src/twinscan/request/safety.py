@@ -1,7 +1,8 @@
 """Which addresses twinscan agrees to scan.
 
 By default: loopback (127.0.0.0/8, ::1), addresses assigned to this machine's (or this network
-namespace's) own interfaces, and lab addresses (198.18.0.0/16) *whose route leads into a
+namespace's) own interfaces, and lab addresses (198.18.0.0/16; for IPv6 the documentation
+prefix 2001:db8::/32, RFC 3849, inside which labs put their /64s) *whose route leads into a
 twinscan lab*. Anything else needs ``--allow-external``, which states that the user is
 authorised to scan that network.
 
@@ -37,6 +38,9 @@ from typing import Any
 from twinscan.core.errors import TargetError
 
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/16")
+#: IPv6 lab addresses: the documentation prefix (the default lab uses 2001:db8:18::/64). Like
+#: 198.18.0.0/16 it is accepted only where the route (``ip -6 route get``) leads into a lab.
+LAB_NETWORK6 = ipaddress.ip_network("2001:db8::/32")
 LAB_EXEC_HINT = "scan lab hosts with `twinscan lab exec -- twinscan ...`"
 
 #: A network namespace's identity: (st_dev, st_ino) of its nsfs file.
@@ -106,34 +110,41 @@ def lab_route_verdict(address: str, route: Route, labs: Iterable[LabNamespace]) 
     return Verdict(
         False,
         f"the route to it leaves through {via}, not into a twinscan lab "
-        "(outside a lab, 198.18.0.0/16 is an ordinary routed range)",
+        "(outside a lab, 198.18.0.0/16 and 2001:db8::/32 are ordinary routed ranges)",
     )
 
 
 # --- route grouping (pure) -------------------------------------------------------------------
 
-Split = ipaddress.IPv4Network
+Split = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: The block size each family's grouping starts from: a /24, an IPv6 /64.
+_BLOCK_BITS = {4: 8, 6: 64}
 
 
 def route_groups(
     addresses: Iterable[str], splits: Iterable[Split]
-) -> dict[tuple[int, tuple[int, ...]], list[str]]:
-    """Group IPv4 addresses the kernel's routing cannot tell apart.
+) -> dict[tuple[int, int, tuple[int, ...]], list[str]]:
+    """Group addresses the kernel's routing cannot tell apart.
 
     Routes and rules of prefix length <= 24 contain a whole /24 or none of it, so two addresses
     of one /24 that lie in the same longer prefixes (``splits``: every route and rule
-    destination longer than /24, e.g. the lab's /32 sink routes) match the same routes.
+    destination longer than /24, e.g. the lab's /32 sink routes) match the same routes. IPv6
+    addresses group the same way by /64 (and the splits longer than /64).
     """
-    by_24: dict[int, list[Split]] = {}
+    by_block: dict[tuple[int, int], list[Split]] = {}
     for net in splits:
-        if net.prefixlen > 24:
-            by_24.setdefault(int(net.network_address) >> 8, []).append(net)
-    groups: dict[tuple[int, tuple[int, ...]], list[str]] = {}
+        shift = _BLOCK_BITS[net.version]
+        if net.prefixlen > net.max_prefixlen - shift:
+            where = (int(net.version), int(net.network_address) >> shift)
+            by_block.setdefault(where, []).append(net)
+    groups: dict[tuple[int, int, tuple[int, ...]], list[str]] = {}
     for address in addresses:
-        value = int(ipaddress.IPv4Address(address))
-        block = value >> 8
-        inside = by_24.get(block)
-        key = (
+        ip = ipaddress.ip_address(address)
+        value = int(ip)
+        block = value >> _BLOCK_BITS[ip.version]
+        inside = by_block.get((ip.version, block))
+        key: tuple[int, int, tuple[int, ...]] = (
+            int(ip.version),
             block,
             tuple(
                 i
@@ -198,19 +209,27 @@ def current_netns() -> NsId | None:
     return _netns_id("/proc/self/ns/net")
 
 
-def _splits() -> list[Split]:
-    """Destinations longer than /24 in any routing table or rule that touch the lab range."""
+def _splits(family: int = 4) -> list[Split]:
+    """Destinations longer than a /24 (IPv6: a /64) in any routing table or rule that touch
+    the family's lab range."""
+    full = 32 if family == 4 else 128
     out: list[Split] = []
-    for route in _records(_ip(["-j", "-4", "route", "show", "table", "all"])):
+    for route in _records(_ip(["-j", f"-{family}", "route", "show", "table", "all"])):
         dst = str(route.get("dst", "default"))
         if dst != "default":
-            out.append(ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False))
-    for rule in _records(_ip(["-j", "-4", "rule", "show"])):
+            try:
+                out.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/{full}", False))
+            except ValueError:
+                continue
+    for rule in _records(_ip(["-j", f"-{family}", "rule", "show"])):
         if "dst" in rule:
-            out.append(
-                ipaddress.IPv4Network(f"{rule['dst']}/{rule.get('dstlen', 32)}", strict=False)
-            )
-    return [n for n in out if n.prefixlen > 24 and n.overlaps(LAB_NETWORK)]
+            try:
+                out.append(ipaddress.ip_network(f"{rule['dst']}/{rule.get('dstlen', full)}", False))
+            except ValueError:
+                continue
+    lab = LAB_NETWORK if family == 4 else LAB_NETWORK6
+    longest = full - _BLOCK_BITS[family]
+    return [n for n in out if n.version == family and n.prefixlen > longest and n.overlaps(lab)]
 
 
 def _peer_namespaces(devices: set[str]) -> dict[str, NsId]:
@@ -239,15 +258,17 @@ def _peer_namespaces(devices: set[str]) -> dict[str, NsId]:
 
 
 def kernel_routes(addresses: Sequence[str]) -> dict[str, Route]:
-    """The kernel's route for each IPv4 ``address``, asked of ``ip route get`` in one process."""
+    """The kernel's route for each ``address`` (IPv4 or IPv6), asked of ``ip route get`` in
+    one process."""
     here = current_netns()
-    groups = route_groups(addresses, _splits())
+    families = {ipaddress.ip_address(a).version for a in addresses}
+    groups = route_groups(addresses, [n for f in sorted(families) for n in _splits(f)])
     probes = {members[0]: members for members in groups.values()}
     out = _ip(["-j", "-force", "-batch", "-"], "".join(f"route get {a}\n" for a in probes))
     if out is None:
         missing = Route(here, None, error="cannot run iproute2's `ip` to ask for the route")
         return dict.fromkeys(addresses, missing)
-    answers = {str(r.get("dst")): r for r in _records(out)}
+    answers = {_canonical(str(r.get("dst"))): r for r in _records(out)}
     devices = {str(r["dev"]) for r in answers.values() if "dev" in r}
     peers = _peer_namespaces(devices - {"lo"})
     routes: dict[str, Route] = {}
@@ -266,6 +287,13 @@ def kernel_routes(addresses: Sequence[str]) -> dict[str, Route]:
             )
         routes.update(dict.fromkeys(members, route))
     return routes
+
+
+def _canonical(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
 
 
 def lab_namespaces(state_dir: Path | None = None) -> list[LabNamespace]:
@@ -348,13 +376,13 @@ def check_targets(
             local = local_addresses()
         if address in local:
             continue
-        if ip in LAB_NETWORK:
+        if ip in (LAB_NETWORK if ip.version == 4 else LAB_NETWORK6):
             lab_range.append(address)
             continue
         raise TargetError(
             f"refusing to scan {address}: not loopback, a local address or a twinscan lab host "
-            "(198.18.0.0/16, through `twinscan lab exec --`); pass --allow-external only for "
-            "networks you are authorised to scan"
+            "(198.18.0.0/16 or 2001:db8::/32, through `twinscan lab exec --`); pass "
+            "--allow-external only for networks you are authorised to scan"
         )
     if not lab_range:
         return

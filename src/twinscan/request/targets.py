@@ -104,10 +104,22 @@ def _expand_spec(spec: str, resolve: Resolver, family: int | None) -> Iterator[A
         except ValueError:
             raise TargetError(f"bad CIDR block {spec!r}") from None
         if net.num_addresses > MAX_HOSTS:
+            if net.version == 6:
+                raise TargetError(
+                    f"{spec!r} has 2**{128 - net.prefixlen} addresses: an IPv6 prefix cannot be "
+                    f"swept (limit {MAX_HOSTS} addresses, a /{128 - (MAX_HOSTS.bit_length() - 1)} "
+                    "or longer); list the hosts' addresses or resolve their names instead"
+                )
             raise TargetError(f"{spec!r} has {net.num_addresses} addresses (limit {MAX_HOSTS})")
         # nmap scans every address of the block, network and broadcast included.
         yield from net
         return
+    if ":" in spec:
+        # nmap takes no octet (or any other) ranges for IPv6: a prefix or single addresses.
+        raise TargetError(
+            f"not an IPv6 target: {spec!r} (IPv6 takes addresses and prefixes such as "
+            "2001:db8:18::/120; ranges are not accepted, as in nmap)"
+        )
     if (spec[0].isdigit() or spec[0] == "*") and set(spec) <= set("0123456789.,-*"):
         yield from _expand_octets(spec)
         return
