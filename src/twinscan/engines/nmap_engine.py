@@ -68,6 +68,11 @@ def _checked_targets(request: ScanRequest) -> list[str]:
 def nmap_arguments(request: ScanRequest, technique: Technique) -> list[str]:
     """nmap's options (without the binary, ``-oX -`` and the targets) for one technique (pure)."""
     args = ["-n", "-Pn", "--reason"]
+    families = {":" in target for target in request.targets}
+    if len(families) > 1:
+        raise TargetError("nmap scans IPv4 or IPv6 (-6) in one run: split the targets by family")
+    if True in families:
+        args.append("-6")  # IPv6 targets: nmap needs -6 (compare -6, --engine nmap -6)
     if technique is Technique.FTP_BOUNCE:
         relay = request.bounce
         if relay is None:
