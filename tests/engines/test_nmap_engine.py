@@ -66,9 +66,11 @@ def test_bounce_uses_the_relay_and_no_scan_letter() -> None:
 
 
 def test_command_puts_targets_after_xml_to_stdout() -> None:
-    cmd = nmap_command(request(targets=("127.0.0.1", "::1")), Technique.CONNECT, "/usr/bin/nmap")
-    assert cmd[:5] == ["/usr/bin/nmap", "-oX", "-", "127.0.0.1", "::1"]
-    assert "-sT" in cmd
+    cmd = nmap_command(request(targets=("127.0.0.1", "127.0.0.2")), Technique.CONNECT, "nmap")
+    assert cmd[:5] == ["nmap", "-oX", "-", "127.0.0.1", "127.0.0.2"]
+    assert "-sT" in cmd and "-6" not in cmd
+    cmd = nmap_command(request(targets=("::1",)), Technique.CONNECT, "/usr/bin/nmap")
+    assert cmd[:4] == ["/usr/bin/nmap", "-oX", "-", "::1"] and "-6" in cmd  # one family a run
 
 
 @pytest.mark.parametrize("target", ["-iL/etc/passwd", "127.0.0.1 --script=x", "localhost", ""])
