@@ -219,7 +219,8 @@ def test_max_retries_caps_tries() -> None:
 @pytest.mark.parametrize("closed", [20, 40])
 def test_udp_paces_to_the_icmp_rate_limit(closed: int) -> None:
     """Closed UDP ports behind a 6-burst, 1/s ICMP limiter all come out closed, at the
-    bucket's pace: within 1.2x the (N - 6) seconds the limiter itself imposes."""
+    bucket's pace: within 1.5x the (N - 6) seconds the limiter itself imposes (the interval is
+    measured, not assumed: a few probes go early while the pace closes in on it)."""
     table: dict[int, Reply | None] = {1000: UdpReply(), 1001: None, 1002: None}
     ports = [1000, 1001, 1002, *range(2000, 2000 + closed)]
     net = FakeNet(table, default=PORT_UNREACH, rtt=0.0005, bucket=IcmpBucket())
@@ -230,7 +231,7 @@ def test_udp_paces_to_the_icmp_rate_limit(closed: int) -> None:
     assert got[("198.18.0.9", 1001)][0] is PortState.OPEN_FILTERED
     assert all(got[("198.18.0.9", p)][0] is PortState.CLOSED for p in range(2000, 2000 + closed))
     floor = closed - 6
-    assert floor - 1 <= elapsed <= 1.2 * floor, elapsed
+    assert floor - 1 <= elapsed <= 1.5 * floor, elapsed
 
 
 @pytest.mark.parametrize("tokens_at_start", [0.0, 0.5])
@@ -248,7 +249,7 @@ def test_udp_finds_a_bucket_drained_before_the_scan(tokens_at_start: float) -> N
     assert all(got[("198.18.0.13", p)] == (PortState.CLOSED, Reason.PORT_UNREACH) for p in closed)
     assert got[("198.18.0.13", 9)] == (PortState.OPEN_FILTERED, Reason.NO_RESPONSE)
     assert got[("198.18.0.13", 53)][0] is PortState.OPEN
-    assert len(closed) - 1 <= elapsed <= 1.2 * (len(closed) + 2), elapsed
+    assert len(closed) - 1 <= elapsed <= 1.5 * (len(closed) + 2), elapsed
 
 
 def test_silent_udp_host_costs_one_canary_second_only() -> None:

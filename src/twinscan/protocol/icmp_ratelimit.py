@@ -1,22 +1,44 @@
 """A model of one host's ICMP error rate limit, for UDP scans (sans-IO, time passed in).
 
 Linux sends ICMP errors (port-unreachable: a closed UDP port) from a token bucket per
-destination (``net.ipv4.icmp_ratelimit``, ``XRLIM_BURST_FACTOR``): a burst of 6, then one per
-second. A scanner that probes faster sees closed ports go silent and calls them open|filtered.
-nmap notices the silence and slows down (``boostScanDelay``, up to 1 s between probes, and
-``RLD_TIME_MS``); twinscan models the bucket instead and sends a closed-candidate port exactly
-when the model says the host has a token, so every probe can be answered.
+destination (``net.ipv4.icmp_ratelimit``, ``XRLIM_BURST_FACTOR``): by default a burst of 6,
+then one per second -- but the interval is a sysctl (the lab runs 100 ms to 3 s), other kernels
+and routers differ, and so may the burst. A scanner that probes faster than the bucket sees
+closed ports go silent and calls them open|filtered; one that assumes a slower bucket wastes
+time. nmap notices the silence and slows down (``boostScanDelay``, up to 1 s between probes);
+twinscan *measures* the bucket and sends a closed-candidate port when the host has a token.
 
-``IcmpBucket`` is that model for one host:
+``IcmpBucket`` is that model for one host. Nothing in it is tuned to a particular host: the
+burst and the refill interval are estimated from what the scan observes.
 
-* evidence: a port-unreachable resets it (``on_unreachable``); a silent probe *sent after the
-  latest answered one* adds to it (``on_silence``). ``LIMIT_EVIDENCE`` such silences in a row,
-  with port-unreachables seen before, mean the bucket ran dry: the host is ``limited`` from
-  then on (silence of probes sent before an answered one is loss -- e.g. while the neighbour
-  entry was resolved -- not a limit; random loss rarely strikes that often in a row);
-* pacing: while ``limited``, a probe may go only when it can ``take`` a token; a probe that
-  stays silent for ``hold`` seconds did not make the host spend one, so it is given back
-  (``give_back``); a token arrives every ``interval``, the bucket holds ``burst``;
+* detection: a port-unreachable resets the evidence (``on_unreachable``); a silent probe *sent
+  after the latest answered one* adds to it (``on_silence``). ``LIMIT_EVIDENCE`` such silences
+  in a row, with port-unreachables seen before, mean the bucket ran dry: the host is
+  ``limited`` from then on (silence of probes sent before an answered one is loss, not a limit);
+* the burst: the port-unreachables that answered probes sent before the first silence (the
+  scan starts with a flood, so that run is the bucket's content, capped at ``BURST_MAX``);
+* the interval, bracketed by two kinds of evidence:
+
+  - a lower bound ``lo``: a probe sent ``gap`` seconds after the latest answered one drew
+    nothing, and a later try of the same port drew a port-unreachable (so it is closed, and
+    the first try met an empty bucket). After the answered probe the bucket held >= 0 tokens,
+    ``gap / interval`` more had come by the silent one, and that was < 1: the interval is
+    longer than ``gap`` (``on_confirmed_silence``);
+  - probing downwards: every answered paced probe shortens the pace (``SPEEDUP``, halving
+    until the first too-early silence is confirmed), so a host with a faster bucket is found
+    out; the pace never goes below ``lo`` plus a margin, and a confirmed too-early silence
+    pushes it up by ``BACKOFF``. So the pace closes in on the interval from both sides: a
+    slower bucket costs a few silent probes (retried: their ports still come out closed), a
+    faster one a few probes at the old pace;
+  - before the host is limited, the answers that came between the first silence and the
+    limit (tokens that refilled meanwhile) give the first estimate; with none, Linux's
+    default (``ICMP_INTERVAL_S``) is the starting guess;
+* pacing: while ``limited``, a probe may go only when it can ``take`` a token; a token arrives
+  every ``interval``, the bucket holds ``burst``. A probe that stays silent for ``hold``
+  seconds is given its token back (``give_back``: the port looks open|filtered, the host did
+  not spend it) only once the pace has been answered ``SETTLED`` times since it last changed
+  for a silence, and at most once per answer -- while the interval is still uncertain, a
+  silence may be the bucket's and handing the token back would flood it with silent probes;
 * canaries: silence alone cannot show a bucket that was already empty when the scan began (a
   scan before drained it); the session re-probes a few silent ports once the host has been
   quiet for a full interval (``canary_time``) and calls ``limit`` when one of them answers.
@@ -27,17 +49,36 @@ holds only the host's bucket state and the arithmetic.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import math
 
-#: Linux's ICMP error rate limit per destination (net.ipv4.icmp_ratelimit, XRLIM_BURST_FACTOR).
+#: Linux's default ICMP error rate limit per destination (net.ipv4.icmp_ratelimit = 1000 ms,
+#: XRLIM_BURST_FACTOR): the starting guess, until the scan has measured the host.
 ICMP_INTERVAL_S = 1.0
 ICMP_BURST = 6
+#: The largest burst believed from the opening run (a bigger one only costs a little speed).
+BURST_MAX = 64
 #: Send a rate-limited probe this long after the modelled token arrives (timer/jiffy slack).
 ICMP_MARGIN_S = 0.02
+#: The pace keeps this relative margin (and ICMP_MARGIN_S / 4) above the proven lower bound.
+LO_MARGIN = 0.05
+#: Pace change per answered paced probe: while searching (no too-early silence confirmed yet)
+#: and after; and the factor over the lower bound after a confirmed too-early silence.
+SEARCH_SPEEDUP = 0.5
+SPEEDUP = 0.85
+BACKOFF = 1.3
+#: The shortest and longest interval the estimate may take.
+INTERVAL_MIN_S = 0.002
+INTERVAL_MAX_S = 30.0
+#: Answered paced probes at one pace before silences are taken for open|filtered ports.
+SETTLED = 2
 #: How long a rate-limited probe holds its modelled token before a silence gives it back.
 ICMP_HOLD_MIN_S = 0.02
 #: Consecutive silences of probes sent after the latest answered one that mean a dry bucket.
 LIMIT_EVIDENCE = 8
+#: Answered send times remembered (to find the latest answered one before a silent probe).
+_ANSWERS_KEPT = 256
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,31 +89,91 @@ class IcmpBucket:
     limited: bool = False
     tokens: float = 0.0
     tokens_at: float = 0.0
+    #: the pace: the current estimate of the host's refill interval
     interval: float = ICMP_INTERVAL_S
     burst: int = ICMP_BURST
     #: the send order of the latest probe a port-unreachable answered, and how many probes
     #: sent after it have gone silent since
     answered_seq: int = -1
     evidence: int = 0
+    #: proven lower bound on the interval (a confirmed too-early silence), 0: none yet
+    lo: float = 0.0
+    #: too-early silences confirmed so far (0: still searching downwards)
+    confirmed: int = 0
+    #: answered paced probes since the pace last went up; may a silence give its token back
+    settled: int = 0
+    may_give_back: bool = True
+    #: seq of the first silent probe (after an answer) and when it was sent
+    first_silent_seq: int = -1
+    first_silent_at: float = math.nan
+    #: send seqs and times of answered probes (sorted, bounded)
+    answered_seqs: list[int] = dataclasses.field(default_factory=list)
+    answered_at: list[float] = dataclasses.field(default_factory=list)
 
     # -- evidence
 
-    def on_unreachable(self, seq: int) -> None:
-        """A port-unreachable answered the probe sent ``seq``-th."""
+    def on_unreachable(self, seq: int, sent_at: float = math.nan, *, paced: bool = False) -> None:
+        """A port-unreachable answered the probe sent ``seq``-th at ``sent_at``; ``paced``: it
+        was sent against a modelled token (the host was limited)."""
         self.seen += 1
         if seq > self.answered_seq:
             self.answered_seq = seq
         self.evidence = 0
+        if len(self.answered_seqs) < BURST_MAX + 1:
+            self.answered_seqs.append(seq)
+        if not math.isnan(sent_at):
+            bisect.insort(self.answered_at, sent_at)
+            if len(self.answered_at) > _ANSWERS_KEPT:
+                del self.answered_at[0]
+        if paced and self.limited:
+            self.settled += 1
+            self.may_give_back = True
+            speedup = SPEEDUP if self.confirmed else SEARCH_SPEEDUP
+            self.interval = max(self.floor(), self.interval * speedup)
 
-    def on_silence(self, seq: int, now: float) -> bool:
+    def on_silence(self, seq: int, now: float, sent_at: float = math.nan) -> bool:
         """The probe sent ``seq``-th timed out; True when that makes the host limited."""
+        if self.seen and self.first_silent_seq < 0 and seq > self.answered_seq:
+            self.first_silent_seq = seq
+            self.first_silent_at = sent_at
         if self.limited or self.seen == 0 or seq <= self.answered_seq:
             return False
         self.evidence += 1
         if self.evidence < LIMIT_EVIDENCE:
             return False
-        self.limit(now, burst=max(1, min(ICMP_BURST, self.seen)))
+        run = sum(1 for s in self.answered_seqs if s < self.first_silent_seq)
+        self.interval = self.refill_estimate() or self.interval
+        self.limit(now, burst=max(1, min(BURST_MAX, run)))
         return True
+
+    def refill_estimate(self) -> float | None:
+        """The interval the answers since the first silence suggest (tokens that refilled
+        after the bucket first ran dry, one per interval), or None without such answers."""
+        later = [t for t in self.answered_at if t > self.first_silent_at]
+        if not later:
+            return None
+        span = later[-1] - self.first_silent_at
+        return min(INTERVAL_MAX_S, max(self.floor(), span / len(later)))
+
+    def gap(self, sent_at: float) -> float | None:
+        """How long after the latest answered probe sent before it ``sent_at`` was sent."""
+        i = bisect.bisect_left(self.answered_at, sent_at)
+        return sent_at - self.answered_at[i - 1] if i else None
+
+    def on_confirmed_silence(self, gap: float) -> None:
+        """A probe sent ``gap`` after the latest answered one drew nothing, and a later try of
+        its port drew a port-unreachable: the bucket was dry, so the interval exceeds ``gap``."""
+        if not self.limited or gap <= self.lo:
+            return
+        self.lo = min(gap, INTERVAL_MAX_S)
+        self.confirmed += 1
+        self.settled = 0
+        self.interval = min(INTERVAL_MAX_S, max(self.interval, self.lo * BACKOFF, self.floor()))
+        self.tokens = min(self.tokens, 0.0)  # the model ran ahead of the host
+
+    def floor(self) -> float:
+        """The shortest pace the evidence allows."""
+        return max(INTERVAL_MIN_S, self.lo * (1 + LO_MARGIN) + ICMP_MARGIN_S / 4)
 
     def limit(self, now: float, *, burst: int = ICMP_BURST) -> None:
         """From ``now`` on, pace to the bucket: it is empty now (it just ran dry)."""
@@ -97,9 +198,14 @@ class IcmpBucket:
         self.tokens -= 1
         return True
 
-    def give_back(self) -> None:
-        """A probe that held a token went silent: the host did not spend it."""
+    def give_back(self) -> bool:
+        """A probe that held a token went silent: the host did not spend it -- when the pace
+        is settled (otherwise the silence may be the bucket's). True if given back."""
+        if self.settled < SETTLED or not self.may_give_back:
+            return False
+        self.may_give_back = False
         self.tokens = min(float(self.burst), self.tokens + 1)
+        return True
 
     def ready_at(self, now: float) -> float:
         """When a token will be there (``now`` if one is)."""
@@ -108,7 +214,8 @@ class IcmpBucket:
 
     def canary_time(self, last_send: float) -> float:
         """When a re-probe finds at least one token, even in a bucket that was empty."""
-        return last_send + self.interval + ICMP_MARGIN_S
+        interval = self.interval if self.limited else self.refill_estimate() or self.interval
+        return last_send + interval + ICMP_MARGIN_S
 
 
 def hold(srtt: float | None, rttvar: float) -> float:

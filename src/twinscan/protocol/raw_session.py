@@ -28,8 +28,9 @@ What it does, after nmap's ultra_scan (scan_engine.cc); the pacing arithmetic li
   ``max_successful_try`` still retries them;
 * ``--min-rate``/``--max-rate`` (``pacing.RateLimiter``), ``--scan-delay`` (per host, as nmap);
 * ICMP rate limiting (UDP): the host's bucket (``icmp_ratelimit.IcmpBucket``) is modelled once
-  its port-unreachables stop, and closed-candidate ports are re-probed exactly when it has a
-  token.
+  its port-unreachables stop -- its burst and refill interval measured from what the scan sees
+  (the opening run, answers per pace, silences a later try proves were the bucket's) -- and
+  closed-candidate ports are re-probed when it has a token.
 
 A port's first answer takes one path, ``_answered``, from ``receive`` and from
 ``receive_tcp_batch`` (the bulk entry a loopback ``-p-`` uses for its 65535 RSTs).
@@ -85,6 +86,12 @@ class Probe:
     held_token: bool = False
     not_before: float = 0.0  # a canary waits for the host's ICMP bucket to refill
     seq: int = -1  # send order of the latest try (all hosts share the counter)
+    #: UDP: the latest try went against a modelled ICMP token (the host was limited)
+    paced: bool = False
+    #: UDP: the longest time after the host's latest answered probe that a try of this port
+    #: went silent, and the try count then (a later answer proves the bucket was dry)
+    gap: float | None = None
+    gap_try: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -256,10 +263,11 @@ class ScanSession:
             return False
         if self._delay and now - host.last_send < self._delay:
             return False
+        probe.paced = False
         if self._any_limited and host.icmp.limited:
             if not host.icmp.take(now):
                 return False
-            probe.held_token = True
+            probe.held_token = probe.paced = True
         return True
 
     def _next_send_time(self, now: float) -> float:
@@ -305,8 +313,11 @@ class ScanSession:
         host = self.hosts[hi]
         icmp = isinstance(reply, IcmpReply)
         if isinstance(reply, IcmpReply) and reply.type == 3 and reply.code == 3:
-            host.icmp.on_unreachable(probe.seq)
+            host.icmp.on_unreachable(probe.seq, probe.sent_at, paced=probe.paced)
             probe.held_token = False  # the kernel spent the token we reserved, if we did
+            if probe.gap is not None and probe.tries > probe.gap_try:
+                host.icmp.on_confirmed_silence(probe.gap)  # that silence was the bucket's
+                probe.gap = None
             if host.canary_ports and probe.port in host.canary_ports and not host.icmp.limited:
                 self._limited_late(hi, now)
         if verdict is None:
@@ -455,8 +466,12 @@ class ScanSession:
         self._maybe_settle()
 
     def _on_silence(self, host: HostStats, probe: Probe, now: float) -> None:
-        if self._udp and not self.defeat_icmp_ratelimit and host.icmp.on_silence(probe.seq, now):
-            self._any_limited = True
+        if self._udp and not self.defeat_icmp_ratelimit:
+            gap = host.icmp.gap(probe.sent_at)
+            if gap is not None and (probe.gap is None or gap > probe.gap):
+                probe.gap, probe.gap_try = gap, probe.tries
+            if host.icmp.on_silence(probe.seq, now, probe.sent_at):
+                self._any_limited = True
         if not host.icmp.limited:
             self._loss(probe, now)
         if probe.tries < max(self.allowed_tries(host), self._pp.get(probe.port, 1)):
