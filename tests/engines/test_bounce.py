@@ -145,7 +145,10 @@ def expected_from_truth_model() -> dict[str, PortState]:
         "closed": truth.BOUNCE_REFUSED,
         "dropped": truth.BOUNCE_TIMEOUT,
     }
-    return {k: rules.classify(Technique.FTP_BOUNCE, v).state for k, v in pick.items()}
+    return {
+        k: rules.classify(Technique.FTP_BOUNCE, rules.BounceOutcome(v)).state
+        for k, v in pick.items()
+    }
 
 
 def test_bounce_verdicts_match_the_truth_model() -> None:

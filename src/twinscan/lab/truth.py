@@ -1,8 +1,15 @@
 """Ground truth: what nmap should say for every (host, proto, port, technique) of a lab spec.
 
-Pure (no I/O): the spec says what each host's kernel and firewall do with each probe; this module
-turns that into the reply the probe gets (a ``twinscan.core.rules`` reply value) and lets
-``rules.classify`` turn the reply into nmap's (state, reason).
+Pure (no I/O), and independent of the engines' rules: ``twinscan.core.rules`` (nmap's reply ->
+verdict logic, which the engines use) is *not* imported here, so a wrong rule cannot agree with
+itself. The truth is two small tables of its own:
+
+1. what a probe *meets* on a host (``situation``): the host's silence, its conntrack rules, the
+   first matching per-port firewall rule, else the listener (or its absence) on the port;
+2. ``TABLE``: situation x technique -> nmap's (state, reason), written out cell by cell from
+   nmap's documentation of each scan type (the port-state table in the reference notes,
+   section 2.4, as corrected by running nmap 7.93 on the lab: Linux RSTs Window and Maimon
+   probes to open ports, so -sW and -sM say closed there).
 
 How a lab host (Linux, nftables on its input hook) answers, in rule order:
 
@@ -10,7 +17,7 @@ How a lab host (Linux, nftables on its input hook) answers, in rule order:
 2. random loss: ignored here (an impairment, not a verdict).
 3. conntrack: ``drop-invalid`` drops FIN, NULL, Xmas and Maimon probes (no SYN, RST or lone ACK:
    conntrack refuses to create an entry, the packet is INVALID); ``drop-new-non-syn`` drops a
-   lone ACK (NEW thanks to ``nf_conntrack_tcp_loose``).
+   lone ACK (ACK and Window scans; NEW thanks to ``nf_conntrack_tcp_loose``).
 4. the first matching per-port rule: drop, tcp-reset, or an ICMP destination-unreachable.
 5. the TCP/IP stack: a listener answers SYN with SYN/ACK and any probe with ACK set with RST
    (window 0); a closed port answers everything with RST (window 0); a listener ignores FIN,
@@ -18,16 +25,15 @@ How a lab host (Linux, nftables on its input hook) answers, in rule order:
 
 The truth is what is *real*: a closed UDP port on a rate-limited host is ``closed``, even though
 nmap -T4 labels some of them ``open|filtered`` when the kernel suppresses the ICMP error.
+``tests/lab/test_truth_independent.py`` checks every cell against ``rules.classify``.
 """
 
 from __future__ import annotations
 
-import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from twinscan.core import rules
 from twinscan.core.schema import PortVerdict
-from twinscan.core.vocab import Engine, Proto, Technique
+from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
 from twinscan.lab.spec import Action, Conntrack, Host, LabSpec, UdpKind
 
 if TYPE_CHECKING:
@@ -38,31 +44,22 @@ if TYPE_CHECKING:
     from twinscan.request.ports import PortPlan
 
 T = Technique
+S = PortState
+R = Reason
 
-#: TCP flags of each technique's probe (nmap's scan_engine_raw.cc): the one table in rules.
-PROBE_FLAGS = rules.PROBE_FLAGS
 
-#: ICMP destination-unreachable code each reject action sends.
-ICMP_CODE: dict[Action, int] = {
-    Action.NET_UNREACHABLE: 0,
-    Action.PORT_UNREACHABLE: 3,
-    Action.HOST_PROHIBITED: 10,
-    Action.ADMIN_PROHIBITED: 13,
-}
+class Cell(NamedTuple):
+    """nmap's verdict for one cell of the truth table."""
 
-#: Linux icmp_err_convert[]: what connect() fails with for each ICMP unreachable code.
-CONNECT_ERRNO_OF_ICMP: dict[int, int] = {
-    0: errno.ENETUNREACH,
-    3: errno.ECONNREFUSED,
-    10: errno.EHOSTUNREACH,
-    13: errno.EHOSTUNREACH,
-}
+    state: PortState
+    reason: Reason
+
 
 #: Reply codes the lab's FTP relay (pyftpdlib) gives to PORT+LIST: connected -> 150 then 226;
 #: refused or unreachable -> 425; the data connection timed out -> 421.
-BOUNCE_OPEN = rules.BounceOutcome((150, 226))
-BOUNCE_REFUSED = rules.BounceOutcome((425,))
-BOUNCE_TIMEOUT = rules.BounceOutcome((421,))
+BOUNCE_OPEN: tuple[int, ...] = (150, 226)
+BOUNCE_REFUSED: tuple[int, ...] = (425,)
+BOUNCE_TIMEOUT: tuple[int, ...] = (421,)
 
 #: Techniques the truth table covers, in report order.
 TECHNIQUES: tuple[Technique, ...] = (
@@ -78,86 +75,135 @@ TECHNIQUES: tuple[Technique, ...] = (
     T.FTP_BOUNCE,
 )
 
-_DROPPED = object()
+#: The probes each conntrack rule drops before any per-port rule sees them.
+CONNTRACK_DROPS: dict[Conntrack, frozenset[Technique]] = {
+    Conntrack.DROP_INVALID: frozenset({T.FIN, T.XMAS, T.NULL, T.MAIMON}),
+    Conntrack.DROP_NEW_NON_SYN: frozenset({T.ACK, T.WINDOW}),
+}
+
+# What a probe meets (the rows of TABLE): a firewall action (Action values), or the port itself.
+DROP = Action.DROP.value
+LISTENER = "listener"  # TCP: a listening socket
+TCP_CLOSED = "tcp-closed"  # TCP: nothing listening
+UDP_SERVICE = "udp-service"  # UDP: a service that answers (dns, ntp, echo)
+UDP_SILENT = "udp-silent"  # UDP: a bound socket that never answers
+UDP_CLOSED = "udp-closed"  # UDP: nothing bound (ICMP port-unreachable)
+
+_NR = Cell(S.FILTERED, R.NO_RESPONSE)
+_OF = Cell(S.OPEN_FILTERED, R.NO_RESPONSE)
+_RST_CLOSED = Cell(S.CLOSED, R.RESET)
+_BOUNCE_CLOSED = Cell(S.CLOSED, R.NO_RESPONSE)  # the relay answers 425 or 421: nmap says closed
+
+#: The TCP techniques whose no-response verdict is open|filtered (nmap set_default_port_state).
+_OPEN_FILTERED_SCANS = (T.FIN, T.XMAS, T.NULL, T.MAIMON)
 
 
-def _conntrack_dropped(host: Host, flags: int) -> bool:
-    core = flags & (rules.FIN | rules.SYN | rules.RST | rules.ACK)
-    if flags & (rules.SYN | rules.RST):
-        invalid = False
-    else:
-        invalid = bool(flags & rules.FIN) or not flags & rules.ACK
-    if invalid:
-        return Conntrack.DROP_INVALID in host.conntrack
-    return Conntrack.DROP_NEW_NON_SYN in host.conntrack and core != rules.SYN
+def _tcp_row(
+    connect: Cell, syn: Cell, stealth: Cell, maimon: Cell, ack: Cell, window: Cell, bounce: Cell
+) -> dict[Technique, Cell]:
+    row = {T.CONNECT: connect, T.SYN: syn, T.MAIMON: maimon, T.ACK: ack, T.WINDOW: window}
+    row |= dict.fromkeys((T.FIN, T.XMAS, T.NULL), stealth)
+    row[T.FTP_BOUNCE] = bounce
+    return row
 
 
-def tcp_reply(host: Host, port: int, flags: int) -> rules.Reply | None:
-    """What a raw TCP probe with ``flags`` to ``host:port`` gets back (None: nothing)."""
-    if host.silent or _conntrack_dropped(host, flags):
-        return None
-    rule = host.rule_for(Proto.TCP, port)
-    if rule is not None:
-        if rule.action is Action.DROP:
-            return None
-        if rule.action is Action.TCP_RESET:
-            return rules.TcpReply(rules.RST | rules.ACK, 0)
-        return rules.IcmpReply(3, ICMP_CODE[rule.action])
-    if port in host.tcp_listeners:
-        if flags & rules.SYN:
-            return rules.TcpReply(rules.SYN | rules.ACK, 65160)
-        if flags & rules.ACK:
-            return rules.TcpReply(rules.RST, 0)
-        return None  # tcp_rcv_state_process: LISTEN discards FIN, NULL and Xmas
-    return rules.TcpReply(rules.RST | rules.ACK, 0)
+def _icmp_row(reason: Reason, connect: Cell) -> dict[Technique, Cell]:
+    """An ICMP destination-unreachable on a TCP port: every raw scan says filtered with the
+    ICMP's reason; connect() fails with the kernel's errno for it; the relay gets 425."""
+    f = Cell(S.FILTERED, reason)
+    return _tcp_row(connect, f, f, f, f, f, _BOUNCE_CLOSED)
 
 
-def connect_errno(host: Host, port: int) -> int:
-    """How a connect() to ``host:port`` ends (0: connected)."""
-    reply = tcp_reply(host, port, rules.SYN)
-    if reply is None:
-        return errno.ETIMEDOUT
-    if isinstance(reply, rules.IcmpReply):
-        return CONNECT_ERRNO_OF_ICMP[reply.code]
-    assert isinstance(reply, rules.TcpReply)
-    return 0 if reply.flags & rules.SYN else errno.ECONNREFUSED
+#: situation x technique -> (state, reason), TCP techniques. Columns: connect, syn,
+#: fin/xmas/null, maimon, ack, window, ftp-bounce.
+TCP_TABLE: dict[str, dict[Technique, Cell]] = {
+    DROP: _tcp_row(_NR, _NR, _OF, _OF, _NR, _NR, _BOUNCE_CLOSED),
+    # nft "reject with tcp reset": RST|ACK, window 0
+    Action.TCP_RESET.value: _tcp_row(
+        Cell(S.CLOSED, R.CONN_REFUSED),
+        _RST_CLOSED,
+        _RST_CLOSED,
+        _RST_CLOSED,
+        Cell(S.UNFILTERED, R.RESET),
+        _RST_CLOSED,
+        _BOUNCE_CLOSED,
+    ),  # fmt: skip
+    # ICMP code 3 makes connect() fail with ECONNREFUSED; codes 10 and 13 with EHOSTUNREACH;
+    # code 0 with ENETUNREACH (Linux icmp_err_convert[])
+    Action.PORT_UNREACHABLE.value: _icmp_row(R.PORT_UNREACH, Cell(S.CLOSED, R.CONN_REFUSED)),
+    Action.HOST_PROHIBITED.value: _icmp_row(R.HOST_PROHIBITED, Cell(S.FILTERED, R.HOST_UNREACH)),
+    Action.ADMIN_PROHIBITED.value: _icmp_row(R.ADMIN_PROHIBITED, Cell(S.FILTERED, R.HOST_UNREACH)),
+    Action.NET_UNREACHABLE.value: _icmp_row(R.NET_UNREACH, Cell(S.FILTERED, R.NET_UNREACH)),
+    # a listener: SYN/ACK to SYN; RST (window 0) to anything with ACK; FIN/NULL/Xmas ignored
+    LISTENER: _tcp_row(
+        Cell(S.OPEN, R.SYN_ACK),
+        Cell(S.OPEN, R.SYN_ACK),
+        _OF,
+        _RST_CLOSED,
+        Cell(S.UNFILTERED, R.RESET),
+        _RST_CLOSED,
+        Cell(S.OPEN, R.NO_RESPONSE),
+    ),  # fmt: skip
+    # nothing listening: RST to everything
+    TCP_CLOSED: _tcp_row(
+        Cell(S.CLOSED, R.CONN_REFUSED),
+        _RST_CLOSED,
+        _RST_CLOSED,
+        _RST_CLOSED,
+        Cell(S.UNFILTERED, R.RESET),
+        _RST_CLOSED,
+        _BOUNCE_CLOSED,
+    ),  # fmt: skip
+}
+
+#: situation -> (state, reason) for a UDP probe.
+UDP_TABLE: dict[str, Cell] = {
+    DROP: _OF,
+    Action.PORT_UNREACHABLE.value: Cell(S.CLOSED, R.PORT_UNREACH),
+    Action.HOST_PROHIBITED.value: Cell(S.FILTERED, R.HOST_PROHIBITED),
+    Action.ADMIN_PROHIBITED.value: Cell(S.FILTERED, R.ADMIN_PROHIBITED),
+    Action.NET_UNREACHABLE.value: Cell(S.FILTERED, R.NET_UNREACH),
+    UDP_SERVICE: Cell(S.OPEN, R.UDP_RESPONSE),
+    UDP_SILENT: _OF,
+    UDP_CLOSED: Cell(S.CLOSED, R.PORT_UNREACH),
+}
 
 
-def udp_reply(host: Host, port: int) -> rules.Reply | None:
+def situation(host: Host, technique: Technique, port: int) -> str:
+    """What ``technique``'s probe to ``host:port`` meets: a row of ``TCP_TABLE``/``UDP_TABLE``.
+
+    For ftp-bounce it is what the relay's SYN meets on the target.
+    """
     if host.silent:
-        return None
-    rule = host.rule_for(Proto.UDP, port)
+        return DROP
+    if any(technique in CONNTRACK_DROPS[ct] for ct in host.conntrack):
+        return DROP
+    proto = Proto.UDP if technique is T.UDP else Proto.TCP
+    rule = host.rule_for(proto, port)
     if rule is not None:
-        if rule.action is Action.DROP:
-            return None
-        return rules.IcmpReply(3, ICMP_CODE[rule.action])
-    kind = host.udp_services.get(port)
-    if kind is None:
-        return rules.IcmpReply(3, 3)
-    return None if kind is UdpKind.SILENT else rules.UdpReply()
+        return rule.action.value
+    if proto is Proto.UDP:
+        kind = host.udp_services.get(port)
+        if kind is None:
+            return UDP_CLOSED
+        return UDP_SILENT if kind is UdpKind.SILENT else UDP_SERVICE
+    return LISTENER if port in host.tcp_listeners else TCP_CLOSED
 
 
-def bounce_outcome(target: Host, port: int) -> rules.BounceOutcome:
-    err = connect_errno(target, port)
-    if err == 0:
-        return BOUNCE_OPEN
-    if err == errno.ETIMEDOUT:
-        return BOUNCE_TIMEOUT
-    return BOUNCE_REFUSED
-
-
-def expected(host: Host, technique: Technique, port: int) -> rules.Verdict:
+def expected(host: Host, technique: Technique, port: int) -> Cell:
     """nmap's (state, reason) for one cell (for ftp-bounce: through the spec's relay)."""
-    reply: rules.Reply | None
+    where = situation(host, technique, port)
     if technique is T.UDP:
-        reply = udp_reply(host, port)
-    elif technique is T.CONNECT:
-        reply = rules.ConnectOutcome(connect_errno(host, port))
-    elif technique is T.FTP_BOUNCE:
-        reply = bounce_outcome(host, port)
-    else:
-        reply = tcp_reply(host, port, PROBE_FLAGS[technique])
-    return rules.classify(technique, reply)
+        return UDP_TABLE[where]
+    return TCP_TABLE[where][technique]
+
+
+def bounce_codes(target: Host, port: int) -> tuple[int, ...]:
+    """The relay's reply codes to PORT+LIST at ``target:port`` (see ``BOUNCE_OPEN``...)."""
+    where = situation(target, T.FTP_BOUNCE, port)
+    if where == LISTENER:
+        return BOUNCE_OPEN
+    return BOUNCE_TIMEOUT if where == DROP else BOUNCE_REFUSED
 
 
 def truth_verdicts(
