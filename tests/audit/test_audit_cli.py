@@ -27,7 +27,8 @@ from twinscan.audit.render import (
     json_text,
     text_report,
 )
-from twinscan.cli.audit import audit_options, version_ports
+from twinscan.audit.run import version_ports
+from twinscan.cli.audit import audit_options
 from twinscan.cli.options import ScanOptions
 from twinscan.core.vocab import PortState, Proto
 

@@ -1,6 +1,6 @@
 """``twinscan audit``: is what a host exposes what the policy intends, and if not, what to do.
 
-Pure core (no sockets, processes or nmap here; the CLI's glue in ``twinscan.cli.audit`` scans,
+Pure core (no sockets, processes or nmap here; the glue in ``twinscan.audit.run`` scans,
 asks psutil for owners and runs nmap -sV):
 
 - ``policy``: the policy file (TOML ``[[rule]]`` tables) parsed and validated, errors naming
