@@ -63,10 +63,28 @@ def scan(
     show_closed: Annotated[
         bool, typer.Option("--show-closed", help="list closed ports too")
     ] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="save progress to FILE while scanning (every finished port, at least once a "
+            "second); continue a stopped scan with --resume FILE",
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="continue the scan saved in FILE (--checkpoint) without rescanning finished "
+            "ports; the outputs cover the whole scan",
+        ),
+    ] = None,
 ) -> None:
     """Scan TARGETs like nmap does, with twinscan's native engine (or nmap with --engine nmap).
 
     Without -s it runs a TCP connect scan (-sT), which needs no privileges; without -p, the 1000 most common ports. Lab addresses are scanned through `twinscan lab exec -- twinscan scan ...`.
+
+    With --checkpoint FILE every finished port is saved while scanning; `twinscan scan --resume FILE` continues a stopped (or killed) scan without rescanning them.
 
     Exit status: 0 done, 2 bad input, 3 missing root or nmap, 4 the scan failed, 130 interrupted (what finished is written, marked incomplete).
     """
@@ -82,7 +100,26 @@ def scan(
         xml, normal, grepable = (Path(f"{all_formats}.{ext}") for ext in ("xml", "nmap", "gnmap"))
     outputs = {"--csv": csv, "--json": json, "-oX": xml, "-oN": normal, "-oG": grepable}
     check_output_paths(outputs)
-    request = opts.request(owners=owners)
+    log = None
+    if resume is not None:
+        from twinscan.engines.checkpoint import CheckpointLog
+        from twinscan.request.safety import check_targets
+
+        if opts.targets or opts.input_list or checkpoint is not None:
+            raise UsageError(
+                f"--resume {resume} continues the scan saved there (its targets, ports and "
+                "options, appending to it): give no targets, -iL or --checkpoint"
+            )
+        log = CheckpointLog.resume(resume)
+        request = log.request
+        relay = (request.bounce.host,) if request.bounce else ()
+        check_targets((*request.targets, *relay), allow_external=opts.allow_external)
+    else:
+        request = opts.request(owners=owners)
+        if checkpoint is not None:
+            from twinscan.engines.checkpoint import CheckpointLog
+
+            log = CheckpointLog.create(checkpoint, request, engine.engine)
     tcp_techniques = [t.value for t in request.techniques if t.proto.value == "tcp"]
     for option in ("-oX", "-oN", "-oG"):
         if outputs[option] is not None and len(tcp_techniques) > 1:
@@ -96,7 +133,9 @@ def scan(
     from twinscan.cli.progress_bar import progress_for_terminal
 
     with progress_for_terminal() as progress:
-        result = run_scan(request, engine.engine, progress=progress)
+        result = run_scan(
+            request, log.engine if log else engine.engine, progress=progress, checkpoint=log
+        )
     if owners:
         from twinscan.local.owners import add_owners
 

@@ -17,6 +17,7 @@ from twinscan.engines import interrupt
 
 if TYPE_CHECKING:
     from twinscan.core.schema import ScanResult
+    from twinscan.engines.checkpoint import CheckpointLog
     from twinscan.request.model import ScanRequest
 
 Runner = Callable[..., "ScanResult"]
@@ -41,15 +42,27 @@ def runner(engine: Engine, technique: Technique) -> Runner:
 
 
 def run_scan(
-    request: ScanRequest, engine: Engine, *, progress: Progress | None = None
+    request: ScanRequest,
+    engine: Engine,
+    *,
+    progress: Progress | None = None,
+    checkpoint: CheckpointLog | None = None,
 ) -> ScanResult:
     """Run every technique of ``request`` through ``engine``, one after the other.
 
     Ctrl-C (SIGINT) or SIGTERM stops the scan: the technique that was running returns the
     verdicts it has, no further technique starts, and the result is marked incomplete (a
     technique stopped before it had any verdict contributes none).
+
+    With ``checkpoint`` every verdict is appended to that log as it becomes final, and a
+    resumed log's finished cells are not scanned again (``engines.checkpoint``).
     """
     from twinscan.core.schema import combine
+
+    if checkpoint is not None:
+        from twinscan.engines.checkpoint import run_checkpointed
+
+        return run_checkpointed(request, engine, checkpoint, progress or NoProgress())
 
     interrupt.clear()
     results: list[ScanResult] = []

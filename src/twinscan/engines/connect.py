@@ -16,6 +16,7 @@ import datetime as dt
 import errno
 import functools
 import ipaddress
+import itertools
 import os
 import random
 import resource
@@ -32,11 +33,11 @@ from twinscan.core.rules import UnexpectedConnectError
 from twinscan.core.schema import ScanResult
 from twinscan.core.timing import Timing
 from twinscan.core.vocab import Technique
-from twinscan.engines import interrupt
+from twinscan.engines import interrupt, stream
 from twinscan.protocol.connect_plan import ConnectPlan, ProbeKey
 from twinscan.request.model import ScanRequest
 
-from .native_result import Row, build_result, row
+from .native_result import Row, build_result, row, rows_columns
 
 _LINGER_RST = struct.pack("ii", 1, 0)
 #: the C socket type: ``socket.socket`` adds a Python-level ``__init__``/``close`` per socket,
@@ -172,11 +173,41 @@ def scan_shard(
     """One process's share: plan and run it; a Ctrl-C ends it early with what is known."""
     plan = ConnectPlan(keys, timing, start=clock(), max_sockets=max_sockets)
     incomplete = False
+    emitter = _OutcomeStream(plan, clock)
     try:
-        run_plan(plan, clock=clock, progress=progress)
+        run_plan(plan, clock=clock, progress=progress, emitter=emitter)
     except KeyboardInterrupt:
         incomplete = True
+    if emitter.on:  # streamed: every verdict has left through ``stream.emit``
+        emitter.flush()
+        return [], incomplete
     return [row(h, p, o.verdict, o.rtt_ms) for (h, p), o in plan.outcomes.items()], incomplete
+
+
+class _OutcomeStream:
+    """Emits a plan's outcomes as they arrive (``stream.emit``, at most every
+    ``stream.EMIT_INTERVAL_S``), when the scan streams its verdicts."""
+
+    def __init__(self, plan: ConnectPlan, clock: Callable[[], float]) -> None:
+        self.plan = plan
+        self.clock = clock
+        self.on = stream.active()
+        self.sent = 0
+        self.last = clock()
+
+    def poll(self) -> None:
+        if self.on and self.clock() - self.last >= stream.EMIT_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = self.clock()
+        outcomes = self.plan.outcomes  # insertion order: each key is added once, when final
+        if len(outcomes) == self.sent:
+            return
+        new = list(itertools.islice(outcomes.items(), self.sent, None))
+        rows = [row(h, p, o.verdict, o.rtt_ms) for (h, p), o in new]
+        stream.emit(rows_columns(Technique.CONNECT, rows))  # then count them (a repeat is harmless)
+        self.sent += len(new)
 
 
 def _prefetch() -> None:
@@ -192,7 +223,13 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
 
 
-def run_plan(plan: ConnectPlan, *, clock: Callable[[], float], progress: Progress) -> None:
+def run_plan(
+    plan: ConnectPlan,
+    *,
+    clock: Callable[[], float],
+    progress: Progress,
+    emitter: _OutcomeStream | None = None,
+) -> None:
     """Drive ``plan`` to completion with real sockets. Every socket is closed on the way out."""
     poller = _Poller()
     by_fd: dict[int, tuple[ProbeKey, _socket.socket]] = {}
@@ -275,6 +312,8 @@ def run_plan(plan: ConnectPlan, *, clock: Callable[[], float], progress: Progres
                 sock.close()
             progress.advance(len(plan.outcomes) - reported)  # 0 is a heartbeat
             reported = len(plan.outcomes)
+            if emitter is not None:
+                emitter.poll()
         progress.advance(len(plan.outcomes) - reported)
     finally:
         for _key, sock in by_fd.values():

@@ -8,6 +8,9 @@ meanwhile (``meanwhile``: e.g. load the service names for the report), and colle
 shard order. A worker that goes quiet for ``stall_timeout_s`` is killed (by its own pid) and the
 scan fails; every worker is reaped before this returns.
 
+Verdicts a worker emits while it runs (``twinscan.engines.stream``, when the parent streams)
+travel the same pipe and are emitted again in the parent as they arrive.
+
 Stopping early (``twinscan.engines.interrupt``): while the workers run, SIGINT and SIGTERM never raise
 in the parent; it passes a stop on to every live worker (a signal sent to the parent alone, as
 ``kill`` or ``timeout`` may do) and keeps collecting. A worker defers them too, whether they
@@ -30,13 +33,13 @@ from typing import Generic, TypeVar
 
 from twinscan.core.errors import ScanFailed, TwinscanError
 from twinscan.core.progress import Progress
-from twinscan.engines import interrupt
+from twinscan.engines import interrupt, stream
 
 P = TypeVar("P")
 R = TypeVar("R")
 
 _HEADER = struct.Struct("!cI")
-_PROGRESS, _RESULT, _ERROR = b"P", b"R", b"E"
+_PROGRESS, _RESULT, _ERROR, _VERDICTS = b"P", b"R", b"E", b"V"
 #: a worker sends progress at most this often (and at least this often while busy).
 _FLUSH_S = 0.05
 #: how long workers get to send back what they have once told to stop.
@@ -116,6 +119,8 @@ class _Inbox(Generic[R]):
                 (count,) = struct.unpack("!I", payload)
                 if count:
                     progress.advance(count)
+            elif kind == _VERDICTS:
+                stream.emit(pickle.loads(payload))
             elif kind == _RESULT:
                 self.result = pickle.loads(payload)
                 self.has_result = True
@@ -168,6 +173,9 @@ def _child(part: P, work: Callable[[P, Progress], R], fd: int) -> None:  # pragm
     code = 0
     try:
         interrupt.enter_worker()
+        stream.set_worker_sink(
+            lambda cols: _send(fd, _VERDICTS, pickle.dumps(cols, protocol=pickle.HIGHEST_PROTOCOL))
+        )
         pipe_progress = PipeProgress(fd)
         result = work(part, pipe_progress)
         pipe_progress.flush()

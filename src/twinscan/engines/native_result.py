@@ -26,20 +26,14 @@ def row(host: str, port: int, verdict: Verdict, rtt_ms: float | None) -> Row:
     return (host, port, verdict.state.value, verdict.reason.value, rtt_ms)
 
 
-def build_result(
-    request: ScanRequest,
-    technique: Technique,
-    rows: Iterable[Row],
-    *,
-    started: dt.datetime,
-    incomplete: bool = False,
-) -> ScanResult:
+def rows_columns(technique: Technique, rows: Iterable[Row]) -> ResultColumns:
+    """``rows`` as ``ResultColumns`` sorted by (host address, port)."""
     rows = list(rows)
     rank = {h: i for i, h in enumerate(sorted({r[0] for r in rows}, key=host_sort_key))}
     ordered = sorted(rows, key=lambda r: (rank[r[0]], r[1]))
     state_codes = {s.value: category_code("state", s.value) for s in PortState}
     reason_codes = {r.value: category_code("reason", r.value) for r in Reason}
-    columns = ResultColumns(
+    return ResultColumns(
         engine=Engine.NATIVE,
         technique=technique,
         proto=technique.proto,
@@ -49,6 +43,17 @@ def build_result(
         reason=[reason_codes[r[3]] for r in ordered],
         rtt_ms=[r[4] for r in ordered],
     )
+
+
+def build_result(
+    request: ScanRequest,
+    technique: Technique,
+    rows: Iterable[Row],
+    *,
+    started: dt.datetime,
+    incomplete: bool = False,
+) -> ScanResult:
+    columns = rows_columns(technique, rows)
     meta = ScanMeta(
         engine=Engine.NATIVE,
         start=started,

@@ -36,7 +36,7 @@ from twinscan.core.errors import EnvironmentProblem, ScanFailed, UsageError
 from twinscan.core.progress import NoProgress, Progress
 from twinscan.core.schema import ResultColumns, merge_columns
 from twinscan.core.vocab import Engine, Technique
-from twinscan.engines import interrupt
+from twinscan.engines import interrupt, stream
 from twinscan.engines.bpf import (
     attach,
     bpf_dport_filter,
@@ -243,7 +243,7 @@ def _scan_columns(
     shards = shard_count(request, technique)
     if not shards:
         session, incomplete = run(request, technique, progress=progress)
-        return session.columns(), incomplete
+        return stream.columns_left(session), incomplete
     from twinscan.engines.connect import shard_timing
     from twinscan.engines.forked import run_forked
 
@@ -258,7 +258,7 @@ def _scan_columns(
 
     def work(part: ScanRequest, worker_progress: Progress) -> tuple[ResultColumns, bool]:
         session, incomplete = run(part, technique, progress=worker_progress)
-        return session.columns(), incomplete
+        return stream.columns_left(session), incomplete
 
     progress.start(f"{technique.value} scan", probes)
     try:
@@ -357,6 +357,7 @@ def run(
     target_index = {t: i for i, t in enumerate(request.targets)}
     progress.start(f"{technique.value} scan", len(session.probes))
     reported = 0
+    drain = stream.ProbeDrain(session, clock)  # verdicts leave as they become final
     guard = clock() + _worst_case_s(request, len(session.probes))
     try:
         while not session.done:
@@ -380,6 +381,7 @@ def run(
             session.expire(clock())
             progress.advance(session.finished - reported)  # 0 is a heartbeat
             reported = session.finished
+            drain.poll()
             if session.done:
                 break
             now = clock()
@@ -391,6 +393,7 @@ def run(
         return session, True
     finally:
         net.close()
+        drain.flush()
         progress.finish()
     return session, False
 

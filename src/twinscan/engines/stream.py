@@ -1,0 +1,105 @@
+"""Verdicts leaving an engine as they become final (the hook checkpoints and streaming use).
+
+An engine loop calls ``emit(columns)`` with verdicts that will not change any more; whoever
+runs the scan installs a sink with ``streaming(sink)`` (the checkpoint log, a spool, ...). In a
+forked worker the sink is the pipe to the parent (``engines.forked``), which re-emits there.
+Without a sink, ``emit`` does nothing and engines return every verdict at the end as before.
+
+An engine that streams returns only the verdicts it has not emitted (``columns_left``), so a
+scan's verdicts are never held twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from twinscan.core.schema import ResultColumns
+    from twinscan.core.vocab import Technique
+
+Sink = Callable[["ResultColumns"], None]
+
+#: how often an engine loop hands over what became final (the checkpoint's "last second").
+EMIT_INTERVAL_S = 0.25
+
+_sink: Sink | None = None
+
+
+def active() -> bool:
+    """Whether verdicts are being streamed (engines then emit and return the rest only)."""
+    return _sink is not None
+
+
+def emit(columns: ResultColumns) -> None:
+    if _sink is not None and len(columns):
+        _sink(columns)
+
+
+@contextlib.contextmanager
+def streaming(sink: Sink | None) -> Iterator[None]:
+    """For the duration, ``emit`` hands verdicts to ``sink`` (None: nobody listens)."""
+    global _sink
+    saved, _sink = _sink, sink
+    try:
+        yield
+    finally:
+        _sink = saved
+
+
+def set_worker_sink(sink: Sink | None) -> None:
+    """In a freshly forked worker: verdicts go to ``sink`` (the pipe) when the parent streams."""
+    global _sink
+    if _sink is not None:
+        _sink = sink
+
+
+def empty_columns(technique: Technique) -> ResultColumns:
+    from twinscan.core.schema import ResultColumns
+    from twinscan.core.vocab import Engine
+
+    return ResultColumns(Engine.NATIVE, technique, technique.proto, [], [], [], [])
+
+
+class ProbeDrain:
+    """Emits a raw ``ScanSession``'s probes as they become final (at most every
+    ``EMIT_INTERVAL_S``; ``flush`` emits the rest that are final). Does nothing unless
+    streaming."""
+
+    def __init__(self, session: Any, clock: Callable[[], float] = time.monotonic) -> None:
+        self._session = session
+        self._clock = clock
+        self._on = active()
+        self._pending: list[Any] = list(session.probes) if self._on else []
+        self._last = clock()
+
+    def poll(self) -> None:
+        if self._on and self._clock() - self._last >= EMIT_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._on:
+            return
+        self._last = self._clock()
+        final = [p for p in self._pending if p.final]
+        if not final:
+            return
+        emit(_probe_columns(self._session, final))  # then forget them (a repeat is harmless)
+        self._pending = [p for p in self._pending if not p.final]
+
+
+def _probe_columns(session: Any, probes: Sequence[Any]) -> ResultColumns:
+    from twinscan.protocol.session_columns import probe_columns
+
+    return probe_columns(probes, [h.address for h in session.hosts], session.technique)
+
+
+def columns_left(session: Any) -> ResultColumns:
+    """What a raw session returns at the end: every verdict, or, when streaming, none (the
+    ``ProbeDrain`` emitted them)."""
+    if active():
+        return empty_columns(session.technique)
+    cols: ResultColumns = session.columns()
+    return cols
