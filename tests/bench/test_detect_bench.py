@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from twinscan.bench import detect_matrix as dm
+from twinscan.bench.pcap_retime import retime, scanner_probes
 from twinscan.detect.capture import pcap_header, pcap_record, read_capture
 
 SCANNER, TARGET = "198.18.4.1", "198.18.4.11"
@@ -62,14 +63,14 @@ def test_plan_names_are_unique_and_retimed_rows_have_real_sources() -> None:
 
 def test_retime_moves_probes_to_the_schedule_and_keeps_replies_with_them() -> None:
     data = _scan_capture(10)
-    out = dm.retime(data, int(ipaddress.IPv4Address(SCANNER)), 15.0)
+    out = retime(data, int(ipaddress.IPv4Address(SCANNER)), 15.0)
     fr = read_capture(out)
     ts = fr.ts.tolist()
     assert len(ts) == 20
     probes, replies = ts[0::2], ts[1::2]
     assert probes == pytest.approx([1000.0 + 15.0 * k for k in range(10)])
     assert [r - p for p, r in zip(probes, replies, strict=True)] == pytest.approx([0.0002] * 10)
-    n, first, last = dm.scanner_probes(out, int(ipaddress.IPv4Address(SCANNER)))
+    n, first, last = scanner_probes(out, int(ipaddress.IPv4Address(SCANNER)))
     assert (n, first, last) == (10, pytest.approx(1000.0), pytest.approx(1135.0))
 
 
@@ -78,7 +79,7 @@ def test_retimed_slow_scan_evades_scanlogd_but_not_sfportscan_low() -> None:
     scan = dm.Scan("x", "nmap", "syn", "-T4", "random", "vertical", ("nmap",))
     fast = {r["detector"]: r for r in dm.detect_rows(scan, data, SCANNER, "real")}
     assert fast["scanlogd"]["detected"] == "yes" and fast["sfportscan-low"]["detected"] == "yes"
-    slow_data = dm.retime(data, int(ipaddress.IPv4Address(SCANNER)), 15.0)
+    slow_data = retime(data, int(ipaddress.IPv4Address(SCANNER)), 15.0)
     slow = {r["detector"]: r for r in dm.detect_rows(scan, slow_data, SCANNER, "re-timed")}
     assert slow["scanlogd"]["detected"] == "no"  # 15 s between ports: over its 3 s gap
     assert slow["sfportscan-low"]["detected"] == "yes"  # 5 refusals within its 60 s window

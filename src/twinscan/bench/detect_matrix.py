@@ -13,8 +13,11 @@ made by *re-timing* a real capture (``retime``): every probe conversation keeps 
 and their spacing, and its start moves to the pace's schedule (probe k at k x delay). Such
 rows say so (``capture`` = ``re-timed from ...``); the real scanlogd cannot see them.
 
-``plan`` is pure (the scans from a spec); ``retime`` and ``summarize`` are pure over bytes and
-rows; ``run_matrix`` starts processes (tcpdump, scanlogd, the scanners) and always stops them.
+``plan`` is pure (the scans from a spec); ``retime`` (``bench.pcap_retime``) and ``render`` are
+pure over bytes and rows; ``run_matrix`` starts processes (tcpdump, the real scanlogd of
+``bench.real_scanlogd``, the scanners) and always stops them. About 500 lines: the plan, the
+run and the table of one matrix share its columns, detectors and row shape, so they stay
+together; the pure re-timing and the real scanlogd have their own modules.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ import datetime as dt
 import os
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from twinscan.bench.pcap_retime import retime, scanner_probes
+from twinscan.bench.real_scanlogd import real_scanlogd
 from twinscan.core.errors import EnvironmentProblem
 
 Log = Callable[[str], None]
@@ -187,91 +190,6 @@ def plan(vertical: str, horizontal: Sequence[str], *, quick: bool = False) -> li
     return scans
 
 
-# --- pcap re-timing (pure) ----------------------------------------------------------------------
-
-
-def _ip_at(linktype: int, frame: bytes) -> int | None:
-    """Offset of the IPv4 header in ``frame`` (Ethernet or raw IP), or None."""
-    if linktype == 1:
-        if len(frame) >= 34 and frame[12:14] == b"\x08\x00":
-            return 14
-        return None
-    if linktype in (101, 228, 12, 14) and frame[:1] and frame[0] >> 4 == 4:
-        return 0
-    return None
-
-
-def _flow(frame: bytes, at: int) -> tuple[int, int, tuple[Any, ...]] | None:
-    """(source, destination, direction-free conversation key) of an IPv4 frame."""
-    if len(frame) < at + 20:
-        return None
-    ihl = (frame[at] & 0x0F) * 4
-    proto = frame[at + 9]
-    src, dst = struct.unpack_from("!II", frame, at + 12)
-    sport = dport = 0
-    if proto in (6, 17) and len(frame) >= at + ihl + 4:
-        sport, dport = struct.unpack_from("!HH", frame, at + ihl)
-    a, b = (src, sport), (dst, dport)
-    return src, dst, (proto, min(a, b), max(a, b))
-
-
-def _frames(data: bytes) -> tuple[int, list[tuple[float, bytes]]]:
-    from twinscan.detect.capture import read_capture
-
-    fr = read_capture(data)
-    buf = fr.buf.tobytes()
-    out = [
-        (float(t), buf[o : o + n])
-        for t, o, n in zip(fr.ts.tolist(), fr.offset.tolist(), fr.caplen.tolist(), strict=True)
-    ]
-    linktype = int(fr.linktype[0]) if len(fr) else 1
-    return linktype, out
-
-
-def scanner_probes(data: bytes, scanner: int) -> tuple[int, float | None, float | None]:
-    """Conversations the scanner started in a capture: (count, first probe, last probe)."""
-    linktype, frames = _frames(data)
-    seen: set[tuple[Any, ...]] = set()
-    first = last = None
-    for t, frame in frames:
-        at = _ip_at(linktype, frame)
-        f = _flow(frame, at) if at is not None else None
-        if f is None or f[0] != scanner or f[2] in seen:
-            continue
-        seen.add(f[2])
-        first = t if first is None else first
-        last = t
-    return len(seen), first, last
-
-
-def retime(data: bytes, scanner: int, delay: float) -> bytes:
-    """The capture with probe k of ``scanner`` starting k x ``delay`` after the first one.
-
-    Every packet of a conversation moves with its probe (replies and retransmissions keep
-    their spacing); packets of no scanner conversation move with the last probe before them.
-    """
-    from twinscan.detect.capture import pcap_header, pcap_record
-
-    linktype, frames = _frames(data)
-    shift: dict[tuple[Any, ...], float] = {}
-    t0: float | None = None
-    current = 0.0
-    out: list[tuple[float, bytes]] = []
-    for t, frame in frames:
-        at = _ip_at(linktype, frame)
-        f = _flow(frame, at) if at is not None else None
-        if f is not None and f[2] in shift:
-            out.append((t + shift[f[2]], frame))
-            continue
-        if f is not None and f[0] == scanner:
-            t0 = t if t0 is None else t0
-            current = t0 + len(shift) * delay - t
-            shift[f[2]] = current
-        out.append((t + current, frame))
-    out.sort(key=lambda r: r[0])
-    return pcap_header(linktype) + b"".join(pcap_record(t, fr) for t, fr in out)
-
-
 # --- detection per capture ------------------------------------------------------------------------
 
 
@@ -311,88 +229,6 @@ def _base(scan: Scan, capture: str, probes: int, seconds: float) -> dict[str, An
 
 
 # --- the real scanlogd -------------------------------------------------------------------------
-
-
-class RealScanlogd:
-    """scanlogd in namespace ``ns``, logging to a datagram socket of ours; a thread stamps
-    each syslog line with the time it arrived."""
-
-    def __init__(self, ns: str, sock: socket.socket) -> None:
-        import threading
-
-        self.ns = ns
-        self.sock = sock
-        self._got: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._listen, daemon=True)
-        self._thread.start()
-
-    def _listen(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                msg = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._got.append((time.time(), msg.decode(errors="replace")))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def messages(self) -> list[tuple[float, str]]:
-        return list(self._got)
-
-
-def _ns_pids(ns: str, comm: str) -> list[int]:
-    proc = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10)
-    pids = []
-    for word in proc.stdout.split():
-        with contextlib.suppress(OSError, ValueError):
-            if Path(f"/proc/{int(word)}/comm").read_text().strip() == comm:
-                pids.append(int(word))
-    return pids
-
-
-@contextlib.contextmanager
-def real_scanlogd(ns: str) -> Iterator[RealScanlogd | None]:
-    """The Debian scanlogd in ``ns`` for the block (None when it is not installed).
-
-    It daemonizes and logs through syslog(3) to ``/dev/log``: it starts in a private mount
-    namespace where ``/dev`` is a fresh tmpfs holding ``null`` and a bind mount of our socket
-    as ``log`` (and ``/run`` one holding its empty chroot directory), so nothing of the host
-    is touched. Its PID is found among the namespace's processes and killed by that PID.
-    """
-    exe = shutil.which("scanlogd")
-    if exe is None:
-        yield None
-        return
-    directory = Path(tempfile.mkdtemp(prefix="twinscan-scanlogd-"))
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = directory / "log"
-    sock.bind(str(path))
-    os.chmod(path, 0o666)
-    script = (
-        "set -e; mount --make-rprivate /; mount -t tmpfs tmpfs /dev; mknod -m 666 /dev/null c 1 3;"
-        f" touch /dev/log; mount --bind {path} /dev/log; mount -t tmpfs tmpfs /run;"
-        f" mkdir -p /run/scanlogd/empty; exec {exe}"
-    )
-    before = set(_ns_pids(ns, "scanlogd"))
-    handle = RealScanlogd(ns, sock)
-    try:
-        subprocess.run(["ip", "netns", "exec", ns, "unshare", "--mount", "sh", "-c", script],
-                       capture_output=True, text=True, timeout=15, check=True)  # fmt: skip
-        time.sleep(0.3)
-        yield handle
-    finally:
-        for pid in set(_ns_pids(ns, "scanlogd")) - before:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
-        handle.stop()
-        sock.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def scanlogd_row(
