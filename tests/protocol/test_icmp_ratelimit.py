@@ -99,3 +99,101 @@ def test_ready_at_is_when_take_succeeds(now: float, tokens: float) -> None:
     t = b.ready_at(now)
     assert t >= now
     assert b.take(t + 1e-6)
+
+
+# -- estimating the bucket (burst and interval come from the scan, not from constants)
+
+
+def test_the_burst_is_the_opening_run() -> None:
+    b = IcmpBucket()
+    for seq in range(10):
+        b.on_unreachable(seq, seq * 0.001)
+    for seq in range(10, 10 + LIMIT_EVIDENCE):
+        b.on_silence(seq, 0.1, seq * 0.001)
+    assert b.limited and b.burst == 10
+
+
+def test_refills_before_the_limit_give_the_first_interval() -> None:
+    b = IcmpBucket()
+    for seq in range(6):
+        b.on_unreachable(seq, 0.0)
+    b.on_silence(6, 0.05, 0.001)  # the bucket ran dry at 0.001
+    b.on_unreachable(7, 0.251)  # one token refilled 0.25 s later
+    b.on_unreachable(8, 0.501)
+    for seq in range(9, 9 + LIMIT_EVIDENCE):
+        b.on_silence(seq, 0.6, 0.55)
+    assert b.limited and b.interval == pytest.approx(0.25)
+
+
+def test_a_confirmed_silence_is_a_lower_bound_and_answers_speed_up() -> None:
+    b = IcmpBucket()
+    b.limit(0.0)
+    b.interval = 1.0
+    b.on_unreachable(1, 1.0, paced=True)
+    assert b.interval == pytest.approx(0.5)  # searching: halve per answered paced probe
+    assert b.gap(1.5) == pytest.approx(0.5)
+    b.on_confirmed_silence(0.5)  # that probe's port answered a later try: the bucket was dry
+    assert b.lo == 0.5 and b.interval >= 0.5 * 1.3
+    for seq in range(2, 40):
+        b.on_unreachable(seq, 1.0 + seq, paced=True)
+    assert b.interval >= b.floor() > b.lo  # never below the proven bound
+
+
+@settings(max_examples=200)
+@given(
+    gaps=st.lists(st.floats(0.001, 5.0), max_size=30),
+    answers=st.integers(0, 60),
+)
+def test_the_pace_never_undercuts_a_proven_bound(gaps: list[float], answers: int) -> None:
+    b = IcmpBucket()
+    b.limit(0.0)
+    for g in gaps:
+        b.on_confirmed_silence(g)
+    for seq in range(answers):
+        b.on_unreachable(seq, float(seq), paced=True)
+    assert b.interval >= b.lo
+    if gaps:
+        assert b.lo == pytest.approx(max(gaps))
+
+
+def test_give_back_waits_for_a_settled_pace() -> None:
+    b = IcmpBucket()
+    b.limit(0.0)
+    b.on_confirmed_silence(0.2)
+    assert not b.give_back()  # the pace just changed for a silence: maybe the bucket's
+    for seq in range(5):
+        b.on_unreachable(seq, float(seq), paced=True)
+    assert b.give_back()
+    assert not b.give_back()  # at most one per answer
+
+
+# -- the lab: real kernels with several net.ipv4.icmp_ratelimit values
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_exact_udp_verdicts_across_icmp_ratelimit_settings() -> None:
+    """Hosts whose ICMP bucket refills every 100 ms and every 1.5 s (Linux's default is 1 s):
+    every closed port comes out closed/port-unreach. (Times: benchmarks/bench_icmp_ratelimit.py.)"""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from conftest import lab_unavailable
+
+    reason = lab_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from benchmarks.bench_icmp_ratelimit import ratelimit_lab
+
+    from twinscan.request.ports import parse_port_list
+
+    limits = (100, 1500)
+    spec = {100: "40000-40029", 1500: "40000-40011"}
+    with ratelimit_lab(limits) as lab, tempfile.TemporaryDirectory() as tmp:
+        for ms in limits:
+            out = Path(tmp) / f"r{ms}.csv"
+            lab.scan_udp(ms, spec[ms], out)
+            ports = parse_port_list(spec[ms])
+            assert lab.accuracy(ms, ports, out) == (len(ports), len(ports))

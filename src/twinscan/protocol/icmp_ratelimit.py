@@ -212,10 +212,11 @@ class IcmpBucket:
         self.refill(now)
         return now if self.tokens >= 1 else now + (1 - self.tokens) * self.interval
 
-    def canary_time(self, last_send: float) -> float:
-        """When a re-probe finds at least one token, even in a bucket that was empty."""
+    def canary_time(self, last_send: float, intervals: float = 1.0) -> float:
+        """When a re-probe finds at least one token, even in a bucket that was empty (if its
+        interval is at most ``intervals`` times the estimate)."""
         interval = self.interval if self.limited else self.refill_estimate() or self.interval
-        return last_send + interval + ICMP_MARGIN_S
+        return last_send + intervals * interval + ICMP_MARGIN_S
 
 
 def hold(srtt: float | None, rttvar: float) -> float:

@@ -63,6 +63,11 @@ __all__ = ["CANARIES", "HostStats", "Probe", "ScanSession"]
 #: Ports re-probed together after a quiet interval: the one token the bucket has by then goes to
 #: the first closed one among them (a single canary could pick a port that never answers).
 CANARIES = 3
+#: Canary rounds for a host that did send port-unreachables (then went quiet), each waiting
+#: twice as long as the one before. One: more rounds would find a bucket that was dry when
+#: the scan began *and* refills slower than the guess, but a lossy host's exhausted ports
+#: would then look like a limit (tests/protocol/test_session.py, loss 20%).
+CANARY_ROUNDS = 1
 #: The chance we accept that a responsive port is called silent because every try was lost.
 FALSE_SILENCE = 1e-4
 #: How many recent tries and answers the congestion signal looks at.
@@ -106,6 +111,9 @@ class HostStats:
     icmp: IcmpBucket = dataclasses.field(default_factory=IcmpBucket)
     #: the ports re-probed after a quiet second, to find a bucket that silence alone can't show
     canary_ports: set[int] | None = None
+    #: canary rounds so far (a host that sent port-unreachables gets CANARY_ROUNDS, each
+    #: waiting twice as long: its bucket may refill more slowly than Linux's default)
+    canary_rounds: int = 0
     #: tries every port already spent before the limit was found late; they don't count
     bonus_tries: int = 0
 
@@ -472,6 +480,7 @@ class ScanSession:
                 probe.gap, probe.gap_try = gap, probe.tries
             if host.icmp.on_silence(probe.seq, now, probe.sent_at):
                 self._any_limited = True
+                self._fresh_tries(probe.host)
         if not host.icmp.limited:
             self._loss(probe, now)
         if probe.tries < max(self.allowed_tries(host), self._pp.get(probe.port, 1)):
@@ -498,9 +507,14 @@ class ScanSession:
         """A canary drew a port-unreachable after a quiet second, where every earlier probe
         had drawn none: the host's ICMP bucket was empty when the scan began (another scan
         drained it). Pace to the bucket from here and give the silent ports fresh tries."""
-        host = self.hosts[hi]
-        host.icmp.limit(now)
+        self.hosts[hi].icmp.limit(now)
         self._any_limited = True
+        self._fresh_tries(hi)
+
+    def _fresh_tries(self, hi: int) -> None:
+        """Host ``hi`` turned out rate-limited: the tries its ports spent so far met a dry
+        bucket, so they don't count (the exhausted ones go back in the queue)."""
+        host = self.hosts[hi]
         host.bonus_tries = max(p.tries for p in self._index[hi].values())
         keep: list[Probe] = []
         for probe in self._exhausted:
@@ -523,13 +537,18 @@ class ScanSession:
             host = self.hosts[probe.host]
             if host.icmp.limited or probe.verdict is not None:
                 continue
-            if host.canary_ports is None:
+            if probe.host not in opened:
+                rounds = CANARY_ROUNDS if host.icmp.seen else 1
+                if host.canary_rounds >= rounds:
+                    continue
                 host.canary_ports = set()  # one round per host, queued in this call
+                host.canary_rounds += 1
                 opened.add(probe.host)
-            elif probe.host not in opened or len(host.canary_ports) >= CANARIES:
+            elif host.canary_ports is None or len(host.canary_ports) >= CANARIES:
                 continue
             host.canary_ports.add(probe.port)
-            probe.not_before = host.icmp.canary_time(host.last_send)
+            wait = 2 ** (host.canary_rounds - 1)
+            probe.not_before = host.icmp.canary_time(host.last_send, wait)
             self._retry.append(self._exhausted.pop(i))
             queued = True
         return queued
