@@ -177,13 +177,10 @@ class IanaRange(StrEnum):
 
     @classmethod
     def of(cls, port: int) -> IanaRange:
+        """The range of one port, from the same bounds ``schema.iana_codes`` uses for columns."""
         if not 0 <= port <= 65535:
             raise ValueError(f"port {port} out of range 0-65535")
-        if port <= 1023:
-            return cls.WELL_KNOWN
-        if port <= 49151:
-            return cls.REGISTERED
-        return cls.DYNAMIC
+        return next(r for r in cls if port <= r.bounds[1])
 
 
 _IANA_BOUNDS: dict[IanaRange, tuple[int, int]] = {
