@@ -156,15 +156,23 @@ def test_the_pace_never_undercuts_a_proven_bound(gaps: list[float], answers: int
         assert b.lo == pytest.approx(max(gaps))
 
 
-def test_give_back_waits_for_a_settled_pace() -> None:
+def test_give_back_needs_a_silence_as_late_as_the_answers() -> None:
+    """A silent paced probe gives its token back only when it went at least as long after the
+    latest answer as the recent answered probes did (a closed port would have answered);
+    once per answer, unless twice that long."""
     b = IcmpBucket()
     b.limit(0.0)
-    b.on_confirmed_silence(0.2)
-    assert not b.give_back()  # the pace just changed for a silence: maybe the bucket's
-    for seq in range(5):
-        b.on_unreachable(seq, float(seq), paced=True)
-    assert b.give_back()
-    assert not b.give_back()  # at most one per answer
+    b.interval = 1.0
+    assert not b.give_back(5.0)  # no answered paced probes yet: the pace is a guess
+    b.on_unreachable(0, 0.0)
+    b.on_unreachable(1, 1.0, paced=True)
+    b.on_unreachable(2, 2.0, paced=True)  # each answered 1.0 s after the one before
+    assert not b.give_back(0.5)  # sooner than the answers: maybe the bucket's
+    assert not b.give_back(None)
+    assert b.give_back(1.0)
+    assert not b.give_back(1.5)  # once per answer...
+    assert b.give_back(2.0)  # ...unless twice as long
+    assert b.tokens <= b.burst
 
 
 # -- the lab: real kernels with several net.ipv4.icmp_ratelimit values

@@ -36,9 +36,11 @@ burst and the refill interval are estimated from what the scan observes.
 * pacing: while ``limited``, a probe may go only when it can ``take`` a token; a token arrives
   every ``interval``, the bucket holds ``burst``. A probe that stays silent for ``hold``
   seconds is given its token back (``give_back``: the port looks open|filtered, the host did
-  not spend it) only once the pace has been answered ``SETTLED`` times since it last changed
-  for a silence, and at most once per answer -- while the interval is still uncertain, a
-  silence may be the bucket's and handing the token back would flood it with silent probes;
+  not spend it) only when it went at least as long after the latest answered probe as each
+  of the ``SETTLED`` latest answered paced probes did (a closed port would have been
+  answered), and once per answer unless twice that long -- a silence sooner may be the
+  bucket's, and handing the token back would flood a dry bucket with silent probes. The
+  session spares such a port the try (``raw_session.SPARED_MAX``);
 * canaries: silence alone cannot show a bucket that was already empty when the scan began (a
   scan before drained it); the session re-probes a few silent ports once the host has been
   quiet for a full interval (``canary_time``) and calls ``limit`` when one of them answers.
@@ -68,11 +70,11 @@ LO_MARGIN = 0.05
 SEARCH_SPEEDUP = 0.5
 SPEEDUP = 0.85
 BACKOFF = 1.3
+#: Answered paced probes whose timing a silence must match before it gives its token back.
+SETTLED = 2
 #: The shortest and longest interval the estimate may take.
 INTERVAL_MIN_S = 0.002
 INTERVAL_MAX_S = 30.0
-#: Answered paced probes at one pace before silences are taken for open|filtered ports.
-SETTLED = 2
 #: How long a rate-limited probe holds its modelled token before a silence gives it back.
 ICMP_HOLD_MIN_S = 0.02
 #: Consecutive silences of probes sent after the latest answered one that mean a dry bucket.
@@ -96,13 +98,14 @@ class IcmpBucket:
     #: sent after it have gone silent since
     answered_seq: int = -1
     evidence: int = 0
+    #: how long after the answered probe before it each of the latest SETTLED answered paced
+    #: probes went; may a silence give its token back (once per answer)
+    answered_gaps: list[float] = dataclasses.field(default_factory=list)
+    may_give_back: bool = True
     #: proven lower bound on the interval (a confirmed too-early silence), 0: none yet
     lo: float = 0.0
     #: too-early silences confirmed so far (0: still searching downwards)
     confirmed: int = 0
-    #: answered paced probes since the pace last went up; may a silence give its token back
-    settled: int = 0
-    may_give_back: bool = True
     #: seq of the first silent probe (after an answer) and when it was sent
     first_silent_seq: int = -1
     first_silent_at: float = math.nan
@@ -121,13 +124,17 @@ class IcmpBucket:
         self.evidence = 0
         if len(self.answered_seqs) < BURST_MAX + 1:
             self.answered_seqs.append(seq)
+        own_gap = None if math.isnan(sent_at) else self.gap(sent_at)
         if not math.isnan(sent_at):
             bisect.insort(self.answered_at, sent_at)
             if len(self.answered_at) > _ANSWERS_KEPT:
                 del self.answered_at[0]
         if paced and self.limited:
-            self.settled += 1
             self.may_give_back = True
+            if own_gap is not None:
+                self.answered_gaps = [*self.answered_gaps[-(SETTLED - 1) :], own_gap]
+            if own_gap is not None and own_gap > 1.5 * self.interval:
+                return  # answered only after silent probes: no evidence for a faster pace
             speedup = SPEEDUP if self.confirmed else SEARCH_SPEEDUP
             self.interval = max(self.floor(), self.interval * speedup)
 
@@ -142,7 +149,6 @@ class IcmpBucket:
         if self.evidence < LIMIT_EVIDENCE:
             return False
         run = sum(1 for s in self.answered_seqs if s < self.first_silent_seq)
-        self.interval = self.refill_estimate() or self.interval
         self.limit(now, burst=max(1, min(BURST_MAX, run)))
         return True
 
@@ -167,7 +173,6 @@ class IcmpBucket:
             return
         self.lo = min(gap, INTERVAL_MAX_S)
         self.confirmed += 1
-        self.settled = 0
         self.interval = min(INTERVAL_MAX_S, max(self.interval, self.lo * BACKOFF, self.floor()))
         self.tokens = min(self.tokens, 0.0)  # the model ran ahead of the host
 
@@ -176,7 +181,10 @@ class IcmpBucket:
         return max(INTERVAL_MIN_S, self.lo * (1 + LO_MARGIN) + ICMP_MARGIN_S / 4)
 
     def limit(self, now: float, *, burst: int = ICMP_BURST) -> None:
-        """From ``now`` on, pace to the bucket: it is empty now (it just ran dry)."""
+        """From ``now`` on, pace to the bucket: it is empty now (it just ran dry). The first
+        pace: the refills seen so far (``refill_estimate``), else the current guess."""
+        if not self.limited:
+            self.interval = self.refill_estimate() or self.interval
         self.limited = True
         self.burst = burst
         self.tokens = -ICMP_MARGIN_S / self.interval
@@ -198,11 +206,19 @@ class IcmpBucket:
         self.tokens -= 1
         return True
 
-    def give_back(self) -> bool:
-        """A probe that held a token went silent: the host did not spend it -- when the pace
-        is settled (otherwise the silence may be the bucket's). True if given back."""
-        if self.settled < SETTLED or not self.may_give_back:
+    def give_back(self, gap: float | None = None) -> bool:
+        """A probe that held a token went silent ``gap`` after the latest answered probe: the
+        host did not spend the token -- when the latest SETTLED answered paced probes went no
+        later than that (had the port been closed, it would have been answered; otherwise the
+        silence may be the bucket's). At most once per answer. True if given back."""
+        gaps = self.answered_gaps
+        if gap is None or len(gaps) < SETTLED:
             return False
+        # answers come sparse among many open|filtered ports: their gaps overstate the
+        # interval, so once the pace is bracketed, twice the pace will do
+        enough = min(max(gaps), 2 * self.interval) if self.confirmed else max(gaps)
+        if gap < enough or (not self.may_give_back and gap < 2 * enough):
+            return False  # (twice that long: a token is there by any measure)
         self.may_give_back = False
         self.tokens = min(float(self.burst), self.tokens + 1)
         return True

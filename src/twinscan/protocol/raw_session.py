@@ -68,6 +68,8 @@ CANARIES = 3
 #: the scan began *and* refills slower than the guess, but a lossy host's exhausted ports
 #: would then look like a limit (tests/protocol/test_session.py, loss 20%).
 CANARY_ROUNDS = 1
+#: Silent tries per port that an unsettled ICMP pace may cost without counting against it.
+SPARED_MAX = 4
 #: The chance we accept that a responsive port is called silent because every try was lost.
 FALSE_SILENCE = 1e-4
 #: How many recent tries and answers the congestion signal looks at.
@@ -97,6 +99,9 @@ class Probe:
     #: went silent, and the try count then (a later answer proves the bucket was dry)
     gap: float | None = None
     gap_try: int = 0
+    #: UDP: silent tries sent against a pace still being measured (they may have met a dry
+    #: bucket): they don't count against the port's tries, up to SPARED_MAX
+    spared: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -403,7 +408,9 @@ class ScanSession:
                     self._unsampled -= 1
             else:
                 est.sample(rtt)
-        if answered_try > host.max_successful_try:
+        if answered_try > host.max_successful_try and not host.icmp.limited:
+            # (on a rate-limited host, the tries a port needed say how the pace met the
+            # bucket, not how lossy the path is)
             host.max_successful_try = answered_try
             self._revive(host)
         if not host.icmp.limited:
@@ -427,7 +434,7 @@ class ScanSession:
         keep: list[Probe] = []
         allowed = self.allowed_tries(host)
         for probe in self._exhausted:
-            if self.hosts[probe.host] is host and probe.tries < allowed:
+            if self.hosts[probe.host] is host and probe.tries - probe.spared < allowed:
                 self._retry.append(probe)
             else:
                 keep.append(probe)
@@ -452,8 +459,7 @@ class ScanSession:
             for probe in inflight:
                 host = self.hosts[probe.host]
                 if probe.held_token and now - probe.sent_at >= self._hold(host):
-                    probe.held_token = False
-                    host.icmp.give_back()
+                    self._silent_token(host, probe)
         while inflight:
             probe = inflight[0]
             if not probe.outstanding:
@@ -468,10 +474,17 @@ class ScanSession:
             host.in_flight -= 1
             self.window.expected += 1
             if probe.held_token:  # silent: the host did not spend the token
-                probe.held_token = False
-                host.icmp.give_back()
+                self._silent_token(host, probe)
             self._on_silence(host, probe, now)
         self._maybe_settle()
+
+    def _silent_token(self, host: HostStats, probe: Probe) -> None:
+        """A probe that held a modelled token went silent: the token goes back when the pace
+        has settled (the port looks open|filtered); otherwise the bucket may have been dry,
+        and the try is spared."""
+        probe.held_token = False
+        if not host.icmp.give_back(host.icmp.gap(probe.sent_at)) and probe.spared < SPARED_MAX:
+            probe.spared += 1
 
     def _on_silence(self, host: HostStats, probe: Probe, now: float) -> None:
         if self._udp and not self.defeat_icmp_ratelimit:
@@ -483,7 +496,7 @@ class ScanSession:
                 self._fresh_tries(probe.host)
         if not host.icmp.limited:
             self._loss(probe, now)
-        if probe.tries < max(self.allowed_tries(host), self._pp.get(probe.port, 1)):
+        if probe.tries - probe.spared < max(self.allowed_tries(host), self._pp.get(probe.port, 1)):
             self._retry.append(probe)
         else:
             self._exhausted.append(probe)
@@ -565,7 +578,7 @@ class ScanSession:
             if probe.final:
                 continue
             allowed = max(self.allowed_tries(self.hosts[probe.host]), self._pp.get(probe.port, 1))
-            if probe.tries < allowed:
+            if probe.tries - probe.spared < allowed:
                 self._retry.append(probe)
             else:
                 self._finish(probe)
