@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from twinscan.core.schema import ScanResult
+    from twinscan.engines.checkpoint import CheckpointLog
+    from twinscan.request.model import ScanRequest
 
 #: the states nmap's ``--open`` keeps ("open or possibly open").
 OPEN_STATES = ("open", "open|filtered", "unfiltered")
@@ -63,6 +65,13 @@ def scan(
     show_closed: Annotated[
         bool, typer.Option("--show-closed", help="list closed ports too")
     ] = False,
+    parquet: Annotated[
+        Path | None,
+        typer.Option(
+            "--parquet",
+            help="write rows as Parquet files into DIR (one per technique and host block)",
+        ),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -99,7 +108,7 @@ def scan(
             raise UsageError("-oA needs a base file name (it writes three files)")
         xml, normal, grepable = (Path(f"{all_formats}.{ext}") for ext in ("xml", "nmap", "gnmap"))
     outputs = {"--csv": csv, "--json": json, "-oX": xml, "-oN": normal, "-oG": grepable}
-    check_output_paths(outputs)
+    check_output_paths(outputs, {"--parquet": parquet})
     log = None
     if resume is not None:
         from twinscan.engines.checkpoint import CheckpointLog
@@ -132,6 +141,26 @@ def scan(
             typer.echo(line, err=True)
     from twinscan.cli.progress_bar import progress_for_terminal
 
+    if _streams(
+        request,
+        engine,
+        log,
+        owners=owners,
+        only_open=only_open,
+        xml=xml,
+        normal=normal,
+        grepable=grepable,
+    ):
+        _scan_streamed(
+            request,
+            log,
+            csv=csv,
+            json=json,
+            parquet=parquet,
+            show_closed=show_closed,
+            verbose=opts.verbose,
+        )
+        return
     with progress_for_terminal() as progress:
         result = run_scan(
             request, log.engine if log else engine.engine, progress=progress, checkpoint=log
@@ -143,6 +172,11 @@ def scan(
     if only_open:
         result.frame = keep_open(result.frame)
     wrote = write_outputs(result, csv=csv, xml=xml, json=json, normal=normal, grepable=grepable)
+    if parquet is not None:
+        from twinscan.formats.parquet import write_parquet_frame
+
+        write_parquet_frame(result.frame, parquet, result.meta)
+        wrote = True
     if not wrote or any(str(p) != "-" for p in outputs.values() if p is not None):
         typer.echo(render_text(result, show_closed=show_closed), err=wrote)
     if opts.verbose:
@@ -150,6 +184,54 @@ def scan(
             f"{len(request.techniques)} technique(s) in {result.meta.elapsed_s:.2f} s", err=True
         )
     if result.meta.incomplete:
+        raise typer.Exit(130)
+
+
+def _streams(
+    request: ScanRequest,
+    engine: ScanEngine,
+    log: CheckpointLog | None,
+    *,
+    owners: bool,
+    only_open: bool,
+    xml: Path | None,
+    normal: Path | None,
+    grepable: Path | None,
+) -> bool:
+    """Whether the scan streams its verdicts to the outputs block by block (native engine,
+    large or checkpointed, and only outputs that append: CSV, JSON lines, Parquet, report)."""
+    from twinscan.engines.streamed import streams
+
+    native = (log.engine if log else engine.engine).value == "native"
+    whole_result = owners or only_open or any(p is not None for p in (xml, normal, grepable))
+    return native and not whole_result and (log is not None or streams(request))
+
+
+def _scan_streamed(
+    request: ScanRequest,
+    log: CheckpointLog | None,
+    *,
+    csv: Path | None,
+    json: Path | None,
+    parquet: Path | None,
+    show_closed: bool,
+    verbose: int,
+) -> None:
+    from twinscan.cli.progress_bar import progress_for_terminal
+    from twinscan.core.vocab import Engine
+    from twinscan.engines.streamed import run_streamed
+    from twinscan.formats.streaming import StreamWriters
+
+    writers = StreamWriters(csv=csv, json_path=json, parquet=parquet, show_closed=show_closed)
+    with progress_for_terminal() as progress:
+        meta = run_streamed(request, Engine.NATIVE, writers, progress=progress, checkpoint=log)
+    writers.close(meta)
+    outputs = [p for p in (csv, json, parquet) if p is not None]
+    if not outputs or any(str(p) != "-" for p in outputs):
+        typer.echo(writers.report(meta), err=bool(outputs))
+    if verbose:
+        typer.echo(f"{len(request.techniques)} technique(s) in {meta.elapsed_s:.2f} s", err=True)
+    if meta.incomplete:
         raise typer.Exit(130)
 
 

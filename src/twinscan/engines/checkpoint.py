@@ -139,41 +139,40 @@ def _decode_columns(line: dict[str, Any], targets: Sequence[str]) -> ResultColum
 def sorted_unique(parts: Sequence[ResultColumns]) -> ResultColumns | None:
     """Parts of one technique as one, sorted by (host address, port), the first verdict of a
     (host, port) kept (a batch emitted twice is harmless). None for no rows."""
+    import numpy as np
+
     parts = [p for p in parts if len(p)]
     if not parts:
         return None
     first = parts[0]
     hosts = [h for p in parts for h in p.host]
-    ports = [x for p in parts for x in p.port]
     rank = {h: r for r, h in enumerate(sorted(set(hosts), key=host_sort_key))}
-    seen: set[int] = set()
-    order: list[int] = []
-    for i in sorted(range(len(ports)), key=lambda i: (rank[hosts[i]] << 16) | ports[i]):
-        key = (rank[hosts[i]] << 16) | ports[i]
-        if key not in seen:
-            seen.add(key)
-            order.append(i)
+    key = np.fromiter((rank[h] for h in hosts), dtype=np.int64, count=len(hosts)) << 16
+    key |= np.fromiter((x for p in parts for x in p.port), dtype=np.int64, count=len(hosts))
+    order_arr = np.argsort(key, kind="stable")
+    sorted_keys = key[order_arr]
+    keep = np.ones(len(order_arr), dtype=bool)
+    keep[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    order = order_arr[keep].tolist()
 
-    def joined(name: str) -> list[Any] | None:
+    def joined(name: str, optional: bool) -> list[Any] | None:
         cols = [getattr(p, name) for p in parts]
-        if all(c is None for c in cols):
+        if optional and all(c is None for c in cols):
             return None
         flat = [v for p, c in zip(parts, cols, strict=True) for v in (c or [None] * len(p))]
         return [flat[i] for i in order]
 
-    states = [v for p in parts for v in p.state]
-    reasons = [v for p in parts for v in p.reason]
     return ResultColumns(
         first.engine,
         first.technique,
         first.proto,
         host=[hosts[i] for i in order],
-        port=[ports[i] for i in order],
-        state=[states[i] for i in order],
-        reason=[reasons[i] for i in order],
-        reason_ttl=joined("reason_ttl"),
-        reason_ip=joined("reason_ip"),
-        rtt_ms=joined("rtt_ms"),
+        port=joined("port", False) or [],
+        state=joined("state", False) or [],
+        reason=joined("reason", False) or [],
+        reason_ttl=joined("reason_ttl", True),
+        reason_ip=joined("reason_ip", True),
+        rtt_ms=joined("rtt_ms", True),
     )
 
 

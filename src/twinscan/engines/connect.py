@@ -127,7 +127,7 @@ def scan(
                 lambda part, prog: scan_shard(part, timing, budget // n, clock, prog),
                 progress=progress,
                 stall_timeout_s=max(60.0, 3 * request.timing.max_rtt_timeout_ms / 1000),
-                meanwhile=_prefetch,
+                meanwhile=None if stream.active() else _prefetch,
             )
         finally:
             progress.finish()

@@ -267,7 +267,7 @@ def _scan_columns(
             work,
             progress=progress,
             stall_timeout_s=_worst_case_s(request, probes) + 30,
-            meanwhile=_prefetch,
+            meanwhile=None if stream.active() else _prefetch,  # streamed: a lean parent
         )
     finally:
         progress.finish()

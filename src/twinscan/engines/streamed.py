@@ -1,0 +1,233 @@
+"""Scans whose verdicts leave memory as they become final: host blocks, one after the other.
+
+``run_streamed`` splits each technique's targets into host blocks of at most ``BLOCK_PROBES``
+probes (one host per block at 65535 ports, 65 hosts at 1000). One forked scan process runs the
+engine on one block at a time (forking the engine's own workers as usual) and emits verdicts
+as they become final (``engines.stream``); it never holds a finished block. This process
+appends each batch to the checkpoint log (when there is one) and, once the scan has moved on
+to the next block, hands the finished block's verdicts, sorted by (host address, port), to a
+``BlockConsumer`` -- the streaming writers (``formats.streaming``) -- and forgets them. Peak
+memory is about one block's, whatever the number of hosts; blocks come in technique then host
+order, so the files come out in the order a whole-result write gives.
+
+A resumed checkpoint's verdicts are fed block by block too: a block's finished cells come
+from the log, only the rest is scanned. SIGINT/SIGTERM stop as in ``run_scan``: the scan
+process is told, the block in flight is written with what finished, no further block starts,
+and the result is incomplete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from twinscan import __version__
+from twinscan.core.progress import NoProgress, Progress
+from twinscan.core.schema import ResultColumns, ScanMeta
+from twinscan.core.vocab import Engine, Technique
+from twinscan.engines import interrupt, stream
+
+if TYPE_CHECKING:
+    from twinscan.engines.checkpoint import CheckpointLog
+    from twinscan.request.model import ScanRequest
+
+#: the most probes one host block holds (its verdicts are what the scan keeps in memory).
+BLOCK_PROBES = 1 << 16
+
+
+class BlockConsumer(Protocol):
+    """Where finished blocks go (``formats.streaming.StreamWriters``)."""
+
+    def block(self, columns: ResultColumns) -> None: ...
+
+
+def host_blocks(request: ScanRequest, technique: Technique) -> list[tuple[str, ...]]:
+    """The targets in blocks of at most ``BLOCK_PROBES`` probes of ``technique`` (at least one
+    host per block), in target order."""
+    per = max(1, BLOCK_PROBES // max(1, len(request.ports_for(technique))))
+    t = request.targets
+    return [t[i : i + per] for i in range(0, len(t), per)]
+
+
+#: scans of at least this many probes (of one technique) stream.
+STREAM_MIN_PROBES = 1 << 15
+
+
+def streams(request: ScanRequest) -> bool:
+    """Whether a scan is large enough to stream (a smaller one stays in memory as before)."""
+    return any(request.probes(t) >= STREAM_MIN_PROBES for t in request.techniques)
+
+
+def restrict(parts: Sequence[ResultColumns], hosts: set[str]) -> list[ResultColumns]:
+    """The rows of ``parts`` whose host is in ``hosts``."""
+    out: list[ResultColumns] = []
+    for cols in parts:
+        keep = [i for i, h in enumerate(cols.host) if h in hosts]
+        if not keep:
+            continue
+        if len(keep) == len(cols):
+            out.append(cols)
+            continue
+        values = {}
+        for f in dataclasses.fields(ResultColumns)[3:]:
+            col = getattr(cols, f.name)
+            values[f.name] = None if col is None else [col[i] for i in keep]
+        out.append(ResultColumns(cols.engine, cols.technique, cols.proto, **values))  # type: ignore[arg-type]
+    return out
+
+
+def _give_back_memory() -> None:
+    """Return the freed heap of the block just written to the OS (glibc's ``malloc_trim``):
+    the next block's forked workers start from this process's pages, and every one of them
+    counts them again in the tree's RSS."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_streamed(
+    request: ScanRequest,
+    engine: Engine,
+    consumer: BlockConsumer,
+    *,
+    progress: Progress | None = None,
+    checkpoint: CheckpointLog | None = None,
+) -> ScanMeta:
+    """Scan ``request`` block by block into ``consumer``; the scan's metadata is returned.
+
+    The engine runs in one forked scan process (``engines.forked``) that does nothing but
+    scan: it stays as small as a fresh process, and so do the workers it forks for each
+    block. This process receives the verdicts as they become final, appends them to the
+    checkpoint, and writes each block once the scan has moved past it.
+    """
+    from twinscan.engines.forked import run_forked
+
+    progress = progress or NoProgress()
+    loaded = checkpoint.loaded if checkpoint is not None else None
+    earlier = loaded.parts if loaded is not None else {}
+    start = checkpoint.start if checkpoint is not None else dt.datetime.now(dt.UTC)
+    collector = _Collector(request, consumer, checkpoint, earlier)
+    interrupt.clear()
+    total = sum(request.probes(t) for t in request.techniques)
+
+    def work(_part: None, worker_progress: Progress) -> bool:
+        return _scan_blocks(request, engine, worker_progress, earlier)
+
+    progress.start("scan", total)
+    try:
+        with stream.streaming(collector.add):
+            stopped = run_forked([None], work, progress=progress, stall_timeout_s=STALL_S)[0]
+    finally:
+        progress.finish()
+    with interrupt.deferred():
+        stopped = stopped or interrupt.requested()
+        collector.finish()
+        if checkpoint is not None:
+            if not stopped:
+                for tech in request.techniques:
+                    checkpoint.mark_done(tech)
+                checkpoint.mark_complete()
+            checkpoint.close()
+    return ScanMeta(
+        engine=engine,
+        start=start,
+        end=dt.datetime.now(dt.UTC),
+        arguments=" ".join(request.argv),
+        engine_version=f"twinscan {__version__}" if engine is Engine.NATIVE else "nmap",
+        techniques=request.techniques,
+        incomplete=stopped,
+    )
+
+
+#: the scan process is given up on after this long without a word (engines send heartbeats).
+STALL_S = 600.0
+
+
+def _scan_blocks(
+    request: ScanRequest,
+    engine: Engine,
+    progress: Progress,
+    earlier: dict[Technique, list[ResultColumns]],
+) -> bool:
+    """In the scan process: every block's cells without a verdict, in block order; the
+    verdicts leave through ``stream.emit``. True when stopped early."""
+    from twinscan.engines import runner
+    from twinscan.engines.checkpoint import remaining_parts
+
+    for tech in request.techniques:
+        for hosts in host_blocks(request, tech):
+            done = restrict(earlier.get(tech, []), set(hosts))
+            block = dataclasses.replace(request, targets=hosts, techniques=(tech,))
+            for part in list(remaining_parts(block, tech, done)):
+                try:
+                    result = runner(engine, tech)(part, tech, progress=progress)
+                except KeyboardInterrupt:
+                    return True
+                for cols in result.column_runs():
+                    stream.emit(cols)  # what the engine did not stream
+                if result.meta.incomplete or interrupt.requested():
+                    return True
+    return False
+
+
+class _Collector:
+    """The parent's side: verdict batches in, whole blocks out (to the consumer), in order.
+
+    Blocks are scanned one after the other, so a batch of a later block means every block
+    before it is finished; a finished block is merged with what the checkpoint already had
+    for it, sorted, handed to the consumer and forgotten."""
+
+    def __init__(
+        self,
+        request: ScanRequest,
+        consumer: BlockConsumer,
+        checkpoint: CheckpointLog | None,
+        earlier: dict[Technique, list[ResultColumns]],
+    ) -> None:
+        self._blocks = [
+            (tech, hosts) for tech in request.techniques for hosts in host_blocks(request, tech)
+        ]
+        self._index = {(tech, h): i for i, (tech, hosts) in enumerate(self._blocks) for h in hosts}
+        self._consumer = consumer
+        self._checkpoint = checkpoint
+        self._earlier = earlier
+        self._current = 0
+        self._collected: list[ResultColumns] = []
+
+    def add(self, cols: ResultColumns) -> None:
+        if not len(cols):
+            return
+        if self._checkpoint is not None:
+            self._checkpoint.append(cols)
+        block = self._index[(cols.technique, cols.host[0])]
+        while self._current < block:
+            self._flush()
+        self._collected.append(cols)
+
+    def _flush(self) -> None:
+        from twinscan.engines.checkpoint import sorted_unique
+
+        tech, hosts = self._blocks[self._current]
+        parts = restrict(self._earlier.get(tech, []), set(hosts)) + self._collected
+        self._collected = []
+        self._current += 1
+        merged = sorted_unique(parts)
+        del parts
+        if merged is not None:
+            self._consumer.block(merged)
+        del merged
+        _give_back_memory()
+
+    def finish(self) -> None:
+        """Every block not written yet (a stopped scan's: with what finished)."""
+        while self._current < len(self._blocks):
+            self._flush()
