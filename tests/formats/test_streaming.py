@@ -140,3 +140,32 @@ def test_streamed_scan_equals_the_in_memory_scan(tmp_path: Path) -> None:
         [*TWINSCAN, *scan, "--csv", "-"], capture_output=True, text=True, timeout=120
     )
     assert _cells(read_csv(io.StringIO(stdout.stdout))) == want
+
+
+def test_diff_and_audit_baseline_read_parquet(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from twinscan.audit.run import load_baseline
+    from twinscan.compare.diff import diff_files, load_scan
+
+    now = dt.datetime.now(dt.UTC)
+    meta = ScanMeta(Engine.NATIVE, now, now, "", "twinscan", (Technique.SYN,))
+    a = StreamWriters(parquet=tmp_path / "a", csv=tmp_path / "a.csv", report=False)
+    a.block(_block("127.0.0.1", [1, 2, 3]))
+    a.close(meta)
+    b = StreamWriters(parquet=tmp_path / "b", report=False)
+    b.block(_block("127.0.0.1", [1, 2]))
+    b.close(meta)
+    pd.testing.assert_frame_equal(load_scan(tmp_path / "a"), read_csv(tmp_path / "a.csv"))
+    one_file = tmp_path / "a" / "syn" / "block-000000.parquet"
+    pd.testing.assert_frame_equal(load_scan(one_file), read_csv(tmp_path / "a.csv"))
+    changes = diff_files(tmp_path / "a", tmp_path / "b").rows
+    assert len(changes) == 1 and int(changes["port"].iloc[0]) == 3
+    assert len(load_baseline(tmp_path / "b")) == 2
+    proc = subprocess.run(
+        [*TWINSCAN, "diff", str(tmp_path / "a"), str(tmp_path / "a.csv")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

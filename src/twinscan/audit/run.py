@@ -56,7 +56,8 @@ def run_audit(
 
 
 def load_baseline(path: Path) -> list[tuple[CellKey, PortState]]:
-    """The (host, proto, port) cells and states of an earlier scan (CSV, JSON lines, nmap XML)."""
+    """The (host, proto, port) cells and states of an earlier scan (CSV, JSON lines, nmap XML,
+    Parquet: ``compare.diff.load_scan``)."""
     from twinscan.compare.diff import load_scan
 
     frame = load_scan(path)

@@ -30,7 +30,8 @@ def audit(
     baseline: Annotated[
         Path | None,
         typer.Option(
-            "--baseline", help="an earlier scan (twinscan CSV/JSON lines, nmap XML) to diff against"
+            "--baseline",
+            help="an earlier scan (twinscan CSV/JSON lines/Parquet, nmap XML) to diff against",
         ),
     ] = None,
     versions: Annotated[

@@ -15,7 +15,12 @@ from twinscan.cli import app, funnel
 @app.command()
 @funnel
 def diff(
-    a: Annotated[Path, typer.Argument(help="first scan: nmap XML, twinscan CSV or JSON lines")],
+    a: Annotated[
+        Path,
+        typer.Argument(
+            help="first scan: nmap XML, twinscan CSV, JSON lines or Parquet (file or --parquet DIR)"
+        ),
+    ],
     b: Annotated[Path, typer.Argument(help="second scan, any of the same formats")],
     reasons: Annotated[
         bool, typer.Option("--reasons", help="a changed reason alone counts as a change")

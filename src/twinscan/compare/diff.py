@@ -38,7 +38,9 @@ DIFF_COLUMNS: tuple[str, ...] = (
 
 
 def sniff_format(head: bytes) -> str:
-    """``xml``, ``jsonl`` or ``csv`` from the first bytes of a file."""
+    """``xml``, ``jsonl``, ``parquet`` or ``csv`` from the first bytes of a file."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text.startswith(b"<"):
         return "xml"
@@ -48,13 +50,18 @@ def sniff_format(head: bytes) -> str:
 
 
 def load_scan(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A saved scan as a results-schema frame, whatever its format."""
+    """A saved scan as a results-schema frame, whatever its format (CSV, JSON lines, nmap
+    XML, a Parquet file or a ``--parquet`` directory)."""
     from twinscan.formats.csv import read_csv
     from twinscan.formats.jsonl import read_jsonl
     from twinscan.formats.nmap_xml_read import read_nmap_xml_file
 
     name = os.fspath(path)
     p = Path(path)
+    from twinscan.formats.parquet import META_FILE, read_parquet
+
+    if p.is_dir() and (p / META_FILE).exists():
+        return read_parquet(p)  # a --parquet DIR
     try:
         with p.open("rb") as fh:
             head = fh.read(512)
@@ -67,6 +74,8 @@ def load_scan(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not head.strip():
         raise InputFileError(name, "empty file, not a saved scan")
     kind = sniff_format(head)
+    if kind == "parquet":
+        return read_parquet(p)
     if kind == "xml":
         return read_nmap_xml_file(p).frame
     if kind == "jsonl":
