@@ -5,6 +5,13 @@ sent before they reach the session: tests/protocol/test_wire.py.)"""
 
 from __future__ import annotations
 
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -70,3 +77,53 @@ def test_late_reply_after_the_verdict_changes_nothing() -> None:
     clean = run(Technique.UDP, {22: IcmpReply(3, 3)}, [], "none")
     late = [(HOSTS[0], 24, -1, UdpReply()), (HOSTS[1], 25, 0, IcmpReply(3, 3))]
     assert run(Technique.UDP, {22: IcmpReply(3, 3)}, late, "late") == clean
+
+
+# -- the lab: forged packets on the wire while a real scan runs
+
+INJECTOR = Path(__file__).with_name("stray_injector.py")
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(
+    ("technique", "ports"), [(Technique.SYN, "1-100,443"), (Technique.UDP, "7,9,19,53,123,161")]
+)
+def test_forged_replies_in_the_lab_change_no_verdict(lab, technique: Technique, ports: str) -> None:  # type: ignore[no-untyped-def]
+    """A lab host forges, for every probe it gets, replies with wrong cookies, from an unrelated
+    address, ICMP errors quoting wrong or never-sent probes, and duplicates and late copies of
+    its kernel's real replies: the scan's verdicts equal the truth, cell by cell."""
+    from twinscan.formats.csv import read_csv
+    from twinscan.lab import netns
+    from twinscan.lab.verify import compare
+
+    target = lab.address("plain")
+    other = lab.address("acl")
+    ns = netns.Names(lab.prefix).host_ns("plain")
+    injector = subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, str(INJECTOR), lab.spec.scanner, other, "12"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.0)  # the sniffer is up
+        argv = [sys.executable, "-m", "twinscan", "scan", f"-s{technique.letter}", "-T4",
+                "--max-rate", "300", "-p", ports, target, "--csv", "-"]  # fmt: skip
+        proc = lab.run(argv, timeout=120)
+        out, err = injector.communicate(timeout=60)
+    finally:
+        if injector.poll() is None:
+            injector.kill()
+            injector.wait(timeout=10)
+    assert proc.returncode == 0, proc.stderr
+    assert injector.returncode == 0, err
+    forged = int(out.strip().splitlines()[-1])
+    print(f"forged {forged} packets")
+    assert forged > 0  # it did forge packets
+    frame = read_csv(io.StringIO(proc.stdout))
+    truth = lab.truth[(lab.truth["host"].astype(str) == target)]
+    truth = truth[truth["port"].isin(frame["port"].tolist())]
+    truth = truth[truth["technique"].astype(str) == technique.value]
+    assert len(truth) == len(frame) > 0
+    mismatches = compare(lab.spec, truth, frame)
+    assert not mismatches, [str(m) for m in mismatches]
