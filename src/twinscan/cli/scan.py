@@ -72,6 +72,14 @@ def scan(
             help="write rows as Parquet files into DIR (one per technique and host block)",
         ),
     ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="scan on Dask: local[:N] starts N local worker processes, or a scheduler "
+            "address (tcp://host:8786) whose workers scan their shards",
+        ),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -141,6 +149,22 @@ def scan(
             typer.echo(line, err=True)
     from twinscan.cli.progress_bar import progress_for_terminal
 
+    if dask is not None:
+        if (log.engine.value if log else engine.value) != "native":
+            raise UsageError("--dask runs twinscan's native engine: drop --engine nmap")
+        for option, value in (("-oX", xml), ("-oN", normal), ("-oG", grepable)):
+            if value is not None:
+                raise UsageError(
+                    f"--dask writes --csv, --json and --parquet as the scan runs, not {option}: "
+                    "convert afterwards, or scan without --dask"
+                )
+        if owners or only_open:
+            raise UsageError("--dask does not take --owners or --open")
+        _scan_streamed(
+            request, log, csv=csv, json=json, parquet=parquet, show_closed=show_closed,
+            verbose=opts.verbose, dask=dask,
+        )  # fmt: skip
+        return
     if _streams(
         request,
         engine,
@@ -216,15 +240,25 @@ def _scan_streamed(
     parquet: Path | None,
     show_closed: bool,
     verbose: int,
+    dask: str | None = None,
 ) -> None:
     from twinscan.cli.progress_bar import progress_for_terminal
     from twinscan.core.vocab import Engine
     from twinscan.engines.streamed import run_streamed
     from twinscan.formats.streaming import StreamWriters
 
+    if dask is not None:
+        from twinscan.engines.dask_runner import parse_address
+
+        parse_address(dask)  # a bad address before any output is touched
     writers = StreamWriters(csv=csv, json_path=json, parquet=parquet, show_closed=show_closed)
     with progress_for_terminal() as progress:
-        meta = run_streamed(request, Engine.NATIVE, writers, progress=progress, checkpoint=log)
+        if dask is not None:
+            from twinscan.engines.dask_runner import run_dask
+
+            meta = run_dask(request, dask, writers, progress=progress, checkpoint=log)
+        else:
+            meta = run_streamed(request, Engine.NATIVE, writers, progress=progress, checkpoint=log)
     writers.close(meta)
     outputs = [p for p in (csv, json, parquet) if p is not None]
     if not outputs or any(str(p) != "-" for p in outputs):

@@ -1,0 +1,268 @@
+"""Distributed scans on Dask (``twinscan scan ... --dask ADDRESS`` or ``--dask local[:N]``).
+
+The plan is cut into shards: each technique's host blocks (``engines.streamed.host_blocks``),
+and each TCP block's ports into interleaved slices of at most ``SHARD_PROBES`` probes. A UDP
+block is never cut by port: the ICMP pacing of one host (its rate-limit bucket) must stay in
+one session, on one worker. Every shard is a Dask task, ``scan_shard``, that runs the native
+engine on its worker (in that worker's process: no forking inside Dask's threads) and returns
+its verdicts; rate limits and the parallelism cap are shared out evenly over the workers
+(``connect.shard_timing``), since that many shards run at once.
+
+The client submits shards in plan order, a bounded number at a time, reports progress as each
+shard finishes, appends its verdicts to the checkpoint (when there is one) and hands every
+host block, once all its shards are in, sorted, to the streaming writers -- so outputs are the
+same files, in the same order, as a single-process scan's. A shard whose worker dies is
+rescheduled by Dask on another worker (tasks are pure: a shard rerun gives its whole answer
+again, the dead worker's never arrives), so the scan still completes exactly.
+
+``local[:N]`` starts a ``LocalCluster`` of N worker processes (default: the CPU count) on
+127.0.0.1 for the duration of the scan. Any other ADDRESS is an existing scheduler
+(``tcp://host:8786``); its workers need twinscan installed and the privileges a local scan of
+the same technique needs (root or CAP_NET_RAW for raw techniques), and must reach the targets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from twinscan import __version__
+from twinscan.core.errors import EnvironmentProblem, UsageError
+from twinscan.core.progress import NoProgress, Progress
+from twinscan.core.schema import ResultColumns, ScanMeta
+from twinscan.core.vocab import Engine, Proto, Technique
+from twinscan.engines import interrupt, stream
+from twinscan.engines.streamed import BlockConsumer, host_blocks, restrict
+
+if TYPE_CHECKING:
+    from twinscan.engines.checkpoint import CheckpointLog
+    from twinscan.request.model import ScanRequest
+
+#: the most probes of one shard (a task): small enough that a rescheduled one costs little.
+SHARD_PROBES = 8192
+#: shards in flight per worker (the client holds at most this many finished, unwritten ones).
+IN_FLIGHT_PER_WORKER = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    block: int  # index of its host block in plan order
+    technique: Technique
+    request: ScanRequest  # the shard's hosts and ports only
+
+    @property
+    def probes(self) -> int:
+        return self.request.probes(self.technique)
+
+
+def parse_address(text: str) -> tuple[str, int | None]:
+    """``local`` / ``local:N`` -> ("local", N or None); anything else is a scheduler address."""
+    if text == "local" or text.startswith("local:"):
+        _, _, n = text.partition(":")
+        if n and (not n.isdigit() or int(n) < 1):
+            raise UsageError(f"--dask {text}: local:N needs a number of workers >= 1")
+        return "local", int(n) if n else None
+    if not text:
+        raise UsageError("--dask needs local[:N] or a scheduler address (tcp://host:8786)")
+    return text, None
+
+
+def plan_shards(
+    request: ScanRequest,
+    workers: int,
+    done: dict[Technique, list[ResultColumns]] | None = None,
+) -> tuple[list[tuple[Technique, tuple[str, ...]]], list[Shard]]:
+    """The host blocks in plan order and the shards that cover their cells without a verdict
+    in ``done`` (a resumed checkpoint's)."""
+    from twinscan.engines.checkpoint import remaining_parts
+    from twinscan.engines.connect import shard_timing
+
+    timing = shard_timing(request.timing, max(1, workers))
+    blocks: list[tuple[Technique, tuple[str, ...]]] = []
+    shards: list[Shard] = []
+    for tech in request.techniques:
+        for hosts in host_blocks(request, tech):
+            index = len(blocks)
+            blocks.append((tech, hosts))
+            finished = restrict((done or {}).get(tech, []), set(hosts))
+            block = dataclasses.replace(request, targets=hosts, techniques=(tech,), timing=timing)
+            for part in remaining_parts(block, tech, finished):
+                for piece in _split_ports(part, tech):
+                    shards.append(Shard(index, tech, piece))
+    return blocks, shards
+
+
+def shard_probes(technique: Technique) -> int:
+    """The most probes of one shard: ``SHARD_PROBES``, and for the raw techniques fewer than
+    make the raw engine fork (a Dask task runs in a worker thread, where forking is unsafe)."""
+    if technique is Technique.CONNECT:
+        return SHARD_PROBES
+    from twinscan.engines.raw import FORK_MIN_PROBES
+
+    return min(SHARD_PROBES, FORK_MIN_PROBES - 1)
+
+
+def _split_ports(part: ScanRequest, tech: Technique) -> Iterator[ScanRequest]:
+    """A TCP part cut into interleaved port slices of at most ``shard_probes`` probes; a UDP
+    part whole (one host's ICMP pacing stays on one worker)."""
+    ports = part.ports_for(tech)
+    pieces = -(-part.probes(tech) // shard_probes(tech))
+    if tech.proto is Proto.UDP or pieces <= 1:
+        yield part
+        return
+    pieces = min(pieces, len(ports))
+    for i in range(pieces):
+        yield dataclasses.replace(part, ports=dataclasses.replace(part.ports, tcp=ports[i::pieces]))
+
+
+def scan_shard(request: ScanRequest, technique: Technique) -> ResultColumns:
+    """The Dask task: one shard through the native engine, in this (worker) process."""
+    from twinscan.engines import runner
+    from twinscan.engines.checkpoint import sorted_unique
+
+    parts: list[ResultColumns] = []
+    with stream.streaming(parts.append):
+        if technique is Technique.CONNECT:
+            from twinscan.engines import connect
+
+            result = connect.scan(request, technique, progress=NoProgress(), workers=1)
+        else:
+            result = runner(Engine.NATIVE, technique)(request, technique, progress=NoProgress())
+    parts.extend(result.column_runs())
+    merged = sorted_unique(parts)
+    return merged if merged is not None else stream.empty_columns(technique)
+
+
+@contextlib.contextmanager
+def dask_client(address: str) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``--dask ADDRESS``; a ``local[:N]`` cluster lives as long."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:  # pragma: no cover - a dependency
+        raise EnvironmentProblem("--dask needs dask[distributed]: pip install twinscan") from None
+    where, n = parse_address(address)
+    if where == "local":
+        import os
+
+        workers = n or len(os.sched_getaffinity(0))
+        with (
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                scheduler_port=0,  # any free port (never a scheduler's 8786 you may run)
+                dashboard_address=None,
+                silence_logs=50,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    try:
+        client = Client(where, timeout="10s")
+    except OSError as exc:
+        raise EnvironmentProblem(f"--dask {where}: cannot reach the scheduler: {exc}") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def run_dask(
+    request: ScanRequest,
+    address: str,
+    consumer: BlockConsumer,
+    *,
+    progress: Progress | None = None,
+    checkpoint: CheckpointLog | None = None,
+) -> ScanMeta:
+    """Scan ``request`` on the Dask cluster at ``address`` into ``consumer`` (block order)."""
+    from distributed import as_completed
+
+    from twinscan.engines.checkpoint import sorted_unique
+
+    progress = progress or NoProgress()
+    loaded = checkpoint.loaded if checkpoint is not None else None
+    earlier = loaded.parts if loaded is not None else {}
+    start = checkpoint.start if checkpoint is not None else dt.datetime.now(dt.UTC)
+    stopped = False
+    interrupt.clear()
+    with dask_client(address) as client:
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        blocks, shards = plan_shards(request, workers, earlier)
+        left = [0] * len(blocks)
+        for shard in shards:
+            left[shard.block] += 1
+        collected: list[list[ResultColumns]] = [
+            restrict(earlier.get(tech, []), set(hosts)) for tech, hosts in blocks
+        ]
+        written = 0
+
+        def write_ready(upto: int) -> int:
+            nonlocal written
+            while written < upto:
+                merged = sorted_unique(collected[written])
+                collected[written] = []
+                if merged is not None:
+                    consumer.block(merged)
+                written += 1
+            return written
+
+        progress.start("scan (dask)", sum(s.probes for s in shards))
+        queue = iter(shards)
+        futures: dict[Any, Shard] = {}
+        pending = as_completed()
+
+        def submit(count: int) -> None:
+            for shard in queue:
+                future = client.submit(scan_shard, shard.request, shard.technique, pure=False)
+                futures[future] = shard
+                pending.add(future)
+                count -= 1
+                if count <= 0:
+                    return
+
+        try:
+            with interrupt.terminate_as_interrupt():
+                submit(workers * IN_FLIGHT_PER_WORKER)
+                for future in pending:
+                    shard = futures.pop(future)
+                    cols: ResultColumns = future.result()
+                    with interrupt.deferred():
+                        if checkpoint is not None:
+                            checkpoint.append(cols)
+                        collected[shard.block].append(cols)
+                        left[shard.block] -= 1
+                        progress.advance(shard.probes)
+                        ready = written
+                        while ready < len(blocks) and left[ready] == 0:
+                            ready += 1
+                        write_ready(ready)
+                    submit(1)
+        except KeyboardInterrupt:
+            stopped = True
+            for future in futures:
+                future.cancel()
+        finally:
+            progress.finish()
+        with interrupt.deferred():
+            write_ready(len(blocks))  # a stopped scan: every block with what finished
+            if checkpoint is not None:
+                if not stopped:
+                    for tech in request.techniques:
+                        checkpoint.mark_done(tech)
+                    checkpoint.mark_complete()
+                checkpoint.close()
+    return ScanMeta(
+        engine=Engine.NATIVE,
+        start=start,
+        end=dt.datetime.now(dt.UTC),
+        arguments=" ".join(request.argv),
+        engine_version=f"twinscan {__version__}",
+        techniques=request.techniques,
+        incomplete=stopped,
+    )

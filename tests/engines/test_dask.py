@@ -1,0 +1,195 @@
+"""Distributed scans on Dask (``--dask``): shards, a LocalCluster on loopback, real processes.
+
+The lab test starts ``dask scheduler`` and two ``dask worker`` processes inside the lab's
+scanner namespace (listening on that namespace's 127.0.0.1 only), scans lab hosts through
+them, SIGKILLs one worker mid-scan and checks the result against the single-process scan and
+the lab's truth, cell by cell (state and reason). Every Dask process is stopped by its PID at
+the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from twinscan.core.errors import UsageError
+from twinscan.core.vocab import Technique
+from twinscan.engines import dask_runner
+from twinscan.formats.csv import read_csv
+from twinscan.request.build import build_request
+
+TWINSCAN = [sys.executable, "-m", "twinscan"]
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def _cells(frame) -> list[tuple[str, str, int, str, str]]:  # type: ignore[no-untyped-def]
+    cols = [frame[c].astype(str).tolist() for c in ("technique", "host", "state", "reason")]
+    return sorted(
+        (t, h, int(p), s, r)
+        for t, h, p, s, r in zip(cols[0], cols[1], frame["port"].tolist(), cols[2], cols[3], strict=True)
+    )  # fmt: skip
+
+
+def test_parse_address() -> None:
+    assert dask_runner.parse_address("local") == ("local", None)
+    assert dask_runner.parse_address("local:3") == ("local", 3)
+    assert dask_runner.parse_address("tcp://127.0.0.1:8786") == ("tcp://127.0.0.1:8786", None)
+    with pytest.raises(UsageError):
+        dask_runner.parse_address("local:0")
+
+
+def test_shards_cover_the_plan_once_and_keep_udp_hosts_whole() -> None:
+    request = build_request(
+        targets=["127.0.0.1-3"],
+        techniques=(Technique.SYN, Technique.UDP),
+        ports="T:1-10000,U:1-3000",
+        max_rate=1000,
+    )
+    blocks, shards = dask_runner.plan_shards(request, workers=2)
+    assert [t for t, _ in blocks] == [Technique.SYN, Technique.UDP]
+    cells = [
+        (s.technique, h, p)
+        for s in shards
+        for h in s.request.targets
+        for p in s.request.ports_for(s.technique)
+    ]
+    assert len(cells) == len(set(cells)) == 3 * 10000 + 3 * 3000
+    assert all(s.request.timing.max_rate == 500 for s in shards)  # shared out over 2 workers
+    syn = [s for s in shards if s.technique is Technique.SYN]
+    assert len(syn) > 1 and all(s.probes < 4096 for s in syn)  # no forking inside Dask
+    udp = [s for s in shards if s.technique is Technique.UDP]
+    assert all(s.request.ports.udp == tuple(range(1, 3001)) for s in udp)  # whole hosts
+
+
+def test_local_cluster_scan_equals_single_process(tmp_path: Path) -> None:
+    # below the ephemeral ports the local cluster's own processes listen on
+    scan = ["scan", "-sT", "-p", "1-8000", "127.0.0.1-3"]
+    dask = subprocess.run(
+        [*TWINSCAN, *scan, "--dask", "local:2", "--csv", "-"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert dask.returncode == 0, dask.stderr
+    single = subprocess.run(
+        [*TWINSCAN, *scan, "--csv", "-"], capture_output=True, text=True, timeout=120
+    )
+    got = _cells(read_csv(io.StringIO(dask.stdout)))
+    assert len(got) == 24000
+    assert got == _cells(read_csv(io.StringIO(single.stdout)))
+
+
+def test_dask_refuses_what_it_cannot_write() -> None:
+    proc = subprocess.run(
+        [*TWINSCAN, "scan", "-sT", "-p", "1-10", "127.0.0.1", "--dask", "local:1", "-oX", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--dask writes --csv" in proc.stderr
+
+
+# --- real processes in the lab --------------------------------------------------------------
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hang: kill it
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def _cluster(ns: str, tmp: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """``dask scheduler`` and two ``dask worker`` processes in namespace ``ns`` (127.0.0.1)."""
+    netns = ["ip", "netns", "exec", ns]
+    sched_file = tmp / "scheduler.json"
+    port = 18786
+    address = f"tcp://127.0.0.1:{port}"
+    log = (tmp / "dask.log").open("wb")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                [*netns, DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+                + ["--no-dashboard", "--scheduler-file", str(sched_file)],
+                stdout=log,
+                stderr=log,
+            )
+        )
+        for _ in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [*netns, DASK, "worker", address, "--no-nanny", "--nthreads", "1"]
+                    + ["--host", "127.0.0.1", "--no-dashboard", "--death-timeout", "30"],
+                    stdout=log,
+                    stderr=log,
+                )
+            )
+        ready = subprocess.run(
+            [*netns, sys.executable, "-c"]
+            + [
+                f"from distributed import Client; Client({address!r}, timeout=30).wait_for_workers(2, timeout=30)"
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert ready.returncode == 0, ready.stderr
+        yield address, procs
+    finally:
+        _stop(procs)
+        log.close()
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_dask_processes_in_the_lab_survive_a_dead_worker(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from twinscan.lab.verify import compare
+    from twinscan.request.ports import format_port_list
+
+    targets = [h.address for h in lab.spec.hosts if h.name != "dark"]  # silent: slow, no news
+    universe = format_port_list(lab.spec.tcp_universe())
+    argv = ["scan", "-sS", "-T4", "-p", f"1-2500,{universe}", *targets, "--max-rate", "2500"]
+    with _cluster(lab.scanner_ns, tmp_path) as (address, procs):
+        scan = subprocess.Popen(
+            ["ip", "netns", "exec", lab.scanner_ns, *TWINSCAN, *argv]
+            + ["--dask", address, "--csv", str(tmp_path / "dask.csv")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            time.sleep(2.5)
+            assert scan.poll() is None, "the scan ended before a worker could be killed"
+            procs[1].send_signal(signal.SIGKILL)  # one worker dies mid-scan
+            _out, err = scan.communicate(timeout=240)
+        finally:
+            if scan.poll() is None:  # pragma: no cover - a hang
+                scan.kill()
+                scan.communicate()
+        assert scan.returncode == 0, err.decode()
+        assert procs[1].wait(timeout=10) == -signal.SIGKILL
+    single = lab.run([*TWINSCAN, *argv, "--csv", "-"], timeout=180)
+    assert single.returncode == 0, single.stderr
+    dask_frame = read_csv(tmp_path / "dask.csv")
+    n_ports = len(set(range(1, 2501)) | set(lab.spec.tcp_universe()))
+    assert len(dask_frame) == n_ports * len(targets)
+    assert _cells(dask_frame) == _cells(read_csv(io.StringIO(single.stdout)))
+    truth = lab.truth[
+        (lab.truth["technique"].astype(str) == "syn") & lab.truth["host"].isin(targets)
+    ]
+    mismatches = compare(lab.spec, truth, dask_frame)
+    assert not mismatches, "\n".join(map(str, mismatches))
