@@ -70,6 +70,12 @@ CANARIES = 3
 CANARY_ROUNDS = 1
 #: Silent tries per port that an unsettled ICMP pace may cost without counting against it.
 SPARED_MAX = 4
+#: A rate-limited host's token goes out with up to this many silent ports riding in front of
+#: it: if the last one draws the ICMP error, the bucket had a token when the riders arrived,
+#: so their silence is their own (open|filtered) -- many silent ports tested per token.
+RIDERS_MAX = 16
+#: Tries a rider may be spared for arriving after the batch's token was spent.
+RIDER_SPARED_MAX = 64
 #: The chance we accept that a responsive port is called silent because every try was lost.
 FALSE_SILENCE = 1e-4
 #: How many recent tries and answers the congestion signal looks at.
@@ -102,6 +108,9 @@ class Probe:
     #: UDP: silent tries sent against a pace still being measured (they may have met a dry
     #: bucket): they don't count against the port's tries, up to SPARED_MAX
     spared: int = 0
+    #: UDP on a limited host: the token batch of the latest try and the place in it (-1: none)
+    batch: int = -1
+    rank: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -121,6 +130,8 @@ class HostStats:
     canary_rounds: int = 0
     #: tries every port already spent before the limit was found late; they don't count
     bonus_tries: int = 0
+    #: silent ports that ride in front of each ICMP token (grows while riders prove silent)
+    riders: int = 1
 
     @property
     def srtt(self) -> float | None:
@@ -192,6 +203,12 @@ class ScanSession:
         self._any_limited = False
         self.sent_packets = 0
         self._send_seq = 0
+        #: token batches (UDP, limited hosts): the lowest rank that drew an ICMP error, and
+        #: the batches whose token went back (their silences are the ports' own)
+        self._batch_seq = 0
+        self._batch_icmp: dict[int, int] = {}
+        self._batch_given: set[int] = set()
+        self._batch_holder: dict[int, int] = {}  # batch -> rank of its token holder
         self.retransmissions = 0
 
     # -- queries
@@ -242,7 +259,6 @@ class ScanSession:
         budget = self.rate.budget(self._window() - self.in_flight, now)
         cwnd = int(self.window.cwnd)
         deferred: list[Probe] = []
-        inflight = self._inflight
         while budget > 0 and (self._retry or self._fresh):
             probe = self._retry.popleft() if self._retry else self._fresh.popleft()
             if probe.final:
@@ -253,23 +269,65 @@ class ScanSession:
                 if len(deferred) > 64:
                     break
                 continue
-            out.append((host.address, probe.port, probe.tries))
-            if probe.tries:
-                self.retransmissions += 1
-            probe.tries += 1
-            probe.sent_at = now
-            probe.seq = self._send_seq
-            self._send_seq += 1
-            probe.outstanding = True
-            host.last_send = now
-            inflight.append(probe)
-            host.in_flight += 1
+            if probe.held_token:
+                room = min(host.riders, budget - 1, cwnd - host.in_flight - 1)
+                batch = self._batch_seq
+                self._batch_seq += 1
+                riders = self._riders(probe, room, now)
+                self._batch_holder[batch] = len(riders)
+                for rank, rider in enumerate([*riders, probe]):
+                    rider.batch, rider.rank, rider.paced = batch, rank, True
+                    self._send(rider, host, now, out)
+                budget -= len(riders) + 1
+                continue
+            probe.batch = -1
+            self._send(probe, host, now, out)
             budget -= 1
         self._retry.extendleft(reversed(deferred))
         self.in_flight += len(out)
         self.sent_packets += len(out)
         self.rate.spend(len(out), now)
         return out
+
+    def _send(
+        self, probe: Probe, host: HostStats, now: float, out: list[tuple[str, int, int]]
+    ) -> None:
+        out.append((host.address, probe.port, probe.tries))
+        if probe.tries:
+            self.retransmissions += 1
+        probe.tries += 1
+        probe.sent_at = now
+        probe.seq = self._send_seq
+        self._send_seq += 1
+        probe.outstanding = True
+        host.last_send = now
+        self._inflight.append(probe)
+        host.in_flight += 1
+
+    def _riders(self, holder: Probe, room: int, now: float) -> list[Probe]:
+        """Up to ``room`` silent ports of ``holder``'s host, from the front of the retry queue,
+        to ride in front of its token."""
+        riders: list[Probe] = []
+        if room <= 0 or not self._retry:
+            return riders
+        keep: list[Probe] = []
+        scanned = 0
+        while self._retry and len(riders) < room and scanned < 256:
+            p = self._retry.popleft()
+            scanned += 1
+            if p.final:
+                continue
+            if p.host == holder.host and p.tries and not p.outstanding and now >= p.not_before:
+                riders.append(p)
+            else:
+                keep.append(p)
+        self._retry.extendleft(reversed(keep))
+        if len(self._batch_icmp) > 8192:  # forget batches long settled
+            old = self._batch_seq - 4096
+            self._batch_icmp = {b: r for b, r in self._batch_icmp.items() if b >= old}
+            self._batch_given = {b for b in self._batch_given if b >= old}
+            self._batch_holder = {b: r for b, r in self._batch_holder.items() if b >= old}
+        return riders
 
     def _host_ready(self, host: HostStats, probe: Probe, now: float) -> bool:
         if now < probe.not_before:
@@ -325,6 +383,17 @@ class ScanSession:
             verdict = self._meaning[reply] = rules.interpret(self.technique, reply)
         host = self.hosts[hi]
         icmp = isinstance(reply, IcmpReply)
+        if isinstance(reply, IcmpReply) and reply.from_target and probe.batch >= 0:
+            first = self._batch_icmp.get(probe.batch)
+            if first is None:
+                # the batch's first ICMP error: from its token holder (every rider was silent
+                # with a token there: ride more) or from a rider (a closed one: ride fewer)
+                if probe.rank == self._batch_holder.get(probe.batch, -1):
+                    host.riders = min(RIDERS_MAX, max(1, 2 * host.riders))
+                else:
+                    host.riders //= 2
+            if first is None or probe.rank < first:
+                self._batch_icmp[probe.batch] = probe.rank
         if isinstance(reply, IcmpReply) and reply.type == 3 and reply.code == 3:
             host.icmp.on_unreachable(probe.seq, probe.sent_at, paced=probe.paced)
             probe.held_token = False  # the kernel spent the token we reserved, if we did
@@ -479,16 +548,30 @@ class ScanSession:
         self._maybe_settle()
 
     def _silent_token(self, host: HostStats, probe: Probe) -> None:
-        """A probe that held a modelled token went silent: the token goes back when the pace
-        has settled (the port looks open|filtered); otherwise the bucket may have been dry,
-        and the try is spared."""
+        """A probe that held a modelled token went silent. If a rider of its batch drew an
+        ICMP error, the host spent the token there; otherwise it goes back when the pace
+        allows (``IcmpBucket.give_back``), and the batch's silences are the ports' own."""
         probe.held_token = False
-        if not host.icmp.give_back(host.icmp.gap(probe.sent_at)) and probe.spared < SPARED_MAX:
-            probe.spared += 1
+        if probe.batch in self._batch_icmp:
+            return
+        if host.icmp.give_back(host.icmp.gap(probe.sent_at)):
+            self._batch_given.add(probe.batch)
+
+    def _spare(self, probe: Probe) -> None:
+        """A silent try of a token batch: it counts only if the bucket had a token for it --
+        proven when a later member of its batch drew the ICMP error, or its token went back."""
+        first = self._batch_icmp.get(probe.batch)
+        if first is not None:
+            if first < probe.rank and probe.spared < RIDER_SPARED_MAX:
+                probe.spared += 1  # the token went to a closed port before it
+        elif probe.batch not in self._batch_given and probe.spared < RIDER_SPARED_MAX:
+            probe.spared += 1  # no proof the bucket had a token: maybe the pace was early
 
     def _on_silence(self, host: HostStats, probe: Probe, now: float) -> None:
         if self._udp and not self.defeat_icmp_ratelimit:
-            gap = host.icmp.gap(probe.sent_at)
+            # (a try that arrived after its batch's token was spent says nothing of the interval)
+            first = self._batch_icmp.get(probe.batch, probe.rank)
+            gap = host.icmp.gap(probe.sent_at) if probe.batch < 0 or first >= probe.rank else None
             if gap is not None and (probe.gap is None or gap > probe.gap):
                 probe.gap, probe.gap_try = gap, probe.tries
             if host.icmp.on_silence(probe.seq, now, probe.sent_at):
@@ -496,6 +579,8 @@ class ScanSession:
                 self._fresh_tries(probe.host)
         if not host.icmp.limited:
             self._loss(probe, now)
+        elif probe.batch >= 0:
+            self._spare(probe)
         if probe.tries - probe.spared < max(self.allowed_tries(host), self._pp.get(probe.port, 1)):
             self._retry.append(probe)
         else:
