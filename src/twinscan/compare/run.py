@@ -51,7 +51,7 @@ def lab_truth(request: ScanRequest, spec_path: str | None = None) -> pd.DataFram
     from twinscan.lab.truth import truth_frame
 
     spec = load_spec(spec_path)
-    lab_hosts = set(spec.addresses.values())
+    lab_hosts = set(spec.addresses.values()) | {h.address6 for h in spec.hosts if h.address6}
     if not any(t in lab_hosts for t in request.targets):
         raise UsageError(
             "--truth needs lab targets: none of "

@@ -110,9 +110,24 @@ _ICMP_TYPE = {
 }
 
 
+#: IPv6's counterparts of the ICMP rejections (nft ``icmpv6 type``): codes 4, 1, 1 and 0.
+_ICMP6_TYPE = {
+    Action.PORT_UNREACHABLE: "port-unreachable",
+    Action.HOST_PROHIBITED: "admin-prohibited",
+    Action.ADMIN_PROHIBITED: "admin-prohibited",
+    Action.NET_UNREACHABLE: "no-route",
+}
+#: Neighbour discovery, which IPv6 needs as IPv4 needs ARP (which no IP rule sees).
+_NDP = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
+
+
 def nft_ruleset(host: Host) -> str | None:
-    """The nftables script for a host's namespace (None: the host needs no rules)."""
-    lines: list[str] = []
+    """The nftables script for a host's namespace (None: the host needs no rules).
+
+    A dual-stack host (``address6``) gets an ``inet`` table, so every rule acts on IPv6 too;
+    an ICMP rejection becomes its ICMPv6 counterpart there (``_ICMP6_TYPE``)."""
+    v6 = host.address6 is not None
+    lines: list[str] = [_NDP] if v6 else []
     if host.loss > 0:
         per_mille = round(host.loss * 1000)
         lines.append(f'numgen random mod 1000 < {per_mille} counter drop comment "loss"')
@@ -129,14 +144,23 @@ def nft_ruleset(host: Host) -> str | None:
             verdict = "drop"
         elif rule.action is Action.TCP_RESET:
             verdict = "reject with tcp reset"
+        elif v6:
+            lines.append(
+                f"meta nfproto ipv4 {match} counter reject with icmp type {_ICMP_TYPE[rule.action]}"
+            )
+            lines.append(
+                f"meta nfproto ipv6 {match} counter reject with icmpv6 type "
+                f"{_ICMP6_TYPE[rule.action]}"
+            )
+            continue
         else:
             verdict = f"reject with icmp type {_ICMP_TYPE[rule.action]}"
         lines.append(f"{match} counter {verdict}")
-    if not lines:
+    if lines == [_NDP] or not lines:
         return None
     body = "\n".join(f"    {line}" for line in lines)
     return (
-        "table ip twinscan {\n"
+        f"table {'inet' if v6 else 'ip'} twinscan {{\n"
         "  chain input {\n"
         "    type filter hook input priority 0; policy accept;\n"
         '    iif "lo" accept\n'
@@ -155,6 +179,7 @@ def _ranges(ports: tuple[int, ...]) -> list[str]:
 def services_config(host: Host) -> dict[str, Any]:
     return {
         "address": host.address,
+        "address6": host.address6,
         "tcp": list(host.tcp),
         "udp": [[p, k.value] for p, k in host.udp],
         "ftp": host.ftp,
@@ -311,23 +336,33 @@ def up(spec: LabSpec, prefix: str | None = None) -> dict[str, Any]:
 def _build(spec: LabSpec, names: Names, hosts: list[Host], state: dict[str, Any]) -> None:
     scan = names.scanner_ns
     plen = spec.subnet.prefixlen
-    _netns_add(scan)
+    v6 = spec.subnet6 is not None
+    plen6 = spec.subnet6.prefixlen if spec.subnet6 is not None else 128
+    _netns_add(scan, v6=v6)
     _run(["ip", "-n", scan, "link", "add", names.bridge, "type", "bridge"])
     _run(["ip", "-n", scan, "addr", "add", f"{spec.scanner}/{plen}", "dev", names.bridge])
+    if spec.scanner6 is not None:
+        _run(["ip", "-n", scan, "addr", "add", f"{spec.scanner6}/{plen6}", "dev", names.bridge,
+              "nodad"])  # fmt: skip
     _run(["ip", "-n", scan, "link", "set", names.bridge, "up"])
     for index, host in enumerate(hosts):
         ns = names.host_ns(host.name)
         veth = names.veth(index)
-        _netns_add(ns)
+        _netns_add(ns, v6=v6)
         _run(["ip", "link", "add", veth, "netns", scan, "type", "veth", "peer", "name", "eth0",
               "netns", ns])  # fmt: skip
         _run(["ip", "-n", scan, "link", "set", veth, "master", names.bridge, "up"])
         _run(["ip", "-n", ns, "addr", "add", f"{host.address}/{plen}", "dev", "eth0"])
+        if host.address6 is not None:
+            _run(["ip", "-n", ns, "addr", "add", f"{host.address6}/{plen6}", "dev", "eth0",
+                  "nodad"])  # fmt: skip
         _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
         if not host.icmp_ratelimit:
             # Per-namespace sysctls: no per-peer limit and no global limit on ICMP errors.
             _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0",
                   "net.ipv4.icmp_ratemask=0"])  # fmt: skip
+            if v6:  # ICMPv6 errors: no per-peer limit either
+                _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.icmp.ratelimit=0"])
         ruleset = nft_ruleset(host)
         if ruleset is not None:
             _run(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin=ruleset)
@@ -342,7 +377,7 @@ def _build(spec: LabSpec, names: Names, hosts: list[Host], state: dict[str, Any]
         state["pids"].append(pid)
         state["hosts"][host.name]["pid"] = pid
         _write_state(names, state)
-    _wait_reachable(scan, [h.address for h in hosts])
+    _wait_reachable(scan, [a for h in hosts for a in (h.address, h.address6) if a is not None])
 
 
 # Runs in the scanner namespace: connect() to port 1 of each address; a connection or a
@@ -352,7 +387,7 @@ import errno, socket, sys, time
 todo = set(sys.argv[1:])
 for _ in range(20):
     for addr in sorted(todo):
-        s = socket.socket(); s.settimeout(0.5)
+        s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET); s.settimeout(0.5)
         err = s.connect_ex((addr, 1)); s.close()
         if err in (0, errno.ECONNREFUSED):
             todo.discard(addr)
@@ -381,6 +416,14 @@ SINK_RULESET = """table ip twinscan {
   }
 }
 """
+#: The dual-stack sink: the same for IPv6, but neighbour discovery (IPv6's ARP) passes.
+SINK_RULESET6 = """table inet twinscan {
+  chain prerouting {
+    type filter hook prerouting priority -300; policy drop;
+    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+  }
+}
+"""
 
 
 def _build_sink(
@@ -390,24 +433,39 @@ def _build_sink(
     ns = names.sink_ns
     veth = names.veth(index)
     plen = spec.subnet.prefixlen
-    _netns_add(ns)
+    v6 = spec.subnet6 is not None
+    _netns_add(ns, v6=v6)
     _run(["ip", "link", "add", veth, "netns", names.scanner_ns, "type", "veth", "peer", "name",
           "eth0", "netns", ns])  # fmt: skip
     _run(["ip", "-n", names.scanner_ns, "link", "set", veth, "master", names.bridge, "up"])
     _run(["ip", "-n", ns, "addr", "add", f"{spec.sink}/{plen}", "dev", "eth0"])
+    if spec.sink6 is not None and spec.subnet6 is not None:
+        _run(["ip", "-n", ns, "addr", "add", f"{spec.sink6}/{spec.subnet6.prefixlen}", "dev",
+              "eth0", "nodad"])  # fmt: skip
     _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-    _run(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin=SINK_RULESET)
+    _run(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin=SINK_RULESET6 if v6 else SINK_RULESET)
     devs = [(names.scanner_ns, names.bridge)] + [(names.host_ns(h.name), "eth0") for h in hosts]
     for host in silent:
         for other, dev in devs:
             _run(["ip", "-n", other, "route", "replace", f"{host.address}/32", "via", spec.sink,
                   "dev", dev])  # fmt: skip
+            if host.address6 is not None and spec.sink6 is not None:
+                _run(["ip", "-n", other, "-6", "route", "replace", f"{host.address6}/128", "via",
+                      spec.sink6, "dev", dev])  # fmt: skip
 
 
-def _netns_add(ns: str) -> None:
+def _netns_add(ns: str, *, v6: bool = False) -> None:
     _run(["ip", "netns", "add", ns])
     _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-    _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+    if not v6:  # an IPv4-only lab: no IPv6 at all in its namespaces
+        _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+        return
+    # Dual stack: no duplicate address detection (addresses work at once), no router
+    # solicitations or autoconfiguration (nothing but the lab's own addresses).
+    _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
+          "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_ra=0",
+          "net.ipv6.conf.default.accept_ra=0", "net.ipv6.conf.default.router_solicitations=0",
+          "net.ipv6.conf.all.disable_ipv6=0"])  # fmt: skip
 
 
 def _start_services(names: Names, host: Host) -> int:

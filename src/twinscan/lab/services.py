@@ -130,19 +130,28 @@ def _start_ftp(address: str, port: int) -> None:
 
 def serve(config: dict[str, Any]) -> None:
     address = str(config["address"])
+    # A dual-stack host listens on its IPv6 address too.
+    addresses = [address] + ([str(config["address6"])] if config.get("address6") else [])
     sel = selectors.DefaultSelector()
-    for port in config.get("tcp", []):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((address, int(port)))
-        s.listen(512)
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, ("tcp", None))
-    for port, kind in config.get("udp", []):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind((address, int(port)))
-        u.setblocking(False)
-        sel.register(u, selectors.EVENT_READ, ("udp", UdpKind(kind)))
+    for addr in addresses:
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        tcp = list(config.get("tcp", []))
+        if family == socket.AF_INET6 and config.get("ftp"):
+            # FTP bounce names IPv4 only (PORT), and pyftpdlib runs one server per process:
+            # over IPv6 the relay's port is a plain listener (open, as the truth says).
+            tcp.append(int(config["ftp"]))
+        for port in tcp:
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr, int(port)))
+            s.listen(512)
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ, ("tcp", None))
+        for port, kind in config.get("udp", []):
+            u = socket.socket(family, socket.SOCK_DGRAM)
+            u.bind((addr, int(port)))
+            u.setblocking(False)
+            sel.register(u, selectors.EVENT_READ, ("udp", UdpKind(kind)))
     if config.get("ftp"):
         _start_ftp(address, int(config["ftp"]))
     print("ready", flush=True)

@@ -23,6 +23,8 @@ from twinscan.request.ports import parse_port_list
 
 #: Every lab address must live here (network safety: nothing outside the benchmark block).
 LAB_SUPERNET = ipaddress.IPv4Network("198.18.0.0/16")
+#: Every lab IPv6 address lives in the documentation prefix (RFC 3849), as the guard expects.
+LAB_SUPERNET6 = ipaddress.IPv6Network("2001:db8::/32")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 
@@ -82,6 +84,9 @@ class Host:
     conntrack: frozenset[Conntrack] = frozenset()
     #: Keep Linux's default ICMP error rate limiting (1/s per peer after a burst of 6).
     icmp_ratelimit: bool = False
+    #: The host's IPv6 address in a dual-stack lab (``[lab] subnet6``): the same offset into
+    #: subnet6 as ``address`` has in subnet (198.18.0.10 -> 2001:db8:18::a); None: IPv4 only.
+    address6: str | None = None
 
     @property
     def tcp_listeners(self) -> frozenset[int]:
@@ -118,6 +123,17 @@ class LabSpec:
     source: str = "<string>"
     #: Silent hosts are routed to this address: a namespace that drops every IP packet.
     sink: str = "198.18.0.254"
+    #: Dual stack: the IPv6 /64 (inside 2001:db8::/32) and the scanner's and sink's addresses.
+    subnet6: ipaddress.IPv6Network | None = None
+    scanner6: str | None = None
+    sink6: str | None = None
+
+    def by_address(self, address: str) -> Host | None:
+        """The host at ``address`` (IPv4 or IPv6), or None."""
+        for host in self.hosts:
+            if address in (host.address, host.address6):
+                return host
+        return None
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -276,7 +292,7 @@ class _Parser:
 
     def spec(self, data: Mapping[str, Any]) -> LabSpec:
         self.table(data, (), ("lab", "scan", "hosts"))
-        lab = self.table(data.get("lab", {}), ("lab",), ("subnet", "scanner", "sink"))
+        lab = self.table(data.get("lab", {}), ("lab",), ("subnet", "scanner", "sink", "subnet6"))
         try:
             subnet = ipaddress.IPv4Network(
                 self.string(lab.get("subnet", "198.18.0.0/24"), ("lab", "subnet"))
@@ -307,7 +323,29 @@ class _Parser:
                 )
             seen[h.address] = f"hosts.{h.name}"
         scan = self.scan(data.get("scan", {}), {h.name: h for h in hosts})
-        return LabSpec(subnet, str(scanner), hosts, scan, self.source, str(sink))
+        if "subnet6" not in lab:
+            return LabSpec(subnet, str(scanner), hosts, scan, self.source, str(sink))
+        try:
+            subnet6 = ipaddress.IPv6Network(self.string(lab["subnet6"], ("lab", "subnet6")))
+        except ValueError as exc:
+            raise self.fail(("lab", "subnet6"), str(exc)) from None
+        if not subnet6.subnet_of(LAB_SUPERNET6) or subnet6.prefixlen > 128 - (
+            32 - subnet.prefixlen
+        ):
+            raise self.fail(
+                ("lab", "subnet6"),
+                f"must lie inside {LAB_SUPERNET6} and hold as many addresses as lab.subnet",
+            )
+
+        def six(addr: str) -> str:
+            offset = int(ipaddress.IPv4Address(addr)) - int(subnet.network_address)
+            return str(subnet6.network_address + offset)
+
+        hosts = tuple(dataclasses.replace(h, address6=six(h.address)) for h in hosts)
+        return LabSpec(
+            subnet, str(scanner), hosts, scan, self.source, str(sink),
+            subnet6, six(str(scanner)), six(str(sink)),
+        )  # fmt: skip
 
     def in_subnet(
         self, addr: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network, path: Path_

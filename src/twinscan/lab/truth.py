@@ -198,6 +198,31 @@ def expected(host: Host, technique: Technique, port: int) -> Cell:
     return TCP_TABLE[where][technique]
 
 
+#: IPv6 (issue #17): the lab's ICMP rejections become ICMPv6 ones (``netns._ICMP6_TYPE``):
+#: host- and admin-prohibited -> code 1 "administratively prohibited", net-unreachable ->
+#: code 0 "no route". Raw scans read their reason from nmap's ICMPv6 table; connect() gets
+#: Linux's errno for them (icmpv6_err_convert: code 1 EACCES, code 0 ENETUNREACH).
+_V6_RAW_REASON = {
+    Action.HOST_PROHIBITED.value: R.ADMIN_PROHIBITED,
+    Action.ADMIN_PROHIBITED.value: R.ADMIN_PROHIBITED,
+    Action.NET_UNREACHABLE.value: R.NO_ROUTE,
+}
+_V6_CONNECT = {
+    Action.HOST_PROHIBITED.value: Cell(S.FILTERED, R.ADMIN_PROHIBITED),
+    Action.ADMIN_PROHIBITED.value: Cell(S.FILTERED, R.ADMIN_PROHIBITED),
+}
+
+
+def expected6(host: Host, technique: Technique, port: int) -> Cell:
+    """``expected`` for a probe to the host's IPv6 address."""
+    cell = expected(host, technique, port)
+    where = situation(host, technique, port)
+    if technique is T.CONNECT:
+        return _V6_CONNECT.get(where, cell)
+    reason = _V6_RAW_REASON.get(where)
+    return cell if reason is None else Cell(cell.state, reason)
+
+
 def bounce_codes(target: Host, port: int) -> tuple[int, ...]:
     """The relay's reply codes to PORT+LIST at ``target:port`` (see ``BOUNCE_OPEN``...)."""
     where = situation(target, T.FTP_BOUNCE, port)
@@ -221,11 +246,13 @@ def truth_verdicts(
     one with no listener and no rule is closed (RST, ICMP port-unreachable), unless the host's
     firewall, conntrack rule or silence says otherwise — and ftp-bounce covers every host with
     the request's TCP ports. ``hosts`` (addresses) keeps only those hosts of the spec; an
-    address that is not a spec host has no truth.
+    address that is not a spec host has no truth. A host's IPv6 address (a dual-stack lab)
+    has truth only when ``hosts`` names it (``expected6``; no ftp-bounce over IPv6).
     """
     out: list[PortVerdict] = []
     wanted = None if hosts is None else set(hosts)
     chosen = [h for h in spec.hosts if wanted is None or h.address in wanted]
+    chosen6 = [h for h in spec.hosts if wanted is not None and h.address6 in wanted]
     tcp = spec.tcp_universe() if ports is None else ports.tcp
     udp = spec.udp_universe() if ports is None else ports.udp
     for technique in techniques:
@@ -254,6 +281,22 @@ def truth_verdicts(
                     reason=v.reason,
                 )
             )
+        if technique is T.FTP_BOUNCE:
+            continue
+        for host in chosen6:
+            for port in udp if technique is T.UDP else tcp:
+                v = expected6(host, technique, port)
+                out.append(
+                    PortVerdict(
+                        engine=Engine.TRUTH,
+                        technique=technique,
+                        host=str(host.address6),
+                        proto=technique.proto,
+                        port=port,
+                        state=v.state,
+                        reason=v.reason,
+                    )
+                )
     return out
 
 
