@@ -106,6 +106,10 @@ class IcmpBucket:
     lo: float = 0.0
     #: too-early silences confirmed so far (0: still searching downwards)
     confirmed: int = 0
+    #: proven upper bound on the interval (answers counted since the bucket was last proven
+    #: dry, at ``dry_at``), inf: none yet
+    hi: float = math.inf
+    dry_at: float | None = None
     #: seq of the first silent probe (after an answer) and when it was sent
     first_silent_seq: int = -1
     first_silent_at: float = math.nan
@@ -133,10 +137,30 @@ class IcmpBucket:
             self.may_give_back = True
             if own_gap is not None:
                 self.answered_gaps = [*self.answered_gaps[-(SETTLED - 1) :], own_gap]
+            if self.dry_at is not None and not math.isnan(sent_at):
+                # n answers to probes sent since the bucket was proven dry (< 1 token) at
+                # dry_at: n - 1 tokens refilled by sent_at, so interval < span / (n - 1)
+                i = bisect.bisect_right(self.answered_at, self.dry_at)
+                n = len(self.answered_at) - i
+                if n >= 2:
+                    self.hi = min(self.hi, (self.answered_at[-1] - self.dry_at) / (n - 1))
+                    if self.hi <= self.lo:  # contradicting evidence (loss?): start over
+                        self.hi = math.inf
+            if self.hi < math.inf:
+                self.interval = self.bisect()
+                return
             if own_gap is not None and own_gap > 1.5 * self.interval:
                 return  # answered only after silent probes: no evidence for a faster pace
             speedup = SPEEDUP if self.confirmed else SEARCH_SPEEDUP
             self.interval = max(self.floor(), self.interval * speedup)
+
+    def bisect(self) -> float:
+        """The pace between the proven bounds: their geometric mean, or the upper bound once
+        they are within the margin of each other."""
+        floor = self.floor()
+        if self.hi <= floor * (1 + LO_MARGIN):
+            return max(floor, self.hi)
+        return min(INTERVAL_MAX_S, max(floor, math.sqrt(max(self.lo, INTERVAL_MIN_S) * self.hi)))
 
     def on_silence(self, seq: int, now: float, sent_at: float = math.nan) -> bool:
         """The probe sent ``seq``-th timed out; True when that makes the host limited."""
@@ -166,15 +190,25 @@ class IcmpBucket:
         i = bisect.bisect_left(self.answered_at, sent_at)
         return sent_at - self.answered_at[i - 1] if i else None
 
-    def on_confirmed_silence(self, gap: float) -> None:
-        """A probe sent ``gap`` after the latest answered one drew nothing, and a later try of
-        its port drew a port-unreachable: the bucket was dry, so the interval exceeds ``gap``."""
-        if not self.limited or gap <= self.lo:
+    def on_confirmed_silence(self, gap: float, sent_at: float = math.nan) -> None:
+        """A probe sent (at ``sent_at``) ``gap`` after the latest answered one drew nothing,
+        and a later try of its port (or a known-closed witness sent with it) drew a
+        port-unreachable: the bucket was dry, so the interval exceeds ``gap``."""
+        if not self.limited:
+            return
+        if not math.isnan(sent_at) and (self.dry_at is None or sent_at > self.dry_at):
+            self.dry_at = sent_at
+        self.tokens = min(self.tokens, 0.0)  # the model ran ahead of the host
+        if gap <= self.lo:
             return
         self.lo = min(gap, INTERVAL_MAX_S)
         self.confirmed += 1
-        self.interval = min(INTERVAL_MAX_S, max(self.interval, self.lo * BACKOFF, self.floor()))
-        self.tokens = min(self.tokens, 0.0)  # the model ran ahead of the host
+        if self.hi <= self.lo:
+            self.hi = math.inf
+        if self.hi < math.inf:
+            self.interval = self.bisect()
+        else:
+            self.interval = min(INTERVAL_MAX_S, max(self.interval, self.lo * BACKOFF, self.floor()))
 
     def floor(self) -> float:
         """The shortest pace the evidence allows."""

@@ -132,6 +132,12 @@ class HostStats:
     bonus_tries: int = 0
     #: silent ports that ride in front of each ICMP token (grows while riders prove silent)
     riders: int = 1
+    #: a port known closed (one packet a probe): sent last in each token batch, its
+    #: port-unreachable proves the bucket had the token; the pending batch and its send
+    witness: int | None = None
+    witness_batch: int = -1
+    witness_sent: float = 0.0
+    witness_seq: int = -1
 
     @property
     def srtt(self) -> float | None:
@@ -209,6 +215,7 @@ class ScanSession:
         self._batch_icmp: dict[int, int] = {}
         self._batch_given: set[int] = set()
         self._batch_holder: dict[int, int] = {}  # batch -> rank of its token holder
+        self._witness_out: list[tuple[str, int, int]] = []
         self.retransmissions = 0
 
     # -- queries
@@ -273,21 +280,54 @@ class ScanSession:
                 room = min(host.riders, budget - 1, cwnd - host.in_flight - 1)
                 batch = self._batch_seq
                 self._batch_seq += 1
-                riders = self._riders(probe, room, now)
-                self._batch_holder[batch] = len(riders)
-                for rank, rider in enumerate([*riders, probe]):
+                if host.witness is None:
+                    riders = self._riders(probe, room, now)
+                    members = [*riders, probe]
+                else:
+                    # silent ports first, unprobed (likelier closed) ones last, then the witness
+                    riders = self._riders(probe, room, now, fresh=True)
+                    members = sorted([probe, *riders], key=lambda p: p.tries == 0)
+                for rank, rider in enumerate(members):
                     rider.batch, rider.rank, rider.paced = batch, rank, True
                     self._send(rider, host, now, out)
-                budget -= len(riders) + 1
+                budget -= len(members)
+                if host.witness is None:
+                    self._batch_holder[batch] = len(riders)
+                else:
+                    # a known-closed port last: it draws the error iff the bucket still had
+                    # the token when it arrived, so the batch always tells what happened
+                    self._batch_holder[batch] = len(members)
+                    host.witness_batch, host.witness_sent = batch, now
+                    host.witness_seq = self._send_seq
+                    self._send_seq += 1
+                    self._witness_out.append((host.address, host.witness, 0))
                 continue
             probe.batch = -1
             self._send(probe, host, now, out)
             budget -= 1
         self._retry.extendleft(reversed(deferred))
         self.in_flight += len(out)
+        if self._witness_out:
+            # (each witness goes straight after its batch: a batch's members are contiguous)
+            out = self._place_witnesses(out)
         self.sent_packets += len(out)
         self.rate.spend(len(out), now)
         return out
+
+    def _place_witnesses(self, out: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+        """Put each queued witness after the last probe of its host's batch in ``out``."""
+        witnesses, self._witness_out = self._witness_out, []
+        last: dict[str, int] = {}
+        for i, (addr, _port, _tryno) in enumerate(out):
+            last[addr] = i
+        after: dict[int, list[tuple[str, int, int]]] = {}
+        for w in witnesses:
+            after.setdefault(last.get(w[0], len(out) - 1), []).append(w)
+        placed: list[tuple[str, int, int]] = []
+        for i, item in enumerate(out):
+            placed.append(item)
+            placed.extend(after.get(i, ()))
+        return placed
 
     def _send(
         self, probe: Probe, host: HostStats, now: float, out: list[tuple[str, int, int]]
@@ -304,24 +344,23 @@ class ScanSession:
         self._inflight.append(probe)
         host.in_flight += 1
 
-    def _riders(self, holder: Probe, room: int, now: float) -> list[Probe]:
-        """Up to ``room`` silent ports of ``holder``'s host, from the front of the retry queue,
-        to ride in front of its token."""
+    def _riders(self, holder: Probe, room: int, now: float, *, fresh: bool = False) -> list[Probe]:
+        """Up to ``room`` other ports of ``holder``'s host to ride in its token batch: silent
+        ones from the front of the retry queue, then (``fresh``) unprobed ones."""
         riders: list[Probe] = []
-        if room <= 0 or not self._retry:
-            return riders
-        keep: list[Probe] = []
-        scanned = 0
-        while self._retry and len(riders) < room and scanned < 256:
-            p = self._retry.popleft()
-            scanned += 1
-            if p.final:
-                continue
-            if p.host == holder.host and p.tries and not p.outstanding and now >= p.not_before:
-                riders.append(p)
-            else:
-                keep.append(p)
-        self._retry.extendleft(reversed(keep))
+        for queue in (self._retry, self._fresh) if fresh else (self._retry,):
+            keep: list[Probe] = []
+            scanned = 0
+            while queue and len(riders) < room and scanned < 256:
+                p = queue.popleft()
+                scanned += 1
+                if p.final:
+                    continue
+                if p.host == holder.host and not p.outstanding and now >= p.not_before:
+                    riders.append(p)
+                else:
+                    keep.append(p)
+            queue.extendleft(reversed(keep))
         if len(self._batch_icmp) > 8192:  # forget batches long settled
             old = self._batch_seq - 4096
             self._batch_icmp = {b: r for b, r in self._batch_icmp.items() if b >= old}
@@ -376,6 +415,8 @@ class ScanSession:
             return False
         probe = self._index[hi].get(port)
         if probe is None or probe.final or probe.tries == 0 or tryno >= probe.tries:
+            if probe is not None and probe.final and isinstance(reply, IcmpReply):
+                self._witnessed(hi, port, reply)
             return False
         try:
             verdict = self._meaning[reply]
@@ -384,17 +425,10 @@ class ScanSession:
         host = self.hosts[hi]
         icmp = isinstance(reply, IcmpReply)
         if isinstance(reply, IcmpReply) and reply.from_target and probe.batch >= 0:
-            first = self._batch_icmp.get(probe.batch)
-            if first is None:
-                # the batch's first ICMP error: from its token holder (every rider was silent
-                # with a token there: ride more) or from a rider (a closed one: ride fewer)
-                if probe.rank == self._batch_holder.get(probe.batch, -1):
-                    host.riders = min(RIDERS_MAX, max(1, 2 * host.riders))
-                else:
-                    host.riders //= 2
-            if first is None or probe.rank < first:
-                self._batch_icmp[probe.batch] = probe.rank
+            self._batch_error(host, probe.batch, probe.rank)
         if isinstance(reply, IcmpReply) and reply.type == 3 and reply.code == 3:
+            if host.witness is None and self._pp.get(port, 1) == 1:
+                host.witness = port
             host.icmp.on_unreachable(probe.seq, probe.sent_at, paced=probe.paced)
             probe.held_token = False  # the kernel spent the token we reserved, if we did
             if probe.gap is not None and probe.tries > probe.gap_try:
@@ -547,12 +581,44 @@ class ScanSession:
             self._on_silence(host, probe, now)
         self._maybe_settle()
 
+    def _batch_error(self, host: HostStats, batch: int, rank: int) -> None:
+        """An ICMP error from the member ``rank`` of token batch ``batch``."""
+        first = self._batch_icmp.get(batch)
+        if first is None:
+            # the batch's first ICMP error: from its token holder or witness (every rider was
+            # silent with a token there: ride more); from a rider (a closed one, the token put
+            # to use: the riders after it only cost a packet each) with a witness, keep them;
+            # without one, fewer (their silences are not proven)
+            if rank == self._batch_holder.get(batch, -1):
+                host.riders = min(RIDERS_MAX, max(1, 2 * host.riders))
+            elif host.witness is None:
+                host.riders //= 2
+        if first is None or rank < first:
+            self._batch_icmp[batch] = rank
+
+    def _witnessed(self, hi: int, port: int, reply: IcmpReply) -> None:
+        """An ICMP error to a port already decided: the witness of a token batch, if any."""
+        host = self.hosts[hi]
+        batch = host.witness_batch
+        if port != host.witness or batch < 0 or not reply.from_target:
+            return
+        host.witness_batch = -1
+        self._batch_error(host, batch, self._batch_holder.get(batch, 0))
+        host.icmp.on_unreachable(host.witness_seq, host.witness_sent, paced=True)
+
     def _silent_token(self, host: HostStats, probe: Probe) -> None:
         """A probe that held a modelled token went silent. If a rider of its batch drew an
         ICMP error, the host spent the token there; otherwise it goes back when the pace
         allows (``IcmpBucket.give_back``), and the batch's silences are the ports' own."""
         probe.held_token = False
         if probe.batch in self._batch_icmp:
+            return
+        if host.witness is not None and self._batch_holder.get(probe.batch, 0) > probe.rank:
+            # a witness batch that drew nothing, not even from the known-closed port: the
+            # bucket was dry, the pace early (no token to give back)
+            gap = host.icmp.gap(probe.sent_at)
+            if gap is not None:
+                host.icmp.on_confirmed_silence(gap, probe.sent_at)
             return
         if host.icmp.give_back(host.icmp.gap(probe.sent_at)):
             self._batch_given.add(probe.batch)
