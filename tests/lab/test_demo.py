@@ -19,8 +19,10 @@ def _option(argv: tuple[str, ...], name: str) -> str:
 def test_jobs_cover_the_spec_universe(tmp_path: Path) -> None:
     spec = load_spec()
     jobs = demo.demo_jobs(spec, tmp_path, [*demo.MAIN_TECHNIQUES, Technique.FTP_BOUNCE])
-    assert [j.name for j in jobs] == ["all techniques", "FTP bounce"]
-    main, bounce = jobs
+    assert [j.name for j in jobs] == ["all techniques", "FTP bounce", "IPv6"]
+    main, bounce, six = jobs
+    assert "-6" in six.argv and spec.host("plain").address6 in six.argv  # the dual-stack lab
+    assert _option(six.argv, "-s") == "SU"
     assert main.argv[1:4] == ("-m", "twinscan", "compare")
     assert _option(main.argv, "-s") == "TSFXNAWMU"
     ports = _option(main.argv, "-p")
@@ -41,7 +43,8 @@ def test_jobs_cover_the_spec_universe(tmp_path: Path) -> None:
 
 
 def test_tcp_only_selection_scans_no_udp(tmp_path: Path) -> None:
-    (job,) = demo.demo_jobs(load_spec(), tmp_path, [Technique.SYN])
+    job, six = demo.demo_jobs(load_spec(), tmp_path, [Technique.SYN])
+    assert _option(six.argv, "-p").startswith("T:") and "U:" not in _option(six.argv, "-p")
     assert "U:" not in _option(job.argv, "-p")
 
 
@@ -77,8 +80,9 @@ def test_demo_runs_inside_the_lab_and_tears_it_down(fake_lab: FakeLab, tmp_path:
         return 1  # some verdicts differ: still a successful demo
 
     jobs = demo.run_demo(tmp_path / "out", say=said.append, execute=execute)
-    assert fake_lab.events == ["up tsdemo", "exec tsdemo compare", "down tsdemo"]
-    assert [j.name for j in jobs] == ["all techniques"]
+    compare = "exec tsdemo compare"
+    assert fake_lab.events == ["up tsdemo", compare, compare, "down tsdemo"]
+    assert [j.name for j in jobs] == ["all techniques", "IPv6"]
     assert any("skipping ftp-bounce" in s for s in said)
     assert any(str(tmp_path / "out" / "report.html") in s for s in said)
 

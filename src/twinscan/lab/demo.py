@@ -107,6 +107,22 @@ def demo_jobs(
             "--csv", str(csv), "--html", str(html), "--xml-dir", str(out_dir / "xml"),
         )  # fmt: skip
         jobs.append(DemoJob("FTP bounce", argv, csv, html))
+    six = [t for t in main if t in (Technique.SYN, Technique.UDP)]
+    if spec.subnet6 is not None and six:
+        # IPv6 (issue #17): SYN and UDP over every host's IPv6 address, nmap with -6.
+        parts = ["T:" + format_port_list(spec.tcp_universe())] if Technique.SYN in six else []
+        if Technique.UDP in six:
+            parts.append("U:" + format_port_list(spec.udp_universe()))
+        csv, html = out_dir / "compare6.csv", out_dir / "report6.html"
+        argv = (
+            *base, "-6",
+            *(str(h.address6) for h in spec.hosts),
+            "-s", "".join(t.letter for t in six),
+            "-p", ",".join(parts),
+            *common,
+            "--csv", str(csv), "--html", str(html), "--xml-dir", str(out_dir / "xml6"),
+        )  # fmt: skip
+        jobs.append(DemoJob("IPv6", argv, csv, html))
     return jobs
 
 
