@@ -7,6 +7,7 @@ Values from nmap.cc (the ``-T`` case), NmapOps.cc and timing.cc; see nmap's refg
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Final
 
 
@@ -67,6 +68,9 @@ def resolve(
         if max_retries < 0:
             raise ValueError("--max-retries must be >= 0")
         changes["max_retries"] = max_retries
+    for name, rate in (("--min-rate", min_rate), ("--max-rate", max_rate)):
+        if rate is not None and not math.isfinite(rate):  # nan compares false with 0
+            raise ValueError(f"{name} must be a finite number > 0")
     if min_rate is not None:
         if min_rate <= 0:
             raise ValueError("--min-rate must be > 0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from twinscan.core.errors import TargetError, UsageError
@@ -128,4 +129,7 @@ def parse_duration_ms(text: str) -> float:
         raise UsageError(f"bad time value {text!r} (e.g. 250ms, 2s)") from None
     if value < 0:
         raise UsageError(f"negative time value {text!r}")
-    return value * units[suffix]
+    ms = value * units[suffix]
+    if not math.isfinite(ms):  # nan, inf, 1e999: a scan would wait forever
+        raise UsageError(f"bad time value {text!r} (e.g. 250ms, 2s)")
+    return ms

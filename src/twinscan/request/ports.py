@@ -124,9 +124,21 @@ def parse_port_list(text: str) -> list[int]:
     ``PortSpecError`` (a ``ValueError``) on anything else: names, qualifiers and open ranges
     belong to ``-p`` (``parse_ports``), not to the lists inside files.
     """
-    ports: set[int] = set()
-    for item in _items(text):
-        ports.update(_range(item, text, open_ends=False))
+    return _expand([_range(item, text, open_ends=False) for item in _items(text)])
+
+
+def _expand(ranges: Iterable[range], extra: Iterable[int] = ()) -> list[int]:
+    """The sorted unique ports of ``ranges`` (merged first: a spec repeating ``1-65535`` a
+    thousand times costs one pass over the ports, not a thousand) and ``extra``."""
+    ports: set[int] = set(extra)
+    merged: list[list[int]] = []
+    for r in sorted(((r.start, r.stop) for r in ranges if r), key=lambda t: t[0]):
+        if merged and r[0] <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], r[1])
+        else:
+            merged.append([r[0], r[1]])
+    for lo, stop in merged:
+        ports.update(range(lo, stop))
     return sorted(ports)
 
 
@@ -162,7 +174,10 @@ def _by_name(name: str, protos: tuple[Proto, ...]) -> dict[Proto, list[int]]:
 
 def parse_ports(spec: str, protos: tuple[Proto, ...] = (Proto.TCP, Proto.UDP)) -> PortPlan:
     """Parse ``-p`` into per-protocol sorted port lists."""
-    lists: dict[Proto, set[int]] = {Proto.TCP: set(), Proto.UDP: set()}
+    ranges: dict[Proto, list[range]] = {Proto.TCP: [], Proto.UDP: []}
+    named: dict[Proto, set[int]] = {Proto.TCP: set(), Proto.UDP: set()}
+    iana = {r.value for r in IanaRange}
+    names_seen: set[tuple[str, tuple[Proto, ...]]] = set()
     current: tuple[Proto, ...] = protos
     for item in _items(spec):
         upper = item[:2].upper()
@@ -172,18 +187,22 @@ def parse_ports(spec: str, protos: tuple[Proto, ...] = (Proto.TCP, Proto.UDP)) -
             if not item:
                 continue
         lowered = item.lower()
-        if lowered in {r.value for r in IanaRange}:
+        if lowered in iana:
             lo, hi = IanaRange(lowered).bounds
             for proto in current:
-                lists[proto].update(range(lo, hi + 1))
+                ranges[proto].append(range(lo, hi + 1))
         elif item == "-" or item[0].isdigit() or item[0] == "-":
             ports = _range(item, spec)
             for proto in current:
-                lists[proto].update(ports)
-        else:
+                ranges[proto].append(ports)
+        elif (lowered, current) not in names_seen:  # (a name repeated is looked up once)
+            names_seen.add((lowered, current))
             for proto, ports_ in _by_name(lowered, current).items():
-                lists[proto].update(ports_)
-    plan = PortPlan(tcp=tuple(sorted(lists[Proto.TCP])), udp=tuple(sorted(lists[Proto.UDP])))
+                named[proto].update(ports_)
+    plan = PortPlan(
+        tcp=tuple(_expand(ranges[Proto.TCP], named[Proto.TCP])),
+        udp=tuple(_expand(ranges[Proto.UDP], named[Proto.UDP])),
+    )
     if not plan.tcp and not plan.udp:
         raise PortSpecError(f"no ports in {spec!r}")
     return plan
