@@ -61,6 +61,11 @@ def test_repeated_port_ranges_cost_one_pass() -> None:
     assert len(parse_port_list(",".join(["1-65535"] * 20000))) == 65535
 
 
+def test_repeated_targets_are_expanded_once() -> None:
+    got = expand_targets(["198.18.0.0/16"] * 2000, exclude=["198.18.0.0/17"] * 2000, resolve=no_dns)
+    assert len(got) == 32768
+
+
 @FAST
 @given(text=TARGETISH | st.text(max_size=40))
 def test_targets(text: str) -> None:

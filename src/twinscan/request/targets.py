@@ -161,12 +161,15 @@ def expand_targets(
 ) -> list[str]:
     """Every address the specs name, in order, without duplicates or excluded addresses."""
     excluded: set[Address] = set()
-    for spec in exclude:
-        for item in spec.split(","):
-            excluded.update(_expand_spec(item, resolve, family))
+    for item in dict.fromkeys(i for spec in exclude for i in spec.split(",")):
+        excluded.update(_expand_spec(item, resolve, family))
     seen: set[Address] = set()
     out: list[str] = []
+    done: set[str] = set()  # a spec given again adds nothing: don't expand it again
     for spec in specs:
+        if spec in done:
+            continue
+        done.add(spec)
         for addr in _expand_one(spec, resolve, family):
             if addr in seen or addr in excluded:
                 continue
