@@ -221,3 +221,47 @@ def test_tcp_batch6_equals_probe_by_probe(
     rows = b1.tcp_batch(dsts, ports, trynos)
     want = [b2.probes(d, p, k)[0] for d, p, k in zip(dsts, ports, trynos, strict=True)]
     assert [bytes(r) for r in rows] == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(tech=st.sampled_from(sorted(PROBE_FLAGS, key=str)), data=st.data())
+def test_match_tcp6_equals_parse_and_try_of(tech: Technique, data: st.DataObject) -> None:
+    """The batched IPv6 matcher (recvmmsg rows, senders, hop limits) keeps exactly the replies
+    ``parse_reply6`` + ``try_of`` keep, with the same fields."""
+    import numpy as np
+
+    b = _builder(tech)
+    hosts = [DST, "2001:db8:18::b", "::1"]
+    n = data.draw(st.integers(1, 12))
+    rows, senders, hlims, want = [], [], [], []
+    for _ in range(n):
+        host = data.draw(st.sampled_from([*hosts, "2001:db8:18::99"]))
+        port = data.draw(st.integers(1, 65535))
+        tryno = data.draw(st.integers(0, 3))
+        seq = (b.cookie(host, port) + tryno) & 0xFFFFFFFF if host in hosts else 7
+        flags = data.draw(
+            st.sampled_from([rules.RST, rules.RST | rules.ACK, rules.SYN | rules.ACK])
+        )
+        ack = (seq + (0 if PROBE_FLAGS[tech] & rules.ACK else b.consumed)) & 0xFFFFFFFF
+        raw = _tcp_reply(
+            port,
+            data.draw(st.sampled_from([SPORT, SPORT + 1])),
+            flags,
+            seq=seq if not flags & rules.ACK else data.draw(st.integers(0, 2**32 - 1)),
+            ack=ack if flags & rules.ACK else 0,
+            win=data.draw(st.integers(0, 65535)),
+        )
+        hlim = data.draw(st.integers(1, 255))
+        rows.append(raw + bytes(128 - len(raw)))
+        senders.append(wire.aton6(host))
+        hlims.append(hlim)
+        parsed = parse_reply6(raw, host, wire.IPPROTO_TCP, hlim)
+        if host in hosts and (k := b.try_of(parsed)) is not None:
+            r = parsed.reply
+            assert isinstance(r, TcpReply)
+            want.append((host, parsed.port, k, r.flags, r.window, hlim))
+    arr = np.frombuffer(b"".join(rows), np.uint8).reshape(n, 128)
+    got = b.match_tcp6(
+        arr, [20] * n, np.array(senders, dtype="S16"), np.array(hlims, dtype=np.uint32), hosts
+    )
+    assert got == want

@@ -137,11 +137,24 @@ class BatchSender:
         return n - refused
 
 
+#: Per message of an IPv6 receive: a ``sockaddr_in6`` (the sender) and room for one
+#: ``IPV6_HOPLIMIT`` control message (``CMSG_SPACE(4)``).
+_NAME6 = 28
+_CONTROL6 = socket.CMSG_SPACE(4)
+#: Where the hop limit sits in that control buffer: after the ``cmsghdr`` (len, level, type).
+_HOPLIMIT_AT = socket.CMSG_LEN(0)
+
+
 class BatchReceiver:
     """``recvmmsg(2)`` into a numpy buffer: up to ``capacity`` datagrams per call, each
-    truncated to ``slot`` bytes (enough for any IPv4 + TCP header)."""
+    truncated to ``slot`` bytes (enough for any IPv4 + TCP header).
 
-    def __init__(self, sock: socket.socket, capacity: int = 1024, slot: int = 128) -> None:
+    ``v6``: an ``AF_INET6`` raw socket (``IPV6_RECVHOPLIMIT`` on), which delivers no IPv6
+    header: ``receive6`` also returns each datagram's sender (16 bytes) and hop limit."""
+
+    def __init__(
+        self, sock: socket.socket, capacity: int = 1024, slot: int = 128, *, v6: bool = False
+    ) -> None:
         import numpy as np
 
         libc = ctypes.CDLL(None, use_errno=True)
@@ -169,6 +182,20 @@ class BatchReceiver:
             capacity, -1
         )
         self._len_at = _Mmsghdr.len.offset // 4
+        self.v6 = v6
+        if v6:
+            self.names = np.zeros((capacity, _NAME6), np.uint8)
+            self.control = np.zeros((capacity, _CONTROL6), np.uint8)
+            words = np.frombuffer(memoryview(self._msgs).cast("B"), np.uint64).reshape(capacity, -1)
+            words[:, _Msghdr.name.offset // 8] = self.names.ctypes.data + _NAME6 * np.arange(
+                capacity, dtype=np.uint64
+            )
+            words[:, _Msghdr.control.offset // 8] = self.control.ctypes.data + (
+                _CONTROL6 * np.arange(capacity, dtype=np.uint64)
+            )
+            self._words = words
+            self._namelen_at = _Msghdr.namelen.offset // 4
+            self._controllen_at = _Msghdr.controllen.offset // 8
 
     def receive(self) -> tuple[Any, Any]:
         """What the socket holds now (at most ``capacity``): (rows, lengths), copies."""
@@ -181,3 +208,21 @@ class BatchReceiver:
                 raise ScanFailed(f"cannot receive replies: {os.strerror(err)}")
             return self.rows[:0], self._lens[:0, self._len_at]
         return self.rows[:n].copy(), self._lens[:n, self._len_at].copy()
+
+    def receive6(self) -> tuple[Any, Any, Any, Any]:
+        """``receive`` for IPv6: (rows, lengths, senders as ``S16``, hop limits), copies."""
+        np = self._np6()
+        # namelen and controllen are value-result: reset them before every call.
+        self._lens[:, self._namelen_at] = _NAME6
+        self._words[:, self._controllen_at] = _CONTROL6
+        rows, lengths = self.receive()
+        n = len(rows)
+        senders = np.ascontiguousarray(self.names[:n, 8:24]).view("S16").reshape(n)
+        hlims = self.control[:n, _HOPLIMIT_AT : _HOPLIMIT_AT + 4].copy().view("<u4").reshape(n)
+        return rows, lengths, senders.copy(), hlims
+
+    @staticmethod
+    def _np6() -> Any:
+        import numpy as np
+
+        return np

@@ -11,7 +11,9 @@ IPv6 (``-6``, IPv6 targets): the same design on ``AF_INET6`` sockets. Probes are
 datagrams on an ``IPPROTO_RAW`` socket (Linux implies ``IPV6_HDRINCL`` there); replies come
 on raw ``IPPROTO_TCP``/``IPPROTO_UDP`` and ``IPPROTO_ICMPV6`` sockets, which deliver them
 without the IPv6 header: ``recvmsg`` gives the sender and, with ``IPV6_RECVHOPLIMIT``, the hop
-limit, and ``twinscan.protocol.packets.parse_reply6`` reads the rest. One scan is one family.
+limit, and ``twinscan.protocol.packets.parse_reply6`` reads the rest. TCP replies are read in
+bulk as over IPv4 (``recvmmsg`` with each sender and hop limit, ``ProbeBuilder.match_tcp6``).
+One scan is one family.
 
 The filters are built in ``twinscan.engines.bpf``, the batched ``sendmmsg``/``recvmmsg`` of the
 TCP techniques live in ``twinscan.engines.mmsg``; this module is the driver.
@@ -140,10 +142,11 @@ class RawNetwork:
                 pass
         return out
 
-    def drain6(self, budget: int = 100_000) -> list[Datagram6]:
+    def drain6(self, budget: int = 100_000, *, icmp_only: bool = False) -> list[Datagram6]:
         """``drain`` for IPv6: each datagram with its sender, protocol and hop limit."""
         out: list[Datagram6] = []
-        for s, proto in zip(self.recv_socks, self.recv_protos, strict=True):
+        first = 1 if icmp_only else 0
+        for s, proto in zip(self.recv_socks[first:], self.recv_protos[first:], strict=True):
             recvmsg = s.recvmsg
             try:
                 while len(out) < budget:
@@ -352,8 +355,7 @@ def run(
     batch = receiver = None
     if technique is not Technique.UDP:
         batch = BatchSender(net.send_sock, request.targets)
-        if not v6:
-            receiver = BatchReceiver(net.recv_socks[0])
+        receiver = BatchReceiver(net.recv_socks[0], v6=v6)
     target_index = {t: i for i, t in enumerate(request.targets)}
     progress.start(f"{technique.value} scan", len(session.probes))
     reported = 0
@@ -373,7 +375,9 @@ def run(
                     for packet in builders[addr].probes(addr, port, tryno):
                         net.send(packet, addr)
             if v6:
-                _handle6(net.drain6(), session, builders, clock())
+                if receiver is not None:
+                    _handle_tcp6(receiver, session, builders, request.targets, clock())
+                _handle6(net.drain6(icmp_only=receiver is not None), session, builders, clock())
             else:
                 if receiver is not None:
                     _handle_tcp(receiver, session, builders, request.targets, clock())
@@ -433,6 +437,24 @@ def _handle_tcp(
         session.receive_tcp_batch(matched, now)
         if len(slow):
             _handle([bytes(rows[i, : lengths[i]]) for i in slow], session, builders, now)
+        if len(rows) < receiver.capacity:
+            return
+
+
+def _handle_tcp6(
+    receiver: BatchReceiver,
+    session: ScanSession,
+    builders: dict[str, ProbeBuilder],
+    targets: Sequence[str],
+    now: float,
+) -> None:
+    """``_handle_tcp`` for IPv6: senders and hop limits come with each datagram."""
+    builder = next(iter(builders.values()))
+    for _ in range(64):  # bounded: at most 64 full buffers per turn
+        rows, lengths, senders, hlims = receiver.receive6()
+        if not len(rows):
+            return
+        session.receive_tcp_batch(builder.match_tcp6(rows, lengths, senders, hlims, targets), now)
         if len(rows) < receiver.capacity:
             return
 

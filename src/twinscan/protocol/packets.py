@@ -68,7 +68,6 @@ from twinscan.protocol.wire import (
     PSEUDO_TAIL,
     TCP,
     TCP_DPORT,
-    TCP_FLAGS,
     TCP_LEN,
     TCP_SUM,
     UDP,
@@ -388,7 +387,6 @@ class ProbeBuilder:
         import numpy as np
 
         u64 = np.uint64
-        m = u64(0xFFFFFFFF)
         lengths = np.asarray(lengths)
         if not len(lengths):
             return [], np.zeros(0, dtype=np.int64)
@@ -420,16 +418,53 @@ class ProbeBuilder:
         idx = np.nonzero(ok)[0]
         if not len(idx):
             return [], slow
-        src, port = src[idx], be(IPV4_LEN, TCP["sport"])[idx]
-        seq, ack, flags = (
-            be(IPV4_LEN, TCP["seq"])[idx],
-            be(IPV4_LEN, TCP["ack"])[idx],
-            r[idx, TCP_FLAGS],
-        )
-        window = be(IPV4_LEN, TCP["win"])[idx]
         names = [ntoa(int(a).to_bytes(4, "big")) for a in known]
+        return self._matched(r, IPV4_LEN, idx, pos[idx], names, r[idx, IP_TTL]), slow
+
+    def match_tcp6(
+        self, rows: Any, lengths: Any, senders: Any, hlims: Any, hosts: Sequence[str]
+    ) -> list[Any]:
+        """``match_tcp`` for IPv6: ``rows`` hold TCP headers (an ``AF_INET6`` raw socket gives
+        no IPv6 header), ``senders`` their source addresses (numpy ``S16``), ``hlims`` their
+        hop limits. As ``parse_reply6`` and ``try_of`` would one by one; no slow path."""
+        import numpy as np
+
+        lengths = np.asarray(lengths)
+        if not len(lengths):
+            return []
+        r = rows.astype(np.uint64)
+        names = sorted(set(hosts), key=lambda h: self._host(h).addr)
+        known = np.array([self._host(h).addr for h in names], dtype="S16")
+        pos = np.minimum(np.searchsorted(known, senders), len(known) - 1)
+        dport = (r[:, TCP.offset("dport")] << np.uint64(8)) | r[:, TCP.offset("dport") + 1]
+        ok = (lengths >= TCP_LEN) & (known[pos] == senders) & (dport == np.uint64(self.sport))
+        idx = np.nonzero(ok)[0]
+        if not len(idx):
+            return []
+        return self._matched(r, 0, idx, pos[idx], names, np.asarray(hlims)[idx])
+
+    def _matched(
+        self, r: Any, base: int, idx: Any, host_pos: Any, names: Sequence[str], ttl: Any
+    ) -> list[Any]:
+        """The cookie check of ``match_tcp``/``match_tcp6`` over rows ``idx`` of ``r``
+        (``uint64``), whose TCP header starts at ``base`` and whose host is ``names[host_pos]``."""
+        import numpy as np
+
+        u64 = np.uint64
+        m = u64(0xFFFFFFFF)
+
+        def be(field: wire.Field) -> Any:
+            at = base + field.offset
+            v = r[idx, at]
+            for i in range(1, field.size):
+                v = (v << u64(8)) | r[idx, at + i]
+            return v
+
+        port = be(TCP["sport"])
+        seq, ack, flags = be(TCP["seq"]), be(TCP["ack"]), r[idx, base + TCP.offset("flags")]
+        window = be(TCP["win"])
         keys = np.array([self._host(n).key for n in names], dtype=u64)
-        ck = _mix_cookies(keys[pos[idx]], port, self.sport)
+        ck = _mix_cookies(keys[host_pos], port, self.sport)
         from_seq = (seq - ck) & m
         consumed = u64(0 if self._with_ack else self.consumed)
         from_ack = (ack - ck - consumed) & m
@@ -441,19 +476,18 @@ class ProbeBuilder:
         valid = np.where(bare_syn, True, valid & (has_ack | ((flags & u64(rules.RST)) != 0)))
         looped = (flags == u64(self.flags)) & (from_seq < MAX_TRIES)
         keep = np.nonzero(valid & ~looped)[0]
-        host_names = [names[i] for i in pos[idx][keep].tolist()]
-        out = list(
+        host_names = [names[i] for i in host_pos[keep].tolist()]
+        return list(
             zip(
                 host_names,
                 port[keep].tolist(),
                 tryno[keep].tolist(),
                 flags[keep].tolist(),
                 window[keep].tolist(),
-                r[idx[keep], IP_TTL].tolist(),
+                np.asarray(ttl)[keep].tolist(),
                 strict=True,
             )
         )
-        return out, slow
 
     # -- matching
 
