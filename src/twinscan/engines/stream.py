@@ -38,6 +38,19 @@ def emit(columns: ResultColumns) -> None:
         _sink(columns)
 
 
+def relay(columns: ResultColumns) -> None:
+    """``emit`` for a batch that arrived from a worker: marks (empty batches) pass too."""
+    if _sink is not None:
+        _sink(columns)
+
+
+def emit_mark(technique: Technique) -> None:
+    """Hand the sink an empty batch: a mark between verdicts (``engines.streamed`` marks the
+    end of each host block with it). Engines never emit empty batches."""
+    if _sink is not None:
+        _sink(empty_columns(technique))
+
+
 @contextlib.contextmanager
 def streaming(sink: Sink | None) -> Iterator[None]:
     """For the duration, ``emit`` hands verdicts to ``sink`` (None: nobody listens)."""

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import select
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -119,8 +122,11 @@ def run_streamed(
     interrupt.clear()
     total = sum(request.probes(t) for t in request.techniques)
 
+    ack_read, ack_write = os.pipe()  # "block written": the scan process waits for it
+    collector.ack_fd = ack_write
+
     def work(_part: None, worker_progress: Progress) -> bool:
-        return _scan_blocks(request, engine, worker_progress, earlier)
+        return _scan_blocks(request, engine, worker_progress, earlier, ack_read)
 
     progress.start("scan", total)
     try:
@@ -128,6 +134,9 @@ def run_streamed(
             stopped = run_forked([None], work, progress=progress, stall_timeout_s=STALL_S)[0]
     finally:
         progress.finish()
+        os.close(ack_read)
+        os.close(ack_write)
+        collector.ack_fd = None
     with interrupt.deferred():
         stopped = stopped or interrupt.requested()
         collector.finish()
@@ -157,14 +166,23 @@ def _scan_blocks(
     engine: Engine,
     progress: Progress,
     earlier: dict[Technique, list[ResultColumns]],
+    ack_fd: int,
 ) -> bool:
     """In the scan process: every block's cells without a verdict, in block order; the
-    verdicts leave through ``stream.emit``. True when stopped early."""
+    verdicts leave through ``stream.emit``, each block ends with ``stream.emit_mark``, and the
+    next block starts once the parent has written it (``ack_fd``): writing and scanning never
+    overlap, so the process tree's peak is the larger of the two, not their sum. True when
+    stopped early."""
     from twinscan.engines import runner
     from twinscan.engines.checkpoint import remaining_parts
 
+    first = True
     for tech in request.techniques:
         for hosts in host_blocks(request, tech):
+            if not first:
+                if not _wait_for_ack(ack_fd, progress):
+                    return True
+            first = False
             done = restrict(earlier.get(tech, []), set(hosts))
             block = dataclasses.replace(request, targets=hosts, techniques=(tech,))
             for part in list(remaining_parts(block, tech, done)):
@@ -176,6 +194,24 @@ def _scan_blocks(
                     stream.emit(cols)  # what the engine did not stream
                 if result.meta.incomplete or interrupt.requested():
                     return True
+            stream.emit_mark(tech)
+    return False
+
+
+def _wait_for_ack(fd: int, progress: Progress) -> bool:
+    """Wait until the parent has written the block (False: a stop was asked for meanwhile)."""
+    deadline = time.monotonic() + STALL_S
+    while time.monotonic() < deadline:  # bounded by the parent's stall timeout
+        try:
+            progress.advance(0)  # a heartbeat; raises KeyboardInterrupt once stopped
+        except KeyboardInterrupt:
+            return False
+        if interrupt.requested():
+            return False
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            os.read(fd, 1)
+            return True
     return False
 
 
@@ -203,8 +239,13 @@ class _Collector:
         self._current = 0
         self._collected: list[ResultColumns] = []
 
+    ack_fd: int | None = None
+
     def add(self, cols: ResultColumns) -> None:
-        if not len(cols):
+        if not len(cols):  # the scan process finished the current block
+            self._flush()
+            if self.ack_fd is not None:
+                os.write(self.ack_fd, b".")
             return
         if self._checkpoint is not None:
             self._checkpoint.append(cols)
