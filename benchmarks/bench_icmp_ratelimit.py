@@ -40,23 +40,29 @@ LINUX_BURST = 6  # XRLIM_BURST_FACTOR
 TIMEOUT_S = 900
 
 
-def spec_text(limits_ms: Sequence[int]) -> str:
-    """A lab spec with one host ``rNNN`` per limit (addresses 198.18.0.10, .11, ...)."""
+def spec_text(limits_ms: Sequence[int], silent: Sequence[int] = ()) -> str:
+    """A lab spec with one host ``rNNN`` per limit (addresses 198.18.0.10, .11, ...), each with
+    a bound, never-answering UDP socket on every port of ``silent`` (open|filtered)."""
     out = ['[lab]\nsubnet = "198.18.0.0/24"\n\n[scan]\ntcp_ports = "22"\n']
+    udp = ", ".join(f'{p} = "silent"' for p in silent)
     for i, ms in enumerate(limits_ms):
         out.append(
             f'\n[hosts.r{ms}]\naddress = "198.18.0.{10 + i}"\ntcp = [22]\nicmp_ratelimit = true\n'
+            + (f"udp = {{ {udp} }}\n" if udp else "")
         )
     return "".join(out)
 
 
 @contextlib.contextmanager
-def ratelimit_lab(limits_ms: Sequence[int], prefix: str | None = None) -> Iterator[RateLab]:
-    """The lab up under ``prefix`` (default ``tsI<hex>``), each host's limit set; always down."""
+def ratelimit_lab(
+    limits_ms: Sequence[int], prefix: str | None = None, silent: Sequence[int] = ()
+) -> Iterator[RateLab]:
+    """The lab up under ``prefix`` (default ``tsI<hex>``), each host's limit set; always down.
+    ``icmp_ratelimit`` 0 switches the per-peer limit off (a baseline host)."""
     from twinscan.lab import netns
     from twinscan.lab.spec import parse_spec
 
-    spec = parse_spec(spec_text(limits_ms), source="bench_icmp_ratelimit")
+    spec = parse_spec(spec_text(limits_ms, silent), source="bench_icmp_ratelimit")
     prefix = prefix or "tsI" + secrets.token_hex(2)
     try:
         state = netns.up(spec, prefix)
@@ -143,28 +149,33 @@ class RateLab:
         return right, len(ports)
 
 
-FIELDS = ("icmp_ratelimit_ms", "ports", "burst", "floor_s", "time_s", "ratio", "right", "total")
+FIELDS = (
+    "icmp_ratelimit_ms", "ports", "silent", "burst", "floor_s", "time_s", "ratio", "right", "total",
+)  # fmt: skip
 
 
 def write_md(rows: list[dict[str, object]], path: Path, header: str) -> None:
-    by: dict[int, list[dict[str, object]]] = {}
+    by: dict[tuple[int, int], list[dict[str, object]]] = {}
     for r in rows:
-        by.setdefault(int(str(r["icmp_ratelimit_ms"])), []).append(r)
+        by.setdefault((int(str(r["silent"])), int(str(r["icmp_ratelimit_ms"]))), []).append(r)
     lines = [
         header,
         "",
-        "| icmp_ratelimit | closed ports | floor (ports - 6) x interval | twinscan -sU -T4 "
-        "| time / floor | verdicts right |",
+        "| icmp_ratelimit | ports (closed + open\\|filtered) | floor (closed - 6) x interval "
+        "| twinscan -sU -T4 | time / floor | verdicts right |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for ms, rs in sorted(by.items()):
+    for (silent, ms), rs in sorted(by.items()):
         t = statistics.median(float(str(r["time_s"])) for r in rs)
         floor = float(str(rs[0]["floor_s"]))
         right = sum(int(str(r["right"])) for r in rs)
         total = sum(int(str(r["total"])) for r in rs)
+        ports = int(str(rs[0]["ports"]))
+        limit = f"{ms} ms" if ms else "off (baseline)"
+        ratio = f"{t / floor:.2f}x" if floor else "-"
         lines.append(
-            f"| {ms} ms | {rs[0]['ports']} | {floor:.1f} s | {t:.1f} s | "
-            f"{t / floor if floor else float('nan'):.2f}x | {right}/{total} |"
+            f"| {limit} | {ports - silent} + {silent} | {floor:.1f} s | {t:.1f} s | {ratio} "
+            f"| {right}/{total} |"
         )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -173,15 +184,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--limits", default="100,250,1000,3000", help="icmp_ratelimit values, ms")
     ap.add_argument("--ports", default="40000-40029")
+    ap.add_argument(
+        "--silent", type=int, default=0, help="the first N ports get a silent UDP socket"
+    )
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="OUT.csv and OUT.md")
+    ap.add_argument("--append", action="store_true", help="keep OUT.csv's rows (another workload)")
     args = ap.parse_args(argv)
     from twinscan.request.ports import parse_port_list
 
     limits = [int(x) for x in args.limits.split(",")]
     ports = parse_port_list(args.ports)
+    silent = ports[: args.silent]
     rows: list[dict[str, object]] = []
-    with ratelimit_lab(limits) as lab, tempfile.TemporaryDirectory() as tmp:
+    csv_path = args.out.with_suffix(".csv")
+    if args.append and csv_path.exists():
+        with csv_path.open(newline="", encoding="utf-8") as f:
+            rows = [dict(r) for r in csv.DictReader(f)]
+    with ratelimit_lab(limits, silent=silent) as lab, tempfile.TemporaryDirectory() as tmp:
         for ms in limits:
             print(
                 f"r{ms}: icmp_ratelimit={lab.sysctl(ms, 'net.ipv4.icmp_ratelimit')} "
@@ -195,10 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out = Path(tmp) / f"r{ms}-{run}.csv"
                 t = lab.scan_udp(ms, args.ports, out)
                 right, total = lab.accuracy(ms, ports, out)
-                floor = max(0, len(ports) - LINUX_BURST) * ms / 1000
+                floor = max(0, len(ports) - len(silent) - LINUX_BURST) * ms / 1000
                 row: dict[str, object] = {
                     "icmp_ratelimit_ms": ms,
                     "ports": len(ports),
+                    "silent": len(silent),
                     "burst": LINUX_BURST,
                     "floor_s": round(floor, 2),
                     "time_s": round(t, 2),
@@ -209,14 +230,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows.append(row)
                 print(row, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.with_suffix(".csv").open("w", newline="", encoding="utf-8") as f:
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)
-    cmd = "sudo .venv/bin/python benchmarks/bench_icmp_ratelimit.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
+    header = (
+        "`sudo .venv/bin/python benchmarks/bench_icmp_ratelimit.py [--silent N --append]` "
+        "(one lab host per limit; medians of the recorded runs; each run starts with a full "
+        "bucket)"
     )
-    write_md(rows, args.out.with_suffix(".md"), f"`{cmd.strip()}` (medians of {args.runs} run(s))")
+    write_md(rows, args.out.with_suffix(".md"), header)
     return 0
 
 

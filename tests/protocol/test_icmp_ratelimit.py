@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twinscan.core.rules import IcmpReply
+from twinscan.core.timing import resolve
+from twinscan.core.vocab import PortState, Technique
 from twinscan.protocol.icmp_ratelimit import (
     ICMP_BURST,
     ICMP_HOLD_MIN_S,
@@ -14,6 +21,7 @@ from twinscan.protocol.icmp_ratelimit import (
     IcmpBucket,
     hold,
 )
+from twinscan.protocol.raw_session import ScanSession
 
 
 def test_limit_needs_evidence_after_the_latest_answer() -> None:
@@ -205,3 +213,109 @@ def test_exact_udp_verdicts_across_icmp_ratelimit_settings() -> None:
             lab.scan_udp(ms, spec[ms], out)
             ports = parse_port_list(spec[ms])
             assert lab.accuracy(ms, ports, out) == (len(ports), len(ports))
+
+
+# -- the session against simulated buckets of every speed (fake clock, no wall time)
+
+
+@dataclasses.dataclass
+class Host:
+    """A Linux-like ICMP error bucket: ``burst`` tokens, one more every ``interval``."""
+
+    interval: float
+    burst: float = 6.0
+    tokens: float = 6.0
+    at: float = 0.0
+
+    def allow(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) / self.interval)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def simulate(
+    host: Host, closed: list[int], silent: list[int], seed: int = 0
+) -> tuple[ScanSession, float, list[tuple[float, int]]]:
+    """Scan ``closed`` + ``silent`` UDP ports of one host; replies come back after 0.5 ms."""
+    session = ScanSession(
+        Technique.UDP, ["h"], [*closed, *silent], resolve(4), rng=random.Random(seed)
+    )
+    events: list[tuple[float, int, int]] = []
+    sent: list[tuple[float, int]] = []
+    now, n = 0.0, 0
+    for _ in range(200_000):
+        for _h, port, _tryno in session.due(now):
+            sent.append((now, port))
+            if port not in silent and host.allow(now):
+                n += 1
+                heapq.heappush(events, (now + 0.0005, n, port))
+        while events and events[0][0] <= now:
+            _, _, port = heapq.heappop(events)
+            session.receive("h", port, -1, IcmpReply(3, 3), now, ttl=64, sender="h")
+        session.expire(now)
+        if session.done:
+            return session, now, sent
+        wake = session.wakeup(now)
+        nxt = [t for t in (wake, events[0][0] if events else None) if t is not None]
+        assert nxt, "stalled"
+        now = max(now + 1e-6, min(nxt))
+    raise AssertionError("too many steps")
+
+
+def states(session: ScanSession) -> dict[int, PortState]:
+    return {v.port: v.state for v in session.verdicts()}
+
+
+@pytest.mark.parametrize("interval", [0.1, 0.25, 1.0, 3.0])
+@pytest.mark.parametrize(("n_closed", "n_silent"), [(30, 0), (20, 10), (10, 60)])
+def test_exact_verdicts_whatever_the_bucket(interval: float, n_closed: int, n_silent: int) -> None:
+    """Buckets 10x faster and 3x slower than Linux's default, with and without open|filtered
+    ports among the closed ones: every verdict is right, and the scan takes at most the same
+    scan of an unlimited host plus the (closed - 6) x interval the bucket imposes plus a few
+    intervals (simulated time: the search for the interval, the open|filtered ports' tries)."""
+    closed = list(range(2000, 2000 + n_closed))
+    silent = list(range(1000, 1000 + n_silent))
+    session, elapsed, _ = simulate(Host(interval), closed, silent)
+    got = states(session)
+    assert all(got[p] is PortState.CLOSED for p in closed)
+    assert all(got[p] is PortState.OPEN_FILTERED for p in silent)
+    unlimited = simulate(Host(1e-6, burst=1e9, tokens=1e9), closed, silent)[1]
+    floor = (n_closed - 6) * interval
+    assert elapsed <= unlimited + 1.1 * floor + 16 * interval, (elapsed, unlimited, floor)
+
+
+@pytest.mark.parametrize(("interval", "burst"), [(0.25, 2.0), (2.0, 10.0)])
+def test_the_estimate_follows_the_bucket(interval: float, burst: float) -> None:
+    closed = list(range(2000, 2040))
+    session, _, _ = simulate(Host(interval, burst=burst, tokens=burst), closed, [])
+    bucket = session.hosts[0].icmp
+    assert bucket.limited and bucket.burst == burst
+    assert bucket.lo < interval <= bucket.interval * (1 + 0.2)
+    assert all(s is PortState.CLOSED for s in states(session).values())
+
+
+def test_many_silent_ports_ride_with_the_witness() -> None:
+    """100 open|filtered ports on a rate-limited host: they are tested many to a token, next
+    to a port already known closed (the witness), not one token each."""
+    closed = list(range(2000, 2010))
+    silent = list(range(1000, 1100))
+    session, elapsed, sent = simulate(Host(1.0), closed, silent)
+    host = session.hosts[0]
+    assert host.witness in closed and host.riders > 4
+    assert sum(1 for _t, p in sent if p == host.witness) > 3  # re-sent although decided
+    assert all(states(session)[p] is PortState.OPEN_FILTERED for p in silent)
+    assert elapsed < 60  # one token per silent try would take > 200 s (simulated)
+
+
+def test_upper_bound_counts_answers_since_the_bucket_was_dry() -> None:
+    b = IcmpBucket()
+    b.limit(0.0)
+    b.on_confirmed_silence(0.3, sent_at=10.0)  # dry at 10.0
+    assert b.dry_at == 10.0 and b.hi == float("inf")
+    for i, t in enumerate((10.5, 11.0, 11.5)):
+        b.on_unreachable(100 + i, t, paced=True)
+    assert b.hi == pytest.approx((11.5 - 10.0) / 2)
+    assert b.lo <= b.interval <= b.hi

@@ -17,30 +17,32 @@ burst and the refill interval are estimated from what the scan observes.
   ``limited`` from then on (silence of probes sent before an answered one is loss, not a limit);
 * the burst: the port-unreachables that answered probes sent before the first silence (the
   scan starts with a flood, so that run is the bucket's content, capped at ``BURST_MAX``);
-* the interval, bracketed by two kinds of evidence:
+* the interval, bracketed by evidence and bisected (``bisect``):
 
-  - a lower bound ``lo``: a probe sent ``gap`` seconds after the latest answered one drew
-    nothing, and a later try of the same port drew a port-unreachable (so it is closed, and
-    the first try met an empty bucket). After the answered probe the bucket held >= 0 tokens,
-    ``gap / interval`` more had come by the silent one, and that was < 1: the interval is
-    longer than ``gap`` (``on_confirmed_silence``);
-  - probing downwards: every answered paced probe shortens the pace (``SPEEDUP``, halving
-    until the first too-early silence is confirmed), so a host with a faster bucket is found
-    out; the pace never goes below ``lo`` plus a margin, and a confirmed too-early silence
-    pushes it up by ``BACKOFF``. So the pace closes in on the interval from both sides: a
-    slower bucket costs a few silent probes (retried: their ports still come out closed), a
-    faster one a few probes at the old pace;
+  - a lower bound ``lo`` (``on_confirmed_silence``): a probe sent ``gap`` seconds after the
+    latest answered one met a dry bucket -- shown by a later try of its port drawing a
+    port-unreachable, or at once by the session's *witness*, a port already known closed sent
+    last in the same token batch, drawing nothing. After the answered probe the bucket held
+    >= 0 tokens, ``gap / interval`` more had come by then, and that was < 1: the interval is
+    longer than ``gap``;
+  - an upper bound ``hi``: counting from the moment the bucket was last proven dry
+    (``dry_at``, < 1 token), ``n`` answers by time ``t`` need ``n - 1`` refilled tokens, so the
+    interval is below ``(t - dry_at) / (n - 1)``;
+  - with both bounds, the pace is their geometric mean (the upper bound once they are within
+    the margin); with no upper bound yet, each answered paced probe shortens the pace
+    (halving until the first too-early silence, then ``SPEEDUP``) so a faster bucket is found
+    out, and each too-early one lengthens it to ``BACKOFF`` times the lower bound (an
+    exponential search for a slower one); the pace never goes below ``lo`` plus a margin;
   - before the host is limited, the answers that came between the first silence and the
     limit (tokens that refilled meanwhile) give the first estimate; with none, Linux's
-    default (``ICMP_INTERVAL_S``) is the starting guess;
-* pacing: while ``limited``, a probe may go only when it can ``take`` a token; a token arrives
-  every ``interval``, the bucket holds ``burst``. A probe that stays silent for ``hold``
-  seconds is given its token back (``give_back``: the port looks open|filtered, the host did
-  not spend it) only when it went at least as long after the latest answered probe as each
-  of the ``SETTLED`` latest answered paced probes did (a closed port would have been
-  answered), and once per answer unless twice that long -- a silence sooner may be the
-  bucket's, and handing the token back would flood a dry bucket with silent probes. The
-  session spares such a port the try (``raw_session.SPARED_MAX``);
+    default (``ICMP_INTERVAL_S``) is the starting guess. Nothing else is assumed;
+* pacing: while ``limited``, a token batch may go only when the model can ``take`` a token; a
+  token arrives every ``interval``, the bucket holds ``burst``. Without a witness, a probe
+  that stays silent for ``hold`` seconds is given its token back (``give_back``: the port
+  looks open|filtered, the host did not spend it) only when it went at least as long after
+  the latest answered probe as each of the ``SETTLED`` latest answered paced probes did (a
+  closed port would have been answered), and once per answer unless twice that long -- a
+  silence sooner may be the bucket's, and handing the token back would flood a dry bucket;
 * canaries: silence alone cannot show a bucket that was already empty when the scan began (a
   scan before drained it); the session re-probes a few silent ports once the host has been
   quiet for a full interval (``canary_time``) and calls ``limit`` when one of them answers.
@@ -69,7 +71,7 @@ LO_MARGIN = 0.05
 #: and after; and the factor over the lower bound after a confirmed too-early silence.
 SEARCH_SPEEDUP = 0.5
 SPEEDUP = 0.85
-BACKOFF = 1.3
+BACKOFF = 2.0
 #: Answered paced probes whose timing a silence must match before it gives its token back.
 SETTLED = 2
 #: The shortest and longest interval the estimate may take.

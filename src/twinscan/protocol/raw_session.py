@@ -29,8 +29,15 @@ What it does, after nmap's ultra_scan (scan_engine.cc); the pacing arithmetic li
 * ``--min-rate``/``--max-rate`` (``pacing.RateLimiter``), ``--scan-delay`` (per host, as nmap);
 * ICMP rate limiting (UDP): the host's bucket (``icmp_ratelimit.IcmpBucket``) is modelled once
   its port-unreachables stop -- its burst and refill interval measured from what the scan sees
-  (the opening run, answers per pace, silences a later try proves were the bucket's) -- and
-  closed-candidate ports are re-probed when it has a token.
+  -- and ports are probed in *token batches* when the model has a token: silent ports first,
+  unprobed ones next, and last a *witness*, a port already known closed. The first ICMP error
+  of a batch shows where the token went: the silent ports before it were silent with a token
+  there (open|filtered, their try counts), the ones after it are spared the try; a batch that
+  draws nothing, not even from the witness, met a dry bucket (the pace was early). The riders
+  per batch double while they prove silent (1 up to ``RIDERS_MAX``): a host with many
+  open|filtered ports has them tested many to a token. Tries a port spent against a pace not
+  yet proven don't count (``Probe.spared``), nor do tries on a limited host raise
+  ``max_successful_try``.
 
 A port's first answer takes one path, ``_answered``, from ``receive`` and from
 ``receive_tcp_batch`` (the bulk entry a loopback ``-p-`` uses for its 65535 RSTs).
