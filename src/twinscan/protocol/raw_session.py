@@ -118,6 +118,7 @@ class Probe:
     #: UDP on a limited host: the token batch of the latest try and the place in it (-1: none)
     batch: int = -1
     rank: int = 0
+    proven: int = 0  # silent tries of token batches that had a token for them
 
 
 @dataclasses.dataclass(slots=True)
@@ -138,7 +139,7 @@ class HostStats:
     #: tries every port already spent before the limit was found late; they don't count
     bonus_tries: int = 0
     #: silent ports that ride in front of each ICMP token (grows while riders prove silent)
-    riders: int = 1
+    riders: int = 4
     #: a port known closed (one packet a probe): sent last in each token batch, its
     #: port-unreachable proves the bucket had the token; the pending batch and its send
     witness: int | None = None
@@ -544,7 +545,7 @@ class ScanSession:
         keep: list[Probe] = []
         allowed = self.allowed_tries(host)
         for probe in self._exhausted:
-            if self.hosts[probe.host] is host and probe.tries - probe.spared < allowed:
+            if self.hosts[probe.host] is host and self._more_tries(probe, host, allowed):
                 self._retry.append(probe)
             else:
                 keep.append(probe)
@@ -635,9 +636,14 @@ class ScanSession:
         proven when a later member of its batch drew the ICMP error, or its token went back."""
         first = self._batch_icmp.get(probe.batch)
         if first is not None:
-            if first < probe.rank and probe.spared < RIDER_SPARED_MAX:
-                probe.spared += 1  # the token went to a closed port before it
-        elif probe.batch not in self._batch_given and probe.spared < RIDER_SPARED_MAX:
+            if first < probe.rank:
+                if probe.spared < RIDER_SPARED_MAX:
+                    probe.spared += 1  # the token went to a closed port before it
+            else:
+                probe.proven += 1  # silent with a token there: the port's own silence
+        elif probe.batch in self._batch_given:
+            probe.proven += 1
+        elif probe.spared < RIDER_SPARED_MAX:
             probe.spared += 1  # no proof the bucket had a token: maybe the pace was early
 
     def _on_silence(self, host: HostStats, probe: Probe, now: float) -> None:
@@ -654,10 +660,20 @@ class ScanSession:
             self._loss(probe, now)
         elif probe.batch >= 0:
             self._spare(probe)
-        if probe.tries - probe.spared < max(self.allowed_tries(host), self._pp.get(probe.port, 1)):
+        allowed = max(self.allowed_tries(host), self._pp.get(probe.port, 1))
+        if self._more_tries(probe, host, allowed):
             self._retry.append(probe)
         else:
             self._exhausted.append(probe)
+
+    @staticmethod
+    def _more_tries(probe: Probe, host: HostStats, allowed: int) -> bool:
+        """May ``probe`` be tried again? Tries spared don't count; on a limited host,
+        silences proven the port's own are enough (the tries it spent before the limit was
+        known, ``bonus_tries``, need no making up once proven)."""
+        if host.icmp.limited and probe.proven >= allowed - host.bonus_tries:
+            return False
+        return probe.tries - probe.spared < allowed
 
     def _loss(self, probe: Probe, now: float) -> None:
         """A timeout: cut the window only when losses look like congestion.
@@ -735,8 +751,9 @@ class ScanSession:
         for probe in exhausted:
             if probe.final:
                 continue
-            allowed = max(self.allowed_tries(self.hosts[probe.host]), self._pp.get(probe.port, 1))
-            if probe.tries - probe.spared < allowed:
+            host = self.hosts[probe.host]
+            allowed = max(self.allowed_tries(host), self._pp.get(probe.port, 1))
+            if self._more_tries(probe, host, allowed):
                 self._retry.append(probe)
             else:
                 self._finish(probe)
