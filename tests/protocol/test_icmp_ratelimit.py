@@ -319,3 +319,37 @@ def test_upper_bound_counts_answers_since_the_bucket_was_dry() -> None:
         b.on_unreachable(100 + i, t, paced=True)
     assert b.hi == pytest.approx((11.5 - 10.0) / 2)
     assert b.lo <= b.interval <= b.hi
+
+
+def test_hosts_with_different_buckets_in_one_scan() -> None:
+    """Four hosts scanned together: buckets of 0.1 s, 1 s and 3 s and no limit, each with its
+    own mix of closed and open|filtered ports: every verdict is right."""
+    ports = list(range(1000, 1040))
+    hosts = {
+        "a": (Host(0.1), set(ports[:30])),
+        "b": (Host(1.0), set(ports[:20])),
+        "c": (Host(3.0), set(ports[10:])),
+        "d": (Host(1e-6, burst=1e9, tokens=1e9), set(ports[:25])),
+    }
+    session = ScanSession(Technique.UDP, list(hosts), ports, resolve(4), rng=random.Random(1))
+    events: list[tuple[float, int, str, int]] = []
+    now, n = 0.0, 0
+    for _ in range(500_000):
+        for addr, port, _tryno in session.due(now):
+            bucket, closed = hosts[addr]
+            if port in closed and bucket.allow(now):
+                n += 1
+                heapq.heappush(events, (now + 0.0005, n, addr, port))
+        while events and events[0][0] <= now:
+            _, _, addr, port = heapq.heappop(events)
+            session.receive(addr, port, -1, IcmpReply(3, 3), now, ttl=64, sender=addr)
+        session.expire(now)
+        if session.done:
+            break
+        wake = session.wakeup(now)
+        nxt = [t for t in (wake, events[0][0] if events else None) if t is not None]
+        now = max(now + 1e-6, min(nxt))
+    assert session.done
+    for v in session.verdicts():
+        want = PortState.CLOSED if v.port in hosts[v.host][1] else PortState.OPEN_FILTERED
+        assert v.state is want, v

@@ -223,7 +223,6 @@ class ScanSession:
         self._batch_icmp: dict[int, int] = {}
         self._batch_given: set[int] = set()
         self._batch_holder: dict[int, int] = {}  # batch -> rank of its token holder
-        self._witness_out: list[tuple[str, int, int]] = []
         self.retransmissions = 0
 
     # -- queries
@@ -274,6 +273,7 @@ class ScanSession:
         budget = self.rate.budget(self._window() - self.in_flight, now)
         cwnd = int(self.window.cwnd)
         deferred: list[Probe] = []
+        witnesses = 0
         while budget > 0 and (self._retry or self._fresh):
             probe = self._retry.popleft() if self._retry else self._fresh.popleft()
             if probe.final:
@@ -288,7 +288,8 @@ class ScanSession:
                 room = min(host.riders, budget - 1, cwnd - host.in_flight - 1)
                 batch = self._batch_seq
                 self._batch_seq += 1
-                if host.witness is None:
+                witness = host.witness  # (none pending: _host_ready waits for it)
+                if witness is None:
                     riders = self._riders(probe, room, now)
                     members = [*riders, probe]
                 else:
@@ -299,7 +300,7 @@ class ScanSession:
                     rider.batch, rider.rank, rider.paced = batch, rank, True
                     self._send(rider, host, now, out)
                 budget -= len(members)
-                if host.witness is None:
+                if witness is None:
                     self._batch_holder[batch] = len(riders)
                 else:
                     # a known-closed port last: it draws the error iff the bucket still had
@@ -308,34 +309,23 @@ class ScanSession:
                     host.witness_batch, host.witness_sent = batch, now
                     host.witness_seq = self._send_seq
                     self._send_seq += 1
-                    self._witness_out.append((host.address, host.witness, 0))
+                    out.append((host.address, witness, 0))
+                    witnesses += 1
                 continue
             probe.batch = -1
             self._send(probe, host, now, out)
             budget -= 1
         self._retry.extendleft(reversed(deferred))
-        self.in_flight += len(out)
-        if self._witness_out:
-            # (each witness goes straight after its batch: a batch's members are contiguous)
-            out = self._place_witnesses(out)
+        self.in_flight += len(out) - witnesses  # (a witness's port is decided: not waited for)
         self.sent_packets += len(out)
         self.rate.spend(len(out), now)
         return out
 
-    def _place_witnesses(self, out: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
-        """Put each queued witness after the last probe of its host's batch in ``out``."""
-        witnesses, self._witness_out = self._witness_out, []
-        last: dict[str, int] = {}
-        for i, (addr, _port, _tryno) in enumerate(out):
-            last[addr] = i
-        after: dict[int, list[tuple[str, int, int]]] = {}
-        for w in witnesses:
-            after.setdefault(last.get(w[0], len(out) - 1), []).append(w)
-        placed: list[tuple[str, int, int]] = []
-        for i, item in enumerate(out):
-            placed.append(item)
-            placed.extend(after.get(i, ()))
-        return placed
+    def _witness_pending(self, host: HostStats, now: float) -> bool:
+        """Is the host's latest witness still awaiting its reply (within twice the hold)?"""
+        if host.witness_batch >= 0 and now - host.witness_sent >= 2 * self._hold(host):
+            host.witness_batch = -1
+        return host.witness_batch >= 0
 
     def _send(
         self, probe: Probe, host: HostStats, now: float, out: list[tuple[str, int, int]]
@@ -383,6 +373,8 @@ class ScanSession:
             return False
         probe.paced = False
         if self._any_limited and host.icmp.limited:
+            if host.witness is not None and self._witness_pending(host, now):
+                return False  # one token batch at a time: wait for its witness to tell
             if not host.icmp.take(now):
                 return False
             probe.held_token = probe.paced = True
@@ -398,6 +390,8 @@ class ScanSession:
             ready = max(ready, probe.not_before)
             if host.icmp.limited:
                 ready = max(ready, host.icmp.ready_at(now))
+                if host.witness_batch >= 0:
+                    ready = max(ready, host.witness_sent + 2 * self._hold(host))
             best = min(best, ready)
         return max(t, best if head else now)
 
