@@ -58,5 +58,5 @@ def test_demo_runs_the_audit_inside_the_lab(
             run()
     else:
         jobs = run()
-        assert [j.name for j in jobs] == ["all techniques", "audit"]
-    assert events == ["up", "compare", "audit", "down"]
+        assert [j.name for j in jobs] == ["all techniques", "IPv6", "audit"]
+    assert events == ["up", "compare", "compare", "audit", "down"]  # the IPv6 step (#17)
