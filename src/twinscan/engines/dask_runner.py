@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import pickle
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from twinscan.core.progress import NoProgress, Progress
 from twinscan.core.schema import ResultColumns, ScanMeta
 from twinscan.core.vocab import Engine, Proto, Technique
 from twinscan.engines import interrupt, stream
-from twinscan.engines.streamed import BlockConsumer, host_blocks, restrict
+from twinscan.engines.streamed import BlockConsumer, give_back_memory, host_blocks, restrict
 
 if TYPE_CHECKING:
     from twinscan.engines.checkpoint import CheckpointLog
@@ -118,8 +119,13 @@ def _split_ports(part: ScanRequest, tech: Technique) -> Iterator[ScanRequest]:
         yield dataclasses.replace(part, ports=dataclasses.replace(part.ports, tcp=ports[i::pieces]))
 
 
-def scan_shard(request: ScanRequest, technique: Technique) -> ResultColumns:
-    """The Dask task: one shard through the native engine, in this (worker) process."""
+def scan_shard(shard: bytes, technique_name: str) -> bytes:
+    """The Dask task: one shard (a pickled ``ScanRequest``) through the native engine, in
+    this (worker) process; its verdicts as one pickled ``ResultColumns``. Both cross Dask as
+    single bytes objects: the scheduler keeps a task's arguments for a while (in this process,
+    for ``local``), and as Python objects a shard's port list cost ~70 times more."""
+    request: ScanRequest = pickle.loads(shard)
+    technique = Technique(technique_name)
     from twinscan.engines import runner
     from twinscan.engines.checkpoint import sorted_unique
 
@@ -133,7 +139,11 @@ def scan_shard(request: ScanRequest, technique: Technique) -> ResultColumns:
             result = runner(Engine.NATIVE, technique)(request, technique, progress=NoProgress())
     parts.extend(result.column_runs())
     merged = sorted_unique(parts)
-    return merged if merged is not None else stream.empty_columns(technique)
+    cols = merged if merged is not None else stream.empty_columns(technique)
+    data = pickle.dumps(cols, protocol=pickle.HIGHEST_PROTOCOL)
+    del parts, merged, cols, result
+    give_back_memory()  # a worker runs shard after shard: keep its heap from creeping up
+    return data
 
 
 @contextlib.contextmanager
@@ -219,7 +229,8 @@ def run_dask(
 
         def submit(count: int) -> None:
             for shard in queue:
-                future = client.submit(scan_shard, shard.request, shard.technique, pure=False)
+                payload = pickle.dumps(shard.request, protocol=pickle.HIGHEST_PROTOCOL)
+                future = client.submit(scan_shard, payload, shard.technique.value, pure=False)
                 futures[future] = shard
                 pending.add(future)
                 count -= 1
@@ -231,7 +242,8 @@ def run_dask(
                 submit(workers * IN_FLIGHT_PER_WORKER)
                 for future in pending:
                     shard = futures.pop(future)
-                    cols: ResultColumns = future.result()
+                    cols: ResultColumns = pickle.loads(future.result())
+                    future.release()
                     with interrupt.deferred():
                         if checkpoint is not None:
                             checkpoint.append(cols)

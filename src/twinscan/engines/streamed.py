@@ -81,7 +81,7 @@ def restrict(parts: Sequence[ResultColumns], hosts: set[str]) -> list[ResultColu
     return out
 
 
-def _give_back_memory() -> None:
+def give_back_memory() -> None:
     """Return the freed heap of the block just written to the OS (glibc's ``malloc_trim``):
     the next block's forked workers start from this process's pages, and every one of them
     counts them again in the tree's RSS."""
@@ -266,7 +266,7 @@ class _Collector:
         if merged is not None:
             self._consumer.block(merged)
         del merged
-        _give_back_memory()
+        give_back_memory()
 
     def finish(self) -> None:
         """Every block not written yet (a stopped scan's: with what finished)."""
