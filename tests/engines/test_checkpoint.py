@@ -266,3 +266,32 @@ def test_lab_scan_stopped_and_resumed_matches_truth(lab, tmp_path: Path, stop: S
     mismatches = compare(lab.spec, truth, frame)
     assert not mismatches, "\n".join(map(str, mismatches))
     assert _logged_rows(ckpt) == total  # the resume rescanned nothing that had finished
+
+
+def test_checkpoint_with_xml_output_keeps_the_whole_result_path(tmp_path: Path) -> None:
+    """-oX builds the whole result (no streaming): the checkpoint is still kept, complete."""
+    ckpt = tmp_path / "scan.ckpt"
+    xml = tmp_path / "scan.xml"
+    proc = subprocess.run(
+        [*TWINSCAN, "scan", "-sT", "-p", "1-300", "127.0.0.1", "--checkpoint", str(ckpt)]
+        + ["-oX", str(xml)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = ck.load(ckpt)
+    assert loaded.complete and _logged_rows(ckpt) == 300
+    again = subprocess.run(
+        [*TWINSCAN, "scan", "--resume", str(ckpt), "-oX", str(tmp_path / "again.xml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    from twinscan.formats.nmap_xml_read import read_nmap_xml_file
+
+    first = read_nmap_xml_file(xml).frame
+    second = read_nmap_xml_file(tmp_path / "again.xml").frame
+    assert _cells(first) == _cells(second) and len(first) == 300
+    assert _logged_rows(ckpt) == 300  # a complete checkpoint: nothing scanned again
