@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from twinscan.audit.findings import Cell, audit
 from twinscan.audit.policy import load_policy
 from twinscan.core.vocab import PortState, Proto, Technique
@@ -22,7 +23,7 @@ from twinscan.request.ports import PortPlan
 pytestmark = pytest.mark.lab
 
 TWINSCAN = [sys.executable, "-m", "twinscan"]
-POLICIES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
+POLICIES = REPO / "fixtures" / "policies"
 PORTS = "T:1-120,443,3389,8080,8443,U:7,9,53,67-69,123,161"
 HOSTS = ["198.18.0.10", "198.18.0.11"]
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import REPO
 from twinscan.audit.policy import (
     PolicyError,
     Role,
@@ -19,7 +18,7 @@ from twinscan.core.vocab import Proto
 from twinscan.request.ports import format_port_list
 
 T, U = Proto.TCP, Proto.UDP
-POLICIES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
+POLICIES = REPO / "fixtures" / "policies"
 
 EXAMPLE = """\
 # the issue's example

@@ -105,8 +105,8 @@ _USE_NMAP = "twinscan reports port states and reasons only; run nmap itself for 
 
 #: nmap scan types twinscan does not run, with what to do instead.
 NMAP_ONLY_SCAN_TYPES: dict[str, str] = {
-    "V": "version detection is nmap's: run `nmap -sV -p PORTS HOST` on the open ports "
-    "twinscan found (twinscan reports states and reasons only)",
+    "V": "version detection is nmap's: `twinscan audit --versions` asks nmap -sV about the "
+    "open ports it reports, or run `nmap -sV -p PORTS HOST` on the open ports twinscan found",
     "C": f"NSE scripts are nmap's: {_USE_NMAP}",
     "n": "host discovery only: twinscan always scans the ports of every target, as nmap -Pn",
     "L": "list scan: `twinscan scan` without a port scan is not offered; nmap -sL lists targets",
