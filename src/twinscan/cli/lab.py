@@ -110,8 +110,13 @@ def status_cmd(
 def truth_cmd(
     csv: Annotated[Path, typer.Option("--csv", help="write the truth table here ('-' = stdout)")],
     spec: SpecOpt = None,
+    ipv6: Annotated[
+        bool,
+        typer.Option("-6", "--ipv6", help="also the hosts' IPv6 addresses (a dual-stack lab)"),
+    ] = False,
 ) -> None:
     """Write the expected nmap verdict of every (host, proto, port, technique) of the spec."""
+    from twinscan.core.errors import UsageError
     from twinscan.core.wording import count
     from twinscan.formats.csv import write_csv
     from twinscan.formats.outpaths import check_output_paths
@@ -119,7 +124,13 @@ def truth_cmd(
     from twinscan.lab.truth import truth_frame
 
     check_output_paths({"--csv": csv})
-    frame = truth_frame(load_spec(spec))
+    lab = load_spec(spec)
+    hosts = None
+    if ipv6:
+        if lab.subnet6 is None:
+            raise UsageError("-6: this lab spec has no [lab] subnet6 (it is IPv4-only)")
+        hosts = [h.address for h in lab.hosts] + [h.address6 for h in lab.hosts if h.address6]
+    frame = truth_frame(lab, hosts=hosts)
     if str(csv) == "-":
         write_csv(frame, sys.stdout)
     else:
