@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from twinscan.formats.nmap_xml_read import read_nmap_xml_file
 from twinscan.request.model import ScanRequest
 from twinscan.request.ports import PortPlan
 
-TWINSCAN = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "twinscan")
+TWINSCAN = [sys.executable, "-m", "twinscan"]
 needs_nmap_root = pytest.mark.skipif(
     shutil.which("nmap") is None or os.geteuid() != 0, reason="needs nmap and root"
 )
@@ -59,7 +60,7 @@ def test_compare_6_agrees_with_nmap_on_loopback(
     ports = f"1-40,{tcp}" if tech != "-sU" else f"1-5,{udp}"
     out = tmp_path / "cmp.csv"
     proc = subprocess.run(
-        [TWINSCAN, "compare", "-6", tech, "-p", ports, "::1", "--csv", str(out)]
+        [*TWINSCAN, "compare", "-6", tech, "-p", ports, "::1", "--csv", str(out)]
         + ["--xml-dir", str(tmp_path), "--html", str(tmp_path / "r.html")],
         capture_output=True,
         text=True,
@@ -80,7 +81,7 @@ def test_scan_exports_carry_ipv6_hosts(v6_listeners: tuple[int, int], tmp_path: 
     tcp, _ = v6_listeners
     base = tmp_path / "s"
     proc = subprocess.run(
-        [TWINSCAN, "scan", "-6", "-sS", "-p", f"1-10,{tcp}", "::1", "--csv", str(base) + ".csv"]
+        [*TWINSCAN, "scan", "-6", "-sS", "-p", f"1-10,{tcp}", "::1", "--csv", str(base) + ".csv"]
         + ["--json", str(base) + ".jsonl", "-oX", str(base) + ".xml"],
         capture_output=True,
         text=True,
@@ -91,7 +92,7 @@ def test_scan_exports_carry_ipv6_hosts(v6_listeners: tuple[int, int], tmp_path: 
     assert {r["host"] for r in rows if "host" in r} == {"::1"}
     assert 'addrtype="ipv6"' in (tmp_path / "s.xml").read_text()
     imported = subprocess.run(
-        [TWINSCAN, "import-nmap", str(base) + ".xml", "--csv", "-"],
+        [*TWINSCAN, "import-nmap", str(base) + ".xml", "--csv", "-"],
         capture_output=True,
         text=True,
         timeout=60,
