@@ -10,6 +10,9 @@ masscan writes raw Ethernet frames and sends every one of them to a single "rout
 the scanner namespace it gets its own veth pair, one end on the lab bridge, and sends to the
 bridge's MAC; the scanner namespace forwards to the host (IP forwarding on, redirects off, no
 route beyond the lab subnet). It answers ARP for its own address itself.
+
+Just over 400 lines: the lab plumbing (counters, listeners, masscan's veth) and the runs that
+use it are one sequence; the plan, measurement and rendering live in their own modules.
 """
 
 from __future__ import annotations

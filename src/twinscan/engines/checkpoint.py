@@ -18,6 +18,9 @@ damaged checkpoint: one line, exit 2. So is a checkpoint written by another twin
 ``--resume FILE`` reads it back, scans only the (technique, host, port) cells without a verdict
 -- hosts that miss the same ports are scanned together, one sub-scan per such group -- appends
 to the same FILE (a resumed scan can be stopped and resumed again) and returns the whole scan.
+
+Just over 400 lines: the log's writer, its reader (with the torn-line and version checks) and
+the resume planner share one record format, which is clearer kept in one file.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ Layout for prefix ``P`` (default ``ts``; env ``TWINSCAN_LAB_PREFIX``):
 Everything lives inside namespaces the lab creates, so deleting them removes every interface
 and rule; the state file ``/run/twinscan/P.json`` records the namespaces and PIDs, and ``down``
 also sweeps every namespace named ``P-*`` so a crashed ``up`` is cleaned as well.
+
+Over 400 lines: building (both families), state, teardown and ``exec`` share the naming and
+the state file; splitting them would spread the one place that knows what a lab owns.
 """
 
 from __future__ import annotations

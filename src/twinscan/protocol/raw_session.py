@@ -42,8 +42,9 @@ What it does, after nmap's ultra_scan (scan_engine.cc); the pacing arithmetic li
 A port's first answer takes one path, ``_answered``, from ``receive`` and from
 ``receive_tcp_batch`` (the bulk entry a loopback ``-p-`` uses for its 65535 RSTs).
 
-Over 400 lines: RTT, window, rate, the ICMP bucket and the result columns have moved out; what
-is left (probe queues, replies, retries, the congestion policy, UDP canaries) shares the probe
+Over 400 lines (about 780 with the UDP token batches of the ICMP estimate): RTT, window, rate,
+the ICMP bucket model and the result columns have moved out; what is left (probe queues,
+replies, retries, the congestion policy, the UDP canaries and token batches) shares the probe
 queues and the in-flight bookkeeping, and splitting it would hand those around on the hot path.
 """
 
