@@ -51,7 +51,13 @@ from twinscan.engines.bpf import (
 )
 from twinscan.engines.mmsg import BatchReceiver, BatchSender
 from twinscan.engines.template_cache import cached_template
-from twinscan.protocol.packets import MalformedReply, ProbeBuilder, parse_reply, parse_reply6
+from twinscan.protocol.packets import (
+    MalformedReply,
+    Parsed,
+    ProbeBuilder,
+    parse_reply,
+    parse_reply6,
+)
 from twinscan.protocol.raw_session import ScanSession
 from twinscan.protocol.wire import IPPROTO_ICMPV6, IPPROTO_UDP
 
@@ -468,28 +474,13 @@ def _handle(
     builders: dict[str, ProbeBuilder],
     now: float,
 ) -> None:
+    parsed: list[Parsed] = []
     for data in datagrams:
         try:
-            parsed = parse_reply(data)
+            parsed.append(parse_reply(data))
         except MalformedReply:
             continue
-        builder = builders.get(parsed.host)
-        if builder is None:
-            continue
-        tryno = builder.try_of(parsed)
-        if tryno is None:
-            continue
-        if parsed.proto == IPPROTO_UDP and parsed.port == builder.sport and tryno == -1:
-            continue  # our own datagram looped back to ourselves
-        session.receive(
-            parsed.host,
-            parsed.port,
-            tryno,
-            parsed.reply,
-            now,
-            ttl=parsed.ttl,
-            sender=parsed.sender,
-        )
+    _deliver(parsed, session, builders, now)
 
 
 def _handle6(
@@ -498,11 +489,20 @@ def _handle6(
     builders: dict[str, ProbeBuilder],
     now: float,
 ) -> None:
+    parsed: list[Parsed] = []
     for data, sender, proto, hlim in datagrams:
         try:
-            parsed = parse_reply6(data, sender, proto, hlim)
+            parsed.append(parse_reply6(data, sender, proto, hlim))
         except MalformedReply:
             continue
+    _deliver(parsed, session, builders, now)
+
+
+def _deliver(
+    replies: list[Parsed], session: ScanSession, builders: dict[str, ProbeBuilder], now: float
+) -> None:
+    """Hand each parsed reply that answers one of our probes to the session (both families)."""
+    for parsed in replies:
         builder = builders.get(parsed.host)
         if builder is None:
             continue
