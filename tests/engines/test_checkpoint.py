@@ -295,3 +295,61 @@ def test_checkpoint_with_xml_output_keeps_the_whole_result_path(tmp_path: Path) 
     second = read_nmap_xml_file(tmp_path / "again.xml").frame
     assert _cells(first) == _cells(second) and len(first) == 300
     assert _logged_rows(ckpt) == 300  # a complete checkpoint: nothing scanned again
+
+
+# --- hostile checkpoints (issue #14: every parser, any input) ------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from twinscan.core.errors import TwinscanError  # noqa: E402
+
+
+def _real_checkpoint(tmp_path: Path) -> bytes:
+    path = tmp_path / "real.ckpt"
+    path.unlink(missing_ok=True)  # create() never overwrites; hypothesis reuses tmp_path
+    log = ck.CheckpointLog.create(path, _request(), Engine.NATIVE)
+    log.append(_cols("127.0.0.2", [3, 1]))
+    log.append(_cols("127.0.0.1", [2], Technique.SYN))
+    log.close()
+    return path.read_bytes()
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_a_damaged_checkpoint_loads_or_is_one_project_error(
+    tmp_path: Path, data: st.DataObject
+) -> None:
+    """Truncated, flipped, spliced or random bytes: ``load`` returns or raises a TwinscanError."""
+    good = _real_checkpoint(tmp_path)
+    how = data.draw(st.sampled_from(["truncate", "flip", "splice", "random", "json"]))
+    if how == "truncate":
+        blob = good[: data.draw(st.integers(0, len(good)))]
+    elif how == "flip":
+        at = data.draw(st.integers(0, len(good) - 1))
+        blob = good[:at] + bytes([good[at] ^ data.draw(st.integers(1, 255))]) + good[at + 1 :]
+    elif how == "splice":
+        at = data.draw(st.integers(0, len(good)))
+        blob = good[:at] + data.draw(st.binary(max_size=64)) + good[at:]
+    elif how == "random":
+        blob = data.draw(st.binary(max_size=512))
+    else:
+        value = data.draw(
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                lambda kids: (
+                    st.lists(kids, max_size=3)
+                    | st.dictionaries(st.text(max_size=6), kids, max_size=3)
+                ),
+                max_leaves=8,
+            )
+        )
+        blob = good.split(b"\n", 1)[0] + b"\n" + json.dumps(value).encode() + b"\n{}\n"
+    path = tmp_path / "hostile.ckpt"
+    path.write_bytes(blob)
+    try:
+        ck.load(path)
+    except TwinscanError as exc:
+        assert "\n" not in str(exc)
