@@ -1,0 +1,203 @@
+"""One ``twinscan scan`` from a validated request to its written outputs: the library function
+behind the CLI command.
+
+``plan_job`` checks the combination of outputs and modes before anything is scanned (nmap's
+formats hold one TCP technique per file; ``--dask`` streams and so takes only appending
+outputs); ``run_job`` then picks the path:
+
+* **streamed** (native engine, and a large scan, a checkpoint or ``--dask``): verdicts go to the
+  appending writers (CSV, JSON lines, Parquet, the text report) block by block as they become
+  final (``engines.streamed``, ``engines.dask_runner``);
+* **whole result** (the nmap engine, small scans, or outputs that need every verdict at once:
+  ``-oX``, ``-oN``, ``-oG``, ``--owners``, ``--open``): ``run_scan``, then every writer.
+
+Either way it returns the text report and the scan's metadata; the caller prints and exits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from twinscan.core.errors import UsageError
+from twinscan.core.vocab import Engine
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from twinscan.core.progress import Progress
+    from twinscan.core.schema import ScanMeta, ScanResult
+    from twinscan.engines.checkpoint import CheckpointLog
+    from twinscan.request.model import ScanRequest
+
+#: the states nmap's ``--open`` keeps ("open or possibly open").
+OPEN_STATES = ("open", "open|filtered", "unfiltered")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outputs:
+    """Where a scan's verdicts go (``-`` = stdout) and what the text report shows."""
+
+    csv: Path | None = None
+    json: Path | None = None
+    xml: Path | None = None
+    normal: Path | None = None
+    grepable: Path | None = None
+    parquet: Path | None = None
+    show_closed: bool = False
+
+    @property
+    def files(self) -> list[Path]:
+        return [
+            p
+            for p in (self.csv, self.json, self.xml, self.normal, self.grepable, self.parquet)
+            if p is not None
+        ]
+
+    @property
+    def report_to_stderr(self) -> bool:
+        """The report goes to stderr when a file was asked for (stdout may carry one)."""
+        return bool(self.files)
+
+    @property
+    def print_report(self) -> bool:
+        """Print the report unless the only output went to stdout."""
+        return not self.files or any(str(p) != "-" for p in self.files)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    request: ScanRequest
+    engine: Engine
+    outputs: Outputs
+    checkpoint: CheckpointLog | None = None
+    owners: bool = False
+    only_open: bool = False
+    dask: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobOutcome:
+    meta: ScanMeta
+    report: str
+
+
+def plan_job(job: Job) -> None:
+    """Refuse combinations that cannot be written, before any packet is sent (UsageError)."""
+    out = job.outputs
+    tcp = [t.value for t in job.request.techniques if t.proto.value == "tcp"]
+    for option, path in (("-oX", out.xml), ("-oN", out.normal), ("-oG", out.grepable)):
+        if path is not None and len(tcp) > 1:
+            raise UsageError(
+                f"{option} holds one TCP technique per file, as nmap's format does; got "
+                f"{', '.join(tcp)} (scan them one at a time, or use --csv/--json)"
+            )
+    if job.dask is None:
+        return
+    if job.engine is not Engine.NATIVE:
+        raise UsageError("--dask runs twinscan's native engine: drop --engine nmap")
+    for option, path in (("-oX", out.xml), ("-oN", out.normal), ("-oG", out.grepable)):
+        if path is not None:
+            raise UsageError(
+                f"--dask writes --csv, --json and --parquet as the scan runs, not {option}: "
+                "convert afterwards, or scan without --dask"
+            )
+    if job.owners or job.only_open:
+        raise UsageError("--dask does not take --owners or --open")
+    from twinscan.engines.dask_runner import parse_address
+
+    parse_address(job.dask)  # a bad address before any output is touched
+
+
+def run_job(job: Job, progress: Progress | None = None) -> JobOutcome:
+    """Scan and write every requested output; the text report and metadata come back."""
+    plan_job(job)
+    if job.dask is not None or _streams(job):
+        return _run_streamed(job, progress)
+    from twinscan.engines import run_scan
+    from twinscan.formats.text_report import render_text
+
+    result = run_scan(job.request, job.engine, progress=progress, checkpoint=job.checkpoint)
+    if job.owners:
+        from twinscan.local.owners import add_owners
+
+        result.frame = add_owners(result.frame)
+    if job.only_open:
+        result.frame = keep_open(result.frame)
+    write_outputs(result, job.outputs)
+    return JobOutcome(result.meta, render_text(result, show_closed=job.outputs.show_closed))
+
+
+def keep_open(frame: pd.DataFrame) -> pd.DataFrame:
+    from twinscan.core.schema import conform
+
+    return conform(frame[frame["state"].astype(str).isin(OPEN_STATES)])
+
+
+def _streams(job: Job) -> bool:
+    """Native engine, large or checkpointed, and only outputs that append."""
+    from twinscan.engines.streamed import streams
+
+    out = job.outputs
+    whole = (
+        job.owners
+        or job.only_open
+        or any(p is not None for p in (out.xml, out.normal, out.grepable))
+    )
+    if job.engine is not Engine.NATIVE or whole:
+        return False
+    return job.checkpoint is not None or streams(job.request)
+
+
+def _run_streamed(job: Job, progress: Progress | None) -> JobOutcome:
+    from twinscan.engines.streamed import run_streamed
+    from twinscan.formats.streaming import StreamWriters
+
+    out = job.outputs
+    writers = StreamWriters(
+        csv=out.csv, json_path=out.json, parquet=out.parquet, show_closed=out.show_closed
+    )
+    if job.dask is not None:
+        from twinscan.engines.dask_runner import run_dask
+
+        meta = run_dask(
+            job.request, job.dask, writers, progress=progress, checkpoint=job.checkpoint
+        )
+    else:
+        meta = run_streamed(
+            job.request, Engine.NATIVE, writers, progress=progress, checkpoint=job.checkpoint
+        )
+    writers.close(meta)
+    return JobOutcome(meta, writers.report(meta))
+
+
+def write_outputs(result: ScanResult, outputs: Outputs) -> None:
+    """Write every requested file of a whole result."""
+    from twinscan.formats.csv import write_result_csv
+
+    if outputs.csv is not None:
+        write_result_csv(result, sys.stdout if str(outputs.csv) == "-" else outputs.csv)
+    if outputs.json is not None:
+        from twinscan.formats.jsonl import write_jsonl
+
+        write_jsonl(result, sys.stdout if str(outputs.json) == "-" else outputs.json)
+    if outputs.xml is not None:
+        from twinscan.formats.nmap_xml_write import write_nmap_xml
+
+        write_nmap_xml(result, sys.stdout if str(outputs.xml) == "-" else outputs.xml)
+    for path, kind in ((outputs.normal, "normal"), (outputs.grepable, "grepable")):
+        if path is not None:
+            from twinscan.formats import nmap_text
+
+            text = (
+                nmap_text.normal_text(result)
+                if kind == "normal"
+                else nmap_text.grepable_text(result)
+            )
+            nmap_text.write_text(text, sys.stdout if str(path) == "-" else str(path))
+    if outputs.parquet is not None:
+        from twinscan.formats.parquet import write_parquet_frame
+
+        write_parquet_frame(result.frame, outputs.parquet, result.meta)
