@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import random
 
@@ -10,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kernel_icmp import KernelBucket
 from twinscan.core.rules import IcmpReply
 from twinscan.core.timing import resolve
 from twinscan.core.vocab import PortState, Technique
@@ -218,26 +218,8 @@ def test_exact_udp_verdicts_across_icmp_ratelimit_settings() -> None:
 # -- the session against simulated buckets of every speed (fake clock, no wall time)
 
 
-@dataclasses.dataclass
-class Host:
-    """A Linux-like ICMP error bucket: ``burst`` tokens, one more every ``interval``."""
-
-    interval: float
-    burst: float = 6.0
-    tokens: float = 6.0
-    at: float = 0.0
-
-    def allow(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) / self.interval)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
 def simulate(
-    host: Host, closed: list[int], silent: list[int], seed: int = 0
+    host: KernelBucket, closed: list[int], silent: list[int], seed: int = 0
 ) -> tuple[ScanSession, float, list[tuple[float, int]]]:
     """Scan ``closed`` + ``silent`` UDP ports of one host; replies come back after 0.5 ms."""
     session = ScanSession(
@@ -278,11 +260,11 @@ def test_exact_verdicts_whatever_the_bucket(interval: float, n_closed: int, n_si
     intervals (simulated time: the search for the interval, the open|filtered ports' tries)."""
     closed = list(range(2000, 2000 + n_closed))
     silent = list(range(1000, 1000 + n_silent))
-    session, elapsed, _ = simulate(Host(interval), closed, silent)
+    session, elapsed, _ = simulate(KernelBucket(interval), closed, silent)
     got = states(session)
     assert all(got[p] is PortState.CLOSED for p in closed)
     assert all(got[p] is PortState.OPEN_FILTERED for p in silent)
-    unlimited = simulate(Host(1e-6, burst=1e9, tokens=1e9), closed, silent)[1]
+    unlimited = simulate(KernelBucket(1e-6, burst=1e9, tokens=1e9), closed, silent)[1]
     floor = (n_closed - 6) * interval
     assert elapsed <= unlimited + 1.1 * floor + 16 * interval, (elapsed, unlimited, floor)
 
@@ -290,7 +272,7 @@ def test_exact_verdicts_whatever_the_bucket(interval: float, n_closed: int, n_si
 @pytest.mark.parametrize(("interval", "burst"), [(0.25, 2.0), (2.0, 10.0)])
 def test_the_estimate_follows_the_bucket(interval: float, burst: float) -> None:
     closed = list(range(2000, 2040))
-    session, _, _ = simulate(Host(interval, burst=burst, tokens=burst), closed, [])
+    session, _, _ = simulate(KernelBucket(interval, burst=burst, tokens=burst), closed, [])
     bucket = session.hosts[0].icmp
     assert bucket.limited and bucket.burst == burst
     assert bucket.lo < interval <= bucket.interval * (1 + 0.2)
@@ -302,7 +284,7 @@ def test_many_silent_ports_ride_with_the_witness() -> None:
     to a port already known closed (the witness), not one token each."""
     closed = list(range(2000, 2010))
     silent = list(range(1000, 1100))
-    session, elapsed, sent = simulate(Host(1.0), closed, silent)
+    session, elapsed, sent = simulate(KernelBucket(1.0), closed, silent)
     host = session.hosts[0]
     assert host.witness in closed and host.riders > 4
     assert sum(1 for _t, p in sent if p == host.witness) > 3  # re-sent although decided
@@ -326,10 +308,10 @@ def test_hosts_with_different_buckets_in_one_scan() -> None:
     own mix of closed and open|filtered ports: every verdict is right."""
     ports = list(range(1000, 1040))
     hosts = {
-        "a": (Host(0.1), set(ports[:30])),
-        "b": (Host(1.0), set(ports[:20])),
-        "c": (Host(3.0), set(ports[10:])),
-        "d": (Host(1e-6, burst=1e9, tokens=1e9), set(ports[:25])),
+        "a": (KernelBucket(0.1), set(ports[:30])),
+        "b": (KernelBucket(1.0), set(ports[:20])),
+        "c": (KernelBucket(3.0), set(ports[10:])),
+        "d": (KernelBucket(1e-6, burst=1e9, tokens=1e9), set(ports[:25])),
     }
     session = ScanSession(Technique.UDP, list(hosts), ports, resolve(4), rng=random.Random(1))
     events: list[tuple[float, int, str, int]] = []

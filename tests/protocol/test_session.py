@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kernel_icmp import KernelBucket
 from twinscan.core import rules
 from twinscan.core.rules import IcmpReply, Reply, TcpReply, UdpReply
 from twinscan.core.schema import host_sort_key
@@ -27,24 +28,6 @@ Behaviour = Callable[[str, int, int, float], Reply | None]
 
 
 @dataclass
-class IcmpBucket:
-    """Linux's per-destination ICMP limiter: a burst of 6 tokens, one more per second."""
-
-    burst: float = 6.0
-    interval: float = 1.0
-    tokens: float = 6.0
-    at: float = 0.0
-
-    def allow(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) / self.interval)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
-@dataclass
 class FakeNet:
     """Per-(host, port) behaviour; ``loss`` drops probes at random; ``rtt`` delays replies."""
 
@@ -53,7 +36,7 @@ class FakeNet:
     rtt: float = 0.002
     loss: float = 0.0
     seed: int = 1
-    bucket: IcmpBucket | None = None
+    bucket: KernelBucket | None = None
     sent: list[tuple[float, str, int, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -223,7 +206,7 @@ def test_udp_paces_to_the_icmp_rate_limit(closed: int) -> None:
     measured, not assumed: a few probes go early while the pace closes in on it)."""
     table: dict[int, Reply | None] = {1000: UdpReply(), 1001: None, 1002: None}
     ports = [1000, 1001, 1002, *range(2000, 2000 + closed)]
-    net = FakeNet(table, default=PORT_UNREACH, rtt=0.0005, bucket=IcmpBucket())
+    net = FakeNet(table, default=PORT_UNREACH, rtt=0.0005, bucket=KernelBucket())
     session = ScanSession(Technique.UDP, ["198.18.0.9"], ports, resolve(4))
     elapsed = drive(session, net)
     got = verdicts(session)
@@ -241,7 +224,7 @@ def test_udp_finds_a_bucket_drained_before_the_scan(tokens_at_start: float) -> N
     out closed, at the bucket's pace (N closed ports: about N seconds)."""
     closed = list(range(3000, 3009))
     table: dict[int, Reply | None] = {53: UdpReply(), 9: None}
-    bucket = IcmpBucket(tokens=tokens_at_start)
+    bucket = KernelBucket(tokens=tokens_at_start)
     net = FakeNet(table, default=PORT_UNREACH, rtt=0.0005, bucket=bucket)
     session = ScanSession(Technique.UDP, ["198.18.0.13"], [53, 9, *closed], resolve(4))
     elapsed = drive(session, net)
@@ -255,7 +238,7 @@ def test_udp_finds_a_bucket_drained_before_the_scan(tokens_at_start: float) -> N
 def test_silent_udp_host_costs_one_canary_second_only() -> None:
     """A host that never answers (all open|filtered) pays one quiet interval for the canary."""
     ports = list(range(1, 51))
-    net = FakeNet({}, default=None, bucket=IcmpBucket())
+    net = FakeNet({}, default=None, bucket=KernelBucket())
     session = ScanSession(Technique.UDP, ["198.18.0.99"], ports, resolve(4))
     elapsed = drive(session, net)
     assert {v[0] for v in verdicts(session).values()} == {PortState.OPEN_FILTERED}
@@ -265,7 +248,7 @@ def test_silent_udp_host_costs_one_canary_second_only() -> None:
     baseline = ScanSession(
         Technique.UDP, ["198.18.0.99"], ports, resolve(4), defeat_icmp_ratelimit=True
     )
-    base_elapsed = drive(baseline, FakeNet({}, default=None, bucket=IcmpBucket()))
+    base_elapsed = drive(baseline, FakeNet({}, default=None, bucket=KernelBucket()))
     assert 1.0 <= elapsed - base_elapsed <= 1.6, (elapsed, base_elapsed)
 
 
