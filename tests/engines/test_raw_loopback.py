@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from loopback_listeners import loopback_listeners
 from twinscan.core.errors import EnvironmentProblem
 from twinscan.core.timing import resolve
 from twinscan.core.vocab import PortState, Technique
@@ -21,46 +22,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root
 @pytest.fixture(scope="module")
 def listeners() -> Iterator[dict[str, int]]:
     """An open TCP port, a closed TCP port, an answering UDP port and a silent UDP port."""
-    socks: list[socket.socket] = []
-
-    def bound(kind: int) -> socket.socket:
-        s = socket.socket(socket.AF_INET, kind)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        return s
-
-    tcp_open = bound(socket.SOCK_STREAM)
-    tcp_open.listen(16)
-    closed = bound(socket.SOCK_STREAM)  # bound, never listening: closed
-    udp_echo = bound(socket.SOCK_DGRAM)
-    udp_silent = bound(socket.SOCK_DGRAM)
-    import threading
-
-    stop = threading.Event()
-
-    def echo() -> None:
-        udp_echo.settimeout(0.1)
-        for _ in range(3000):  # bounded: at most ~5 minutes
-            if stop.is_set():
-                return
-            try:
-                data, addr = udp_echo.recvfrom(2048)
-            except TimeoutError:
-                continue
-            udp_echo.sendto(data or b"x", addr)
-
-    thread = threading.Thread(target=echo, daemon=True)
-    thread.start()
-    yield {
-        "tcp_open": tcp_open.getsockname()[1],
-        "tcp_closed": closed.getsockname()[1],
-        "udp_open": udp_echo.getsockname()[1],
-        "udp_silent": udp_silent.getsockname()[1],
-    }
-    stop.set()
-    thread.join(2)
-    for s in socks:
-        s.close()
+    with loopback_listeners(socket.AF_INET, "127.0.0.1") as ports:
+        yield ports
 
 
 def _scan(tech: Technique, tcp: tuple[int, ...], udp: tuple[int, ...] = ()) -> dict[int, str]:

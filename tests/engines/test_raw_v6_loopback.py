@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
+from loopback_listeners import loopback_listeners
 from twinscan.core.errors import UsageError
 from twinscan.core.timing import resolve
 from twinscan.core.vocab import PortState, Technique
@@ -21,44 +21,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root
 
 @pytest.fixture(scope="module")
 def listeners() -> Iterator[dict[str, int]]:
-    socks: list[socket.socket] = []
-
-    def bound(kind: int) -> socket.socket:
-        s = socket.socket(socket.AF_INET6, kind)
-        s.bind(("::1", 0))
-        socks.append(s)
-        return s
-
-    tcp_open = bound(socket.SOCK_STREAM)
-    tcp_open.listen(16)
-    closed = bound(socket.SOCK_STREAM)
-    udp_echo = bound(socket.SOCK_DGRAM)
-    udp_silent = bound(socket.SOCK_DGRAM)
-    stop = threading.Event()
-
-    def echo() -> None:
-        udp_echo.settimeout(0.1)
-        for _ in range(3000):
-            if stop.is_set():
-                return
-            try:
-                data, addr = udp_echo.recvfrom(2048)
-            except TimeoutError:
-                continue
-            udp_echo.sendto(data or b"x", addr)
-
-    thread = threading.Thread(target=echo, daemon=True)
-    thread.start()
-    yield {
-        "tcp_open": tcp_open.getsockname()[1],
-        "tcp_closed": closed.getsockname()[1],
-        "udp_open": udp_echo.getsockname()[1],
-        "udp_silent": udp_silent.getsockname()[1],
-    }
-    stop.set()
-    thread.join(2)
-    for s in socks:
-        s.close()
+    """An open TCP port, a closed TCP port, an answering UDP port and a silent UDP port."""
+    with loopback_listeners(socket.AF_INET6, "::1") as ports:
+        yield ports
 
 
 def _scan(
