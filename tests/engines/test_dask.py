@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 
 from twinscan.core.errors import UsageError
 from twinscan.core.vocab import Technique
-from twinscan.engines import dask_runner
+from twinscan.engines import dask_runner, streamed
 from twinscan.formats.csv import read_csv
 from twinscan.request.build import build_request
 
@@ -85,6 +86,33 @@ def test_local_cluster_scan_equals_single_process(tmp_path: Path) -> None:
     got = _cells(read_csv(io.StringIO(dask.stdout)))
     assert len(got) == 24000
     assert got == _cells(read_csv(io.StringIO(single.stdout)))
+
+
+class _StopOnFirstBlock:
+    """A consumer that sends this process SIGINT while the client saves the first block --
+    inside the section where stop signals are deferred, so only the flag records it."""
+
+    def __init__(self) -> None:
+        self.blocks = 0
+
+    def block(self, columns: object) -> None:
+        self.blocks += 1
+        if self.blocks == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_stop_while_a_block_is_saved_stops_the_dask_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # one host per block, more hosts than shards in flight
+    monkeypatch.setattr(streamed, "BLOCK_PROBES", 1000)
+    request = build_request(
+        targets=["127.0.0.1-8"], techniques=(Technique.CONNECT,), ports="1-1000"
+    )
+    consumer = _StopOnFirstBlock()
+    meta = dask_runner.run_dask(request, "local:1", consumer)
+    assert meta.incomplete
+    assert consumer.blocks < 8  # the hosts still queued were never scanned
 
 
 def test_dask_refuses_what_it_cannot_write() -> None:
@@ -206,7 +234,13 @@ def test_dask_scan_stopped_then_resumed_equals_whole(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        time.sleep(5)
+        # signal once the first shard is in the checkpoint (its header is one line): the
+        # stop then lands while the client saves that shard or waits for the next ones
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.exists() and ckpt.read_bytes().count(b"\n") >= 2:
+                break
+            time.sleep(0.05)
         assert proc.poll() is None, "finished before the signal"
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)

@@ -254,6 +254,7 @@ def run_dask(
                         while ready < len(blocks) and left[ready] == 0:
                             ready += 1
                         write_ready(ready)
+                    interrupt.check()  # a stop that arrived while the section deferred it
                     submit(1)
         except KeyboardInterrupt:
             stopped = True
@@ -263,6 +264,7 @@ def run_dask(
             progress.finish()
         with interrupt.deferred():
             write_ready(len(blocks))  # a stopped scan: every block with what finished
+            stopped = stopped or interrupt.requested()
             if checkpoint is not None:
                 if not stopped:
                     for tech in request.techniques:
