@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,10 +102,11 @@ def test_retries_grow_once_a_retransmission_has_paid_off() -> None:
     plan.completed(("127.0.0.1", 1), errno.ECONNREFUSED, 1.01)  # answered on tryno 1
     assert plan.max_successful_tryno == {"127.0.0.1": 1}
     assert plan.window.cwnd < INITIAL_CWND  # a drop: the window collapsed
-    assert plan.tries_allowed("127.0.0.1") == 3
+    # one answer, after one lost try: a 50% loss ratio raises the budget to the cap
+    assert plan.tries_allowed("127.0.0.1") == 4
     assert plan.tries_allowed("127.0.0.2") == 2
     tries, _ = run_silent(plan, 1.01)
-    assert plan.outcomes[("127.0.0.1", 2)].tries == 3
+    assert plan.outcomes[("127.0.0.1", 2)].tries == 4
     zero = ConnectPlan(keys(1), dataclasses.replace(T4, max_retries=0), start=0, max_sockets=9)
     assert run_silent(zero)[0] == 1  # --max-retries 0 still caps
 
@@ -239,3 +242,73 @@ def test_every_probe_ends_with_exactly_one_legal_verdict(
         assert outcome.verdict.state in legal
         assert 1 <= launched[key] <= retries + 1
         assert outcome.tries == launched[key]
+
+
+def test_a_paid_off_retransmission_on_a_clean_path_earns_nmaps_one_more_try() -> None:
+    # 99 ports answer their first try, one its second: loss 1%, nmap's rule decides (3 tries)
+    plan = ConnectPlan(keys(101), dataclasses.replace(T4, max_retries=6), start=0, max_sockets=999)
+    now = 0.0
+    launched = plan.launches(now)
+    while len(launched) < 101:
+        for key in launched[-10:]:
+            if key[1] <= 99:
+                plan.completed(key, errno.ECONNREFUSED, now)
+        launched += plan.launches(now)
+    for key in launched:
+        if key[1] <= 99 and key not in plan.outcomes:
+            plan.completed(key, errno.ECONNREFUSED, now)
+    now = 1.0
+    plan.expired(now)  # ports 100 and 101 time out
+    plan.launches(now)
+    plan.completed(("127.0.0.1", 100), errno.ECONNREFUSED, now + 0.01)
+    assert plan.tries_allowed("127.0.0.1") == 3
+    run_silent(plan, now + 0.01)
+    assert plan.outcomes[("127.0.0.1", 101)].tries == 3
+
+
+def _lossy_run(plan: ConnectPlan, loss: float, seed: int) -> None:
+    """Every port refuses, but each try is lost with chance ``loss`` (a fixed RTT of 1 ms)."""
+    rng = random.Random(seed)
+    now = 0.0
+    for _ in range(100_000):
+        if plan.done:
+            return
+        for key in plan.launches(now):
+            if rng.random() >= loss:
+                plan.completed(key, errno.ECONNREFUSED, now + 0.001)
+        wake = plan.next_wakeup(now)
+        now = wake if wake is not None else now + 0.001
+        plan.expired(now)
+    raise AssertionError("the plan did not finish")  # pragma: no cover
+
+
+@pytest.mark.parametrize("loss", [0.05, 0.1, 0.2])  # within -T4's 7 tries
+def test_a_lossy_path_does_not_turn_closed_ports_into_filtered(loss: float) -> None:
+    """nmap's rule alone (two or three tries) loses a port of a few hundred at 10% loss; the
+    budget measured from the loss ratio keeps false silences below one in many scans."""
+    false_silent = 0
+    for seed in range(20):
+        plan = ConnectPlan(keys(300), T4, start=0.0, max_sockets=1000)
+        _lossy_run(plan, loss, seed)
+        assert len(plan.outcomes) == 300
+        false_silent += sum(o.verdict.state is PortState.FILTERED for o in plan.outcomes.values())
+    assert false_silent == 0
+
+
+def test_silent_ports_on_a_lossy_host_pay_for_the_loss_only_up_to_the_cap() -> None:
+    """Filtered ports next to lossy closed ones get more tries, never more than --max-retries."""
+    timing = dataclasses.replace(T4, max_retries=4)
+    plan = ConnectPlan(keys(200), timing, start=0.0, max_sockets=1000)
+    rng = random.Random(7)
+    now = 0.0
+    for _ in range(100_000):
+        if plan.done:
+            break
+        for key in plan.launches(now):
+            if key[1] <= 100 and rng.random() >= 0.2:  # ports 101-200 are filtered
+                plan.completed(key, errno.ECONNREFUSED, now + 0.001)
+        wake = plan.next_wakeup(now)
+        now = wake if wake is not None else now + 0.001
+        plan.expired(now)
+    silent = [o for k, o in plan.outcomes.items() if k[1] > 100]
+    assert len(silent) == 100 and {o.tries for o in silent} == {5}

@@ -4,7 +4,10 @@ estimate (``RttEstimator``), congestion window (``CongestionWindow``, with a lar
 ``CONNECT_MAX_CWND``) and rate limits (``RateLimiter``, with ``--scan-delay`` as a global gap).
 The congestion signal is nmap's (``ultrascan_adjust_timing``): an answer to a retransmission
 proves an earlier try was lost, and cuts the window once per burst (``drop_group``: this one
-window spans every target, like nmap's group window).
+window spans every target, like nmap's group window). Retries follow ``pacing.retry_budget``, as
+the raw session's do: nmap's ``allowedTryno``, raised to what the host's measured loss needs,
+and a port out of tries gets its no-response verdict only once nothing else is pending, so a
+budget raised later (by another port's late answer) still retries it.
 
 Nothing here opens a socket or reads a clock: the engine passes ``now`` (seconds, monotonic) into
 every call and reports what each ``connect()`` did. The verdict of a finished probe comes from
@@ -21,7 +24,7 @@ from twinscan.core import rules
 from twinscan.core.timing import Timing
 from twinscan.core.vocab import Technique
 
-from .pacing import CongestionWindow, RateLimiter, RttEstimator
+from .pacing import CongestionWindow, RateLimiter, RttEstimator, retry_budget
 
 #: (address, port): one port of one target.
 ProbeKey = tuple[str, int]
@@ -77,6 +80,10 @@ class ConnectPlan:
         self.sent = 0
         #: host -> the highest try number that ever got an answer (nmap max_successful_tryno).
         self.max_successful_tryno: dict[str, int] = {}
+        #: host -> [ports that answered, tries those ports lost first]: the loss ratio.
+        self._loss: dict[str, list[int]] = {}
+        #: probes out of tries, waiting for the end (or for a larger budget): key -> tries spent.
+        self._exhausted: dict[ProbeKey, int] = {}
         #: errno -> verdict, memoised from ``rules.interpret`` (the table stays the authority).
         self._verdicts: dict[int, rules.Verdict] = {}
 
@@ -87,11 +94,17 @@ class ConnectPlan:
         return not self.queue and not self.in_flight
 
     def tries_allowed(self, host: str) -> int:
-        """nmap's ``allowedTryno`` + 1: retransmit only as far as retransmissions have ever paid
-        off on this host (at least one retry), capped by ``--max-retries``. A host that never
-        answers a retransmission costs two tries per port, not eleven."""
-        earned = max(1, self.max_successful_tryno.get(host, -1) + 1)
-        return min(self.timing.max_retries, earned) + 1
+        """``pacing.retry_budget`` for ``host``: nmap's ``allowedTryno`` + 1 (a host that never
+        answers a retransmission costs two tries per port, not eleven), raised on a lossy path
+        to what its measured loss ratio needs."""
+        answered, lost = self._loss.get(host, (0, 0))
+        ratio = lost / (answered + lost) if answered else 0.0
+        return retry_budget(
+            self.max_successful_tryno.get(host, -1),
+            ratio,
+            self.total,
+            self.timing.max_retries,
+        )
 
     def next_wakeup(self, now: float) -> float | None:
         """When the engine must look again even if no socket reports (None: nothing pending)."""
@@ -143,16 +156,23 @@ class ConnectPlan:
                 self.max_successful_tryno.get(host, -1), flight.tryno
             )
             window.drop_group(len(self.in_flight) + 1, flight.sent, now)
+        loss = self._loss.setdefault(key[0], [0, 0])
+        loss[0] += 1
+        loss[1] += flight.tryno
         window.expected += 1
         window.ack()
         outcome = Outcome(verdict, round(rtt_s * 1000, 3), flight.tryno + 1)
         self.outcomes[key] = outcome
+        if flight.tryno and self._exhausted:
+            self._revive(key[0])  # the budget may have grown
+        self._settle_if_idle()
         return outcome
 
     def retry(self, key: ProbeKey) -> None:
         """The try proved nothing (nmap: a self-connect on loopback): try again, if tries remain."""
         flight = self.in_flight.pop(key)
         self._requeue(key, flight.tryno + 1)
+        self._settle_if_idle()
 
     def postpone(self, key: ProbeKey, *, sockets_in_use: int) -> None:
         """The probe could not start for a local reason (out of descriptors or source ports):
@@ -175,6 +195,7 @@ class ConnectPlan:
             flight = self.in_flight.pop(key)
             self._requeue(key, flight.tryno + 1)
         self.window.expected += len(out)  # nmap: a try that timed out was expected to answer
+        self._settle_if_idle()
         return out
 
     # --- internals ---------------------------------------------------------------------------
@@ -183,8 +204,29 @@ class ConnectPlan:
         if tryno < self.tries_allowed(key[0]):
             self.queue.append((key, tryno))
         else:
-            verdict = rules.no_response(Technique.CONNECT)
-            self.outcomes[key] = Outcome(verdict, None, tryno)
+            self._exhausted[key] = tryno
+
+    def _revive(self, host: str) -> None:
+        """Exhausted probes of ``host`` that the current budget allows go back in the queue."""
+        allowed = self.tries_allowed(host)
+        for key, tries in list(self._exhausted.items()):
+            if key[0] == host and tries < allowed:
+                del self._exhausted[key]
+                self.queue.append((key, tries))
+
+    def _settle_if_idle(self) -> None:
+        """Nothing queued or in flight: the exhausted probes get one last look at their budget
+        (measured over the whole scan by now), then nmap's no-response verdict."""
+        if self.queue or self.in_flight or not self._exhausted:
+            return
+        for host in {key[0] for key in self._exhausted}:
+            self._revive(host)
+        if self.queue:
+            return
+        verdict = rules.no_response(Technique.CONNECT)
+        for key, tries in self._exhausted.items():
+            self.outcomes[key] = Outcome(verdict, None, tries)
+        self._exhausted.clear()
 
     def _room(self, now: float) -> int:
         """How many more may start by the window; min-rate may exceed it, not its ceiling."""

@@ -7,6 +7,8 @@ differs, the difference is a constructor parameter, not a second copy:
 
 * the window's ceiling: nmap's 300 for raw probes, more for connect (a probe there costs a
   descriptor, not a packet buffer -- ``connect_plan.CONNECT_MAX_CWND``);
+* how many tries a port gets (``retry_budget``): nmap's ``allowedTryno``, raised to what the
+  host's measured loss needs;
 * *when* a drop is signalled is the caller's policy (connect: an answer to a retransmission, as
   nmap's ``ultrascan_adjust_timing``; raw: loss that looks like congestion, see
   ``raw_session``); what a drop *does* to the window is ``CongestionWindow.drop_group``.
@@ -19,6 +21,32 @@ from __future__ import annotations
 import math
 
 from twinscan.core.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, Timing
+
+#: The chance we accept that a responsive port is called silent because every try was lost.
+FALSE_SILENCE = 1e-4
+
+
+def retry_budget(
+    max_successful_try: int, loss_ratio: float, ports: int, max_retries: int, bonus: int = 0
+) -> int:
+    """How many times a port of one host may be sent (1 + retransmissions).
+
+    nmap's ``allowedTryno``: as far as retransmissions have ever paid off on the host
+    (``max_successful_try``, -1 for none), at least one retry, capped by ``--max-retries``. On
+    a lossy path that is not enough: with 10% loss, three tries still lose some port of a few
+    hundred, and nmap then reports a closed port as filtered. So the budget also covers the
+    host's measured ``loss_ratio`` (the share of tries lost by ports that answered later): the
+    fewest tries after which any of the scan's ``ports`` would be silent by bad luck with chance
+    below ``FALSE_SILENCE`` (a union bound over the whole scan: counting only the ports still
+    pending let the last few through on three tries at 5% loss), within the same cap. ``bonus`` tries (the raw
+    session's, for tries spent against an ICMP limit found late) are added to both.
+    """
+    tries = max(2, max_successful_try + 2) + bonus
+    if loss_ratio > 0:
+        need = math.ceil(math.log(FALSE_SILENCE / max(1, ports)) / math.log(min(loss_ratio, 0.9)))
+        tries = max(tries, need)
+    return min(tries, max_retries + 1 + bonus)
+
 
 #: timing.cc adjust_timeouts2: rttvar starts at the first RTT kept within [5 ms, 2 s]; a later
 #: rttvar above 2.3 s is reset to 2 s.

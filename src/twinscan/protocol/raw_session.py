@@ -63,7 +63,7 @@ from twinscan.core.timing import CC_SCALE_MAX, Timing
 from twinscan.core.vocab import Technique
 
 from .icmp_ratelimit import IcmpBucket, hold
-from .pacing import CongestionWindow, RateLimiter, RttEstimator
+from .pacing import CongestionWindow, RateLimiter, RttEstimator, retry_budget
 from .session_columns import column_rows, probe_columns
 
 __all__ = ["CANARIES", "HostStats", "Probe", "ScanSession"]
@@ -84,8 +84,6 @@ SPARED_MAX = 4
 RIDERS_MAX = 16
 #: Tries a rider may be spared for arriving after the batch's token was spent.
 RIDER_SPARED_MAX = 64
-#: The chance we accept that a responsive port is called silent because every try was lost.
-FALSE_SILENCE = 1e-4
 #: How many recent tries and answers the congestion signal looks at.
 _LOSS_WINDOW = 200
 
@@ -240,16 +238,14 @@ class ScanSession:
         return self._host_index.get(address)
 
     def allowed_tries(self, host: HostStats) -> int:
-        """How many times a port of ``host`` may be sent (1 + retransmissions)."""
-        cap = self.timing.max_retries + 1 + host.bonus_tries
-        tries = max(2, host.max_successful_try + 2) + host.bonus_tries
-        p = host.loss_ratio()
-        if p > 0:
-            # enough tries that a responsive port stays silent with chance < FALSE_SILENCE
-            pending = max(1, len(self.probes) - self.finished)
-            need = math.ceil(math.log(FALSE_SILENCE / pending) / math.log(min(p, 0.9)))
-            tries = max(tries, need)
-        return min(tries, cap)
+        """How many times a port of ``host`` may be sent (``pacing.retry_budget``)."""
+        return retry_budget(
+            host.max_successful_try,
+            host.loss_ratio(),
+            len(self.probes),
+            self.timing.max_retries,
+            host.bonus_tries,
+        )
 
     def wakeup(self, now: float) -> float | None:
         """The next absolute time something is due, or None when only replies can move us."""
