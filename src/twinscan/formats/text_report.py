@@ -6,14 +6,15 @@ still holds its columns is rendered without pandas.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from twinscan.core.schema import category_values, host_sort_key
 from twinscan.core.vocab import PortState
 from twinscan.core.wording import count, noun
-from twinscan.request.ports import load_services
+from twinscan.request.ports import ServiceNames
+from twinscan.request.ports import service_names as installed_service_names
 
 if TYPE_CHECKING:
     from twinscan.core.schema import ResultColumns, ScanResult
@@ -31,10 +32,10 @@ class Row(NamedTuple):
     owner: str = ""
 
 
-@functools.lru_cache(maxsize=1)
-def service_names() -> dict[tuple[int, str], str]:
-    """(port, proto) -> nmap's service name, from the installed nmap-services (cached)."""
-    return {(e.port, e.proto.value): e.name for e in load_services()}
+def service_names() -> ServiceNames:
+    """(port, proto) -> nmap's service name, from the installed nmap-services (read lazily:
+    ``request.ports.ServiceNames``)."""
+    return installed_service_names()
 
 
 #: ``Row``'s fields as a plain tuple: one per port (a NamedTuple per port costs twice as much).
@@ -102,7 +103,7 @@ def render_text(result: ScanResult, *, show_closed: bool = False) -> str:
 
 
 def _host_lines(
-    rows: list[_Cells], names: dict[tuple[int, str], str], show_closed: bool, with_owner: bool
+    rows: list[_Cells], names: Mapping[tuple[int, str], str], show_closed: bool, with_owner: bool
 ) -> list[str]:
     hidden: set[str] = set() if show_closed else {PortState.CLOSED.value}
     counts = Counter(row[_STATE] for row in rows)

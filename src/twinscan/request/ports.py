@@ -17,12 +17,16 @@ Two grammars, one range parser (``_range``) and one error type (``PortSpecError`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar, overload
 
 from twinscan.core.errors import PortSpecError, TargetError
 from twinscan.core.vocab import IanaRange, Proto
+
+T = TypeVar("T")
 
 NMAP_SERVICES_PATHS = (
     "/usr/share/nmap/nmap-services",
@@ -56,6 +60,108 @@ def load_services(path: str | None = None) -> tuple[ServiceEntry, ...]:
         if p.is_file():
             return tuple(_parse_services(p.read_text(errors="replace")))
     return ()
+
+
+class ServiceNames(Mapping[tuple[int, str], str]):
+    """``(port, proto) -> name`` from nmap-services, read lazily.
+
+    Parsing all of nmap-services (27,000 lines) as ``load_services`` does costs ~80 ms: more
+    than a whole 1000-port loopback scan. A report names only the ports it lists (a few, as a
+    rule), so the first ``LAZY_LOOKUPS`` lookups each search the file's bytes for the one line
+    (~0.15 ms); the next one indexes the whole file with one regular expression (~25 ms).
+    Either way a name is what ``load_services`` gives: a line counts when its first field is
+    the name, its second ``port/proto`` and its third a number (the frequency); of two lines
+    for one port the first counts (nmap ships none).
+    """
+
+    LAZY_LOOKUPS = 32
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._index: dict[tuple[int, str], str] | None = None
+        self._looked_up = 0
+        # the byte search finds the "name<TAB>port/proto<TAB>" form nmap ships; a file in
+        # another layout is indexed whole at once
+        first = next((ln for ln in data.splitlines()[:50] if ln and not ln.startswith(b"#")), b"")
+        if first and b"\t" not in first:
+            self._index = self._parse_all()
+
+    def _parse_all(self) -> dict[tuple[int, str], str]:
+        out: dict[tuple[int, str], str] = {}
+        for name, port, proto, freq in _SERVICE_LINE.findall(self._data):
+            if _float(freq):
+                out.setdefault((int(port), proto.decode()), name.decode(errors="replace"))
+        return out
+
+    def _find(self, port: int, proto: str) -> str | None:
+        data, needle = self._data, b"\t%d/%s\t" % (port, proto.encode())
+        found = data.find(needle)
+        while found >= 0:
+            start = data.rfind(b"\n", 0, found) + 1
+            end = data.find(b"\n", found)
+            line = data[start : end if end >= 0 else len(data)]
+            fields = line.split(b"#", 1)[0].split()
+            if len(fields) >= 3 and fields[1] == needle.strip() and _float(fields[2]):
+                return fields[0].decode(errors="replace")
+            found = data.find(needle, found + 1)
+        return None
+
+    @overload
+    def get(self, key: tuple[int, str], /) -> str | None: ...
+    @overload
+    def get(self, key: tuple[int, str], /, default: str) -> str: ...
+    @overload
+    def get(self, key: tuple[int, str], /, default: T) -> str | T: ...
+
+    def get(self, key: tuple[int, str], /, default: object = None) -> object:
+        if self._index is None:
+            self._looked_up += 1
+            if self._looked_up > self.LAZY_LOOKUPS:
+                self._index = self._parse_all()
+            else:
+                name = self._find(*key)
+                return default if name is None else name
+        return self._index.get(key, default)
+
+    def __getitem__(self, key: tuple[int, str]) -> str:
+        name = self.get(key)
+        if name is None:
+            raise KeyError(key)
+        return name
+
+    def _all(self) -> dict[tuple[int, str], str]:
+        if self._index is None:
+            self._index = self._parse_all()
+        return self._index
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+#: one nmap-services line: name, port, proto and the frequency field (comments skipped).
+_SERVICE_LINE = re.compile(rb"^([^#\s]+)[ \t]+(\d+)/(tcp|udp)[ \t]+([^\s#]+)", re.M)
+
+
+def _float(text: bytes) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4)
+def service_names(path: str | None = None) -> ServiceNames:
+    """The installed nmap-services as a lazy ``ServiceNames`` (empty without nmap)."""
+    candidates = [path] if path else list(NMAP_SERVICES_PATHS)
+    for candidate in candidates:
+        p = Path(candidate)
+        if p.is_file():
+            return ServiceNames(p.read_bytes())
+    return ServiceNames(b"")
 
 
 def _parse_services(text: str) -> Iterable[ServiceEntry]:
