@@ -27,6 +27,8 @@ from twinscan.request.ports import format_port_list
 if TYPE_CHECKING:
     import pandas as pd
 
+    from twinscan.request.ports import ServiceNames
+
 #: nmap folds a state into <extraports> when a host has more ports than this in it.
 MAX_PER_STATE = 25
 #: States nmap never folds (portlist.cc isIgnoredState).
@@ -54,7 +56,7 @@ def techniques_by_proto(frame: pd.DataFrame) -> dict[Proto, Technique]:
     return out
 
 
-def _services() -> dict[tuple[int, str], str]:
+def _services() -> ServiceNames:
     from twinscan.formats.text_report import service_names
 
     return service_names()
@@ -170,7 +172,7 @@ def _host_element(
     host: str,
     start: dt.datetime,
     end: dt.datetime,
-    services: dict[tuple[int, str], str],
+    services: ServiceNames,
 ) -> None:
     import ipaddress
 
