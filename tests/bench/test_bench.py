@@ -186,6 +186,18 @@ def test_loopback_truth() -> None:
     assert all(h == "127.0.0.1" for h, _ in cells)
 
 
+def test_loopback_udp_truth() -> None:
+    w = Workload("w", "g", Technique.UDP, (), 200)
+    udp = {53: "dns", 123: "ntp", 199: "silent"}
+    cells = accuracy.truth_cells(w, None, loopback_listeners=(22,), loopback_udp=udp)
+    by_state: dict[str, set[int]] = {}
+    for (_, port), state in cells.items():
+        by_state.setdefault(state, set()).add(port)
+    assert by_state.pop("open") == {53, 123}
+    assert by_state.pop("open|filtered") == {199}
+    assert by_state == {"closed": set(range(1, 201)) - {53, 123, 199}}  # TCP 22 plays no part
+
+
 def test_read_verdicts_of_nmap_xml() -> None:
     xml = next((REPO / "fixtures" / "nmap").glob("*.xml"))
     found = accuracy.read_verdicts(accuracy.OutputKind.NMAP_XML, xml)

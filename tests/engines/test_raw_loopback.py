@@ -53,8 +53,16 @@ EXPECTED = {
 }
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
 @pytest.mark.parametrize("tech", list(EXPECTED))
-def test_tcp_techniques_on_loopback(tech: Technique, listeners: dict[str, int]) -> None:
+def test_tcp_techniques_on_loopback(
+    tech: Technique, bulk: bool, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both send/receive paths: one probe at a time (small scans, no numpy) and in bulk."""
+    from twinscan.engines import raw
+
+    if bulk:
+        monkeypatch.setattr(raw, "BULK_MIN_PROBES", 1)
     ports = (listeners["tcp_open"], listeners["tcp_closed"], *range(1, 200))
     got = _scan(tech, tuple(dict.fromkeys(ports)))
     want_open, want_closed = EXPECTED[tech]

@@ -50,8 +50,23 @@ class Score:
         return self.open_found / self.open_truth if self.open_truth else None
 
 
-def loopback_truth(ports: int, listeners: Iterable[int]) -> dict[int, str]:
-    """Loopback truth: the harness's listeners are open, every other port closed."""
+def loopback_truth(
+    ports: int, listeners: Iterable[int], udp: Mapping[int, str] | None = None
+) -> dict[int, str]:
+    """Loopback truth: the harness's listeners are open, every other port closed. ``udp``
+    (port -> ``UdpKind`` value) makes it a UDP truth: a listener that answers is open, a
+    silent one open|filtered (nothing tells it from a filtered port), the rest closed."""
+    if udp is not None:
+        return {
+            p: (
+                PortState.CLOSED
+                if p not in udp
+                else PortState.OPEN_FILTERED
+                if udp[p] == "silent"
+                else PortState.OPEN
+            ).value
+            for p in range(1, ports + 1)
+        }
     open_ports = set(listeners)
     return {
         p: (PortState.OPEN if p in open_ports else PortState.CLOSED).value
@@ -64,11 +79,13 @@ def truth_cells(
     spec: LabSpec | None,
     *,
     loopback_listeners: Iterable[int] = (),
+    loopback_udp: Mapping[int, str] | None = None,
     loopback_host: str = "127.0.0.1",
 ) -> dict[tuple[str, int], str]:
     """(host address, port) -> true state for every cell the workload scans."""
     if workload.loopback:
-        states = loopback_truth(workload.nports, loopback_listeners)
+        udp = dict(loopback_udp or {}) if workload.technique.proto is Proto.UDP else None
+        states = loopback_truth(workload.nports, loopback_listeners, udp)
         return {(loopback_host, p): s for p, s in states.items()}
     if spec is None:
         raise ValueError(f"{workload.name}: a lab workload needs the lab spec")

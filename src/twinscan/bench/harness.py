@@ -49,9 +49,14 @@ from twinscan.core.errors import EnvironmentProblem, UsageError
 
 #: TCP ports the harness listens on in the scanner namespace's loopback (the loopback truth).
 LOOPBACK_LISTENERS: tuple[int, ...] = (22, 80, 443, 8080, 50000)
-#: nftables table and counter in the scanner namespace: TCP SYNs (no ACK) leaving on ``lo``.
+#: UDP listeners on the same loopback: port -> what answers (DNS and NTP answer nmap's and
+#: twinscan's payload probes: open; the silent one is open|filtered).
+LOOPBACK_UDP_LISTENERS: dict[int, str] = {53: "dns", 123: "ntp", 999: "silent"}
+#: nftables table and counters in the scanner namespace: TCP SYNs (no ACK) leaving on ``lo``,
+#: and UDP datagrams leaving on ``lo`` that are not the listeners' answers.
 NFT_TABLE = "twinscanbench"
 NFT_LO_PROBES = "lo_probes"
+NFT_LO_UDP_PROBES = "lo_udp_probes"
 #: masscan's address on the lab subnet (the scanner's address + 1).
 MASSCAN_OFFSET = 1
 #: masscan's runs get its sending time at ``--rate`` plus this much, then they are killed.
@@ -206,12 +211,15 @@ def _sh(argv: list[str], stdin: str | None = None) -> None:
 
 
 def _setup_counters(ns: str) -> None:
+    answering = ", ".join(str(p) for p, kind in LOOPBACK_UDP_LISTENERS.items() if kind != "silent")
     ruleset = (
         f"table inet {NFT_TABLE} {{\n"
         f"  counter {NFT_LO_PROBES} {{ }}\n"
+        f"  counter {NFT_LO_UDP_PROBES} {{ }}\n"
         "  chain out {\n"
         "    type filter hook output priority 0; policy accept;\n"
         f'    oifname "lo" tcp flags & (syn | ack) == syn counter name "{NFT_LO_PROBES}"\n'
+        f'    oifname "lo" udp sport != {{ {answering} }} counter name "{NFT_LO_UDP_PROBES}"\n'
         "  }\n"
         "}\n"
     )
@@ -219,7 +227,8 @@ def _setup_counters(ns: str) -> None:
 
 
 def _start_loopback_listeners(ns: str) -> subprocess.Popen[bytes]:
-    config = {"address": LOOPBACK, "tcp": list(LOOPBACK_LISTENERS), "udp": [], "ftp": None}
+    udp = [[port, kind] for port, kind in LOOPBACK_UDP_LISTENERS.items()]
+    config = {"address": LOOPBACK, "tcp": list(LOOPBACK_LISTENERS), "udp": udp, "ftp": None}
     argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "twinscan.lab.services",
             json.dumps(config)]  # fmt: skip
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
@@ -263,7 +272,12 @@ def run_workload(
 ) -> list[dict[str, Any]]:
     """Every run of one workload (engines alternating), as rows of runs.csv."""
     t0 = time.perf_counter()
-    truth = accuracy.truth_cells(workload, spec, loopback_listeners=LOOPBACK_LISTENERS)
+    truth = accuracy.truth_cells(
+        workload,
+        spec,
+        loopback_listeners=LOOPBACK_LISTENERS,
+        loopback_udp=LOOPBACK_UDP_LISTENERS,
+    )
     targets = [LOOPBACK] if workload.loopback else [spec.host(h).address for h in workload.hosts]
     relay = spec.host(workload.relay).address if workload.relay else None
     log(f"{workload.name}: {len(truth)} truth cells ({time.perf_counter() - t0:.1f} s)")
@@ -342,6 +356,10 @@ def _packet_counter(
     workload: Workload, engine: BenchEngine, lab: LabHandle
 ) -> tuple[str, measure.Counter]:
     """What counts the run's packets, and how that is described in runs.csv."""
+    if workload.loopback and workload.technique.proto.value == "udp":
+        return "udp probes on lo (nftables)", functools.partial(
+            measure.nft_counter, lab.namespace, NFT_TABLE, NFT_LO_UDP_PROBES
+        )
     if workload.loopback:
         return "tcp SYN probes on lo (nftables)", functools.partial(
             measure.nft_counter, lab.namespace, NFT_TABLE, NFT_LO_PROBES
@@ -417,7 +435,9 @@ def _notes(rows: Sequence[dict[str, Any]], complete: bool) -> list[str]:
         "`--rate 10000 --wait 1` (SYN only, reports open ports only: no state accuracy).",
         "Every run executes in the bench lab's scanner namespace (`fixtures/labs/bench.toml`); "
         "loopback workloads scan that namespace's own 127.0.0.1, where the harness listens on "
-        f"TCP {', '.join(map(str, LOOPBACK_LISTENERS))}.",
+        f"TCP {', '.join(map(str, LOOPBACK_LISTENERS))} and UDP "
+        + ", ".join(f"{p} ({kind})" for p, kind in LOOPBACK_UDP_LISTENERS.items())
+        + ".",
         "CPU = user+sys of the whole process tree (wait4 rusage); peak RSS = the highest sum of "
         "RSS over the tree, sampled every 20 ms; packets = SYN probes leaving `lo` (loopback) "
         "or frames sent into the lab (lab).",

@@ -182,6 +182,9 @@ def catalog(*, quick: bool = False) -> tuple[Workload, ...]:
     work: list[Workload] = [
         Workload("loopback-65k-syn", "loopback", Technique.SYN, (), 65535),
         Workload("loopback-65k-connect", "loopback", Technique.CONNECT, (), 65535),
+        # small scans: the fixed costs (start-up, imports, the end of the scan) dominate
+        Workload("loopback-1k-syn", "loopback", Technique.SYN, (), 1000),
+        Workload("loopback-1k-udp", "loopback", Technique.UDP, (), 1000),
     ]
     for tech in _LAB_TECHNIQUES:
         engines = _WITH_MASSCAN if tech is Technique.SYN else SCANNERS

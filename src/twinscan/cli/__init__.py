@@ -11,86 +11,65 @@ Exit codes (``core.errors``; ``twinscan --help`` lists them): 0 success / no dif
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import ParamSpec, TypeVar
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
 
-import typer
+from twinscan.cli.base import SCANNING_COMMANDS, fail, funnel
 
-from twinscan.core.errors import (
-    EXIT_CODES_HELP,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    TwinscanError,
-)
+if TYPE_CHECKING:
+    from twinscan.cli.base import app
 
-app = typer.Typer(
-    name="twinscan",
-    help="Run the same port scan through twinscan's own engine and through nmap, and diff the verdicts.",
-    epilog=EXIT_CODES_HELP,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+__all__ = ["SCANNING_COMMANDS", "app", "fail", "funnel", "main"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print ``twinscan: error: message`` to stderr and return the Exit to raise."""
-    typer.echo(f"twinscan: error: {message}", err=True)
-    return typer.Exit(code)
+#: the module that registers each top-level command. ``twinscan scan ...`` imports only
+#: ``twinscan.cli.scan`` (the others cost ~10 ms of imports a scan does not need); ``--help``,
+#: an unknown command and ``twinscan.cli.app`` register them all.
+COMMAND_MODULES: dict[str, str] = {
+    "audit": "twinscan.cli.audit",
+    "bench": "twinscan.cli.bench",
+    "compare": "twinscan.cli.compare",
+    "demo": "twinscan.cli.demo",
+    "detect": "twinscan.cli.detect",
+    "diff": "twinscan.cli.diff",
+    "import-nmap": "twinscan.cli.basic",
+    "lab": "twinscan.cli.lab",
+    "scan": "twinscan.cli.scan",
+    "version": "twinscan.cli.basic",
+    "who": "twinscan.cli.who",
+}
 
 
-def funnel(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn project errors into one line and an exit code; Ctrl-C into exit 130."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except TwinscanError as exc:
-            raise fail(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", EXIT_INTERRUPTED) from None
-
-    return wrapper
+def register_all() -> None:
+    for module in sorted(set(COMMAND_MODULES.values())):
+        importlib.import_module(module)
 
 
-#: commands that take nmap's scanning options (see ``twinscan.cli.options``).
-SCANNING_COMMANDS = frozenset({"scan", "compare", "audit"})
+def __getattr__(name: str) -> Any:
+    """``twinscan.cli.app``: the app with every command registered (tests, library users)."""
+    if name == "app":
+        from twinscan.cli import base
+
+        register_all()
+        return base.app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    import sys
+    from twinscan.cli.base import app
+    from twinscan.core.errors import EXIT_USAGE
 
     args = sys.argv[1:]
+    module = COMMAND_MODULES.get(args[0]) if args else None
+    if module is None:
+        register_all()
+    else:
+        importlib.import_module(module)
     if args and args[0] in SCANNING_COMMANDS:
         from twinscan.cli.options import nmap_only_hint
 
         hint = nmap_only_hint(args[1:])
         if hint is not None:
-            typer.echo(f"twinscan: error: {hint}", err=True)
+            fail(hint)
             raise SystemExit(EXIT_USAGE)
     app(prog_name="twinscan")
-
-
-def _register() -> None:
-    # Command modules register themselves on ``app`` when imported.
-    from twinscan.cli import (
-        audit,  # noqa: F401
-        basic,  # noqa: F401
-        bench,  # noqa: F401
-        compare,  # noqa: F401
-        demo,  # noqa: F401
-        detect,  # noqa: F401
-        diff,  # noqa: F401
-        lab,  # noqa: F401
-        scan,  # noqa: F401
-        who,  # noqa: F401
-    )
-
-
-_register()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from twinscan.cli import app, funnel
+from twinscan.cli.base import app, funnel
 from twinscan.cli.options import ScanOptions, describe_request, scan_options
 from twinscan.core.vocab import Proto
 

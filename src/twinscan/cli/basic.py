@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from twinscan import __version__
-from twinscan.cli import app, funnel
+from twinscan.cli.base import app, funnel
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from twinscan.cli import app, funnel
+from twinscan.cli.base import app, funnel
 from twinscan.cli.options import ScanOptions, describe_request, scan_options
 
 

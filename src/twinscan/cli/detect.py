@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from twinscan.cli import app, funnel
+from twinscan.cli.base import app, funnel
 from twinscan.core.errors import InputFileError, UsageError
 
 if TYPE_CHECKING:

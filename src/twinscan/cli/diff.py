@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from twinscan.cli import app, funnel
+from twinscan.cli.base import app, funnel
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from twinscan.cli import app, funnel
+from twinscan.cli.base import app, funnel
 
 lab_app = typer.Typer(
     help=(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from twinscan.cli import app, funnel
+from twinscan.cli.base import app, funnel
 from twinscan.cli.options import ScanOptions, describe_request, scan_options
 from twinscan.core.errors import UsageError
 from twinscan.core.vocab import ScanEngine

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from twinscan.cli import app, funnel
+from twinscan.cli.base import app, funnel
 from twinscan.core.errors import UsageError
 from twinscan.core.vocab import Proto
 

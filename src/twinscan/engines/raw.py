@@ -245,6 +245,11 @@ def _scan(
 #: A scan of at least this many probes runs in a forked worker while this process loads
 #: the service names for the report.
 FORK_MIN_PROBES = 4096
+#: A TCP scan of at least this many probes builds, sends and matches them in bulk (numpy,
+#: ``sendmmsg``/``recvmmsg``); a smaller one sends and reads them one by one, as UDP does,
+#: and never imports numpy: the import (~55 ms) costs more than the per-probe Python saves
+#: below a few thousand probes (benchmarks/results, ``loopback-1k-syn``).
+BULK_MIN_PROBES = 4096
 
 
 def _scan_columns(
@@ -362,7 +367,7 @@ def run(
     v6 = bool(request.targets) and ":" in request.targets[0]
     net = RawNetwork(technique, sport, v6=v6)
     batch = receiver = None
-    if technique is not Technique.UDP:
+    if technique is not Technique.UDP and len(session.probes) >= BULK_MIN_PROBES:
         batch = BatchSender(net.send_sock, request.targets)
         receiver = BatchReceiver(net.recv_socks[0], v6=v6)
     target_index = {t: i for i, t in enumerate(request.targets)}

@@ -1,0 +1,64 @@
+"""The ``twinscan`` Typer app and what every command module shares: ``funnel`` (project errors
+to one line and an exit code) and ``fail``. No command is registered here: a command module
+registers itself on ``app`` when imported (``twinscan.cli`` decides which to import).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import typer
+
+from twinscan.core.errors import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    TwinscanError,
+)
+
+app = typer.Typer(
+    name="twinscan",
+    help="Run the same port scan through twinscan's own engine and through nmap, and diff the verdicts.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``twinscan: error: message`` to stderr and return the Exit to raise."""
+    typer.echo(f"twinscan: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def funnel(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn project errors into one line and an exit code; Ctrl-C into exit 130."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except TwinscanError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+@app.callback()
+def _root() -> None:
+    # an explicit callback keeps ``twinscan COMMAND`` a group when only one command module is
+    # imported (Typer runs a lone command without its name otherwise)
+    pass
+
+
+#: commands that take nmap's scanning options (see ``twinscan.cli.options``).
+SCANNING_COMMANDS = frozenset({"scan", "compare", "audit"})
