@@ -268,8 +268,9 @@ def test_lab_scan_stopped_and_resumed_matches_truth(lab, tmp_path: Path, stop: S
     assert _logged_rows(ckpt) == total  # the resume rescanned nothing that had finished
 
 
-def test_checkpoint_with_xml_output_keeps_the_whole_result_path(tmp_path: Path) -> None:
-    """-oX builds the whole result (no streaming): the checkpoint is still kept, complete."""
+def test_checkpoint_with_xml_output_streams_and_resumes(tmp_path: Path) -> None:
+    """-oX with a checkpoint streams host by host: the checkpoint is kept, complete, and a
+    resume of the complete checkpoint writes the same XML."""
     ckpt = tmp_path / "scan.ckpt"
     xml = tmp_path / "scan.xml"
     proc = subprocess.run(

@@ -74,18 +74,26 @@ def test_local_cluster_scan_equals_single_process(tmp_path: Path) -> None:
     # below the ephemeral ports the local cluster's own processes listen on
     scan = ["scan", "-sT", "-p", "1-8000", "127.0.0.1-3"]
     dask = subprocess.run(
-        [*TWINSCAN, *scan, "--dask", "local:2", "--csv", "-"],
+        [*TWINSCAN, *scan, "--dask", "local:2", "--csv", "-", "-oX", str(tmp_path / "d.xml")],
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert dask.returncode == 0, dask.stderr
     single = subprocess.run(
-        [*TWINSCAN, *scan, "--csv", "-"], capture_output=True, text=True, timeout=120
+        [*TWINSCAN, *scan, "--csv", "-", "-oX", str(tmp_path / "s.xml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     got = _cells(read_csv(io.StringIO(dask.stdout)))
     assert len(got) == 24000
     assert got == _cells(read_csv(io.StringIO(single.stdout)))
+    # -oX streams host by host with --dask too
+    from twinscan.formats.nmap_xml_read import read_nmap_xml_file
+
+    assert _cells(read_nmap_xml_file(tmp_path / "d.xml").frame) == got
+    assert (tmp_path / "d.xml").read_text().count("<host ") == 3
 
 
 class _StopOnFirstBlock:
@@ -116,13 +124,22 @@ def test_a_stop_while_a_block_is_saved_stops_the_dask_scan(
 
 
 def test_dask_refuses_what_it_cannot_write() -> None:
+    """nmap's formats stream one technique (a <host> holds every protocol's ports)."""
     proc = subprocess.run(
-        [*TWINSCAN, "scan", "-sT", "-p", "1-10", "127.0.0.1", "--dask", "local:1", "-oX", "-"],
+        [*TWINSCAN, "scan", "-sT", "-sU", "-p", "T:1,U:1", "127.0.0.1"]
+        + ["--dask", "local:1", "-oX", "-"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 2 and "--dask writes --csv" in proc.stderr
+    assert proc.returncode == 2 and "host by host for a scan of one technique" in proc.stderr
+    proc = subprocess.run(
+        [*TWINSCAN, "scan", "-sT", "-p", "1-10", "127.0.0.1", "--dask", "local:1", "--open"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--owners or --open" in proc.stderr
 
 
 # --- real processes in the lab --------------------------------------------------------------

@@ -30,13 +30,19 @@ import pickle
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from twinscan import __version__
 from twinscan.core.errors import EnvironmentProblem, UsageError
 from twinscan.core.progress import NoProgress, Progress
 from twinscan.core.schema import ResultColumns, ScanMeta
 from twinscan.core.vocab import Engine, Proto, Technique
 from twinscan.engines import interrupt, stream
-from twinscan.engines.streamed import BlockConsumer, give_back_memory, host_blocks, restrict
+from twinscan.engines.streamed import (
+    BlockConsumer,
+    give_back_memory,
+    host_blocks,
+    restrict,
+    scan_meta,
+    scan_start,
+)
 
 if TYPE_CHECKING:
     from twinscan.engines.checkpoint import CheckpointLog
@@ -189,8 +195,10 @@ def run_dask(
     *,
     progress: Progress | None = None,
     checkpoint: CheckpointLog | None = None,
+    start: dt.datetime | None = None,
 ) -> ScanMeta:
-    """Scan ``request`` on the Dask cluster at ``address`` into ``consumer`` (block order)."""
+    """Scan ``request`` on the Dask cluster at ``address`` into ``consumer`` (block order);
+    ``start``: the start time the consumer's headers already carry (``scan_start``)."""
     from distributed import as_completed
 
     from twinscan.engines.checkpoint import sorted_unique
@@ -198,7 +206,7 @@ def run_dask(
     progress = progress or NoProgress()
     loaded = checkpoint.loaded if checkpoint is not None else None
     earlier = loaded.parts if loaded is not None else {}
-    start = checkpoint.start if checkpoint is not None else dt.datetime.now(dt.UTC)
+    start = start or scan_start(checkpoint)
     stopped = False
     interrupt.clear()
     with dask_client(address) as client:
@@ -271,12 +279,4 @@ def run_dask(
                         checkpoint.mark_done(tech)
                     checkpoint.mark_complete()
                 checkpoint.close()
-    return ScanMeta(
-        engine=Engine.NATIVE,
-        start=start,
-        end=dt.datetime.now(dt.UTC),
-        arguments=" ".join(request.argv),
-        engine_version=f"twinscan {__version__}",
-        techniques=request.techniques,
-        incomplete=stopped,
-    )
+    return scan_meta(request, Engine.NATIVE, start, dt.datetime.now(dt.UTC), incomplete=stopped)

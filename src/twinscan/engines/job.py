@@ -6,10 +6,11 @@ formats hold one TCP technique per file; ``--dask`` streams and so takes only ap
 outputs); ``run_job`` then picks the path:
 
 * **streamed** (native engine, and a large scan, a checkpoint or ``--dask``): verdicts go to the
-  appending writers (CSV, JSON lines, Parquet, the text report) block by block as they become
-  final (``engines.streamed``, ``engines.dask_runner``);
-* **whole result** (the nmap engine, small scans, or outputs that need every verdict at once:
-  ``-oX``, ``-oN``, ``-oG``, ``--owners``, ``--open``): ``run_scan``, then every writer.
+  appending writers (CSV, JSON lines, Parquet, ``-oX``/``-oN``/``-oG``, the text report) block
+  by block as they become final (``engines.streamed``, ``engines.dask_runner``);
+* **whole result** (the nmap engine, small scans, ``--owners``, ``--open``, and nmap's formats
+  for a scan of several techniques, whose ``<host>`` holds every protocol's ports):
+  ``run_scan``, then every writer.
 
 Either way it returns the text report and the scan's metadata; the caller prints and exits.
 """
@@ -98,12 +99,12 @@ def plan_job(job: Job) -> None:
         return
     if job.engine is not Engine.NATIVE:
         raise UsageError("--dask runs twinscan's native engine: drop --engine nmap")
-    for option, path in (("-oX", out.xml), ("-oN", out.normal), ("-oG", out.grepable)):
-        if path is not None:
-            raise UsageError(
-                f"--dask writes --csv, --json and --parquet as the scan runs, not {option}: "
-                "convert afterwards, or scan without --dask"
-            )
+    if _nmap_outputs(out) and len(job.request.techniques) > 1:
+        raise UsageError(
+            "--dask writes -oX/-oN/-oG host by host for a scan of one technique; got "
+            f"{', '.join(t.value for t in job.request.techniques)} (scan them one at a time, "
+            "or scan without --dask)"
+        )
     if job.owners or job.only_open:
         raise UsageError("--dask does not take --owners or --open")
     from twinscan.engines.dask_runner import parse_address
@@ -136,15 +137,19 @@ def keep_open(frame: pd.DataFrame) -> pd.DataFrame:
     return conform(frame[frame["state"].astype(str).isin(OPEN_STATES)])
 
 
+def _nmap_outputs(out: Outputs) -> bool:
+    return any(p is not None for p in (out.xml, out.normal, out.grepable))
+
+
 def _streams(job: Job) -> bool:
-    """Native engine, large or checkpointed, and only outputs that append."""
+    """Native engine, large or checkpointed, and only outputs that append (nmap's formats:
+    for one technique)."""
     from twinscan.engines.streamed import streams
 
-    out = job.outputs
     whole = (
         job.owners
         or job.only_open
-        or any(p is not None for p in (out.xml, out.normal, out.grepable))
+        or (_nmap_outputs(job.outputs) and len(job.request.techniques) > 1)
     )
     if job.engine is not Engine.NATIVE or whole:
         return False
@@ -152,22 +157,37 @@ def _streams(job: Job) -> bool:
 
 
 def _run_streamed(job: Job, progress: Progress | None) -> JobOutcome:
-    from twinscan.engines.streamed import run_streamed
+    from twinscan.engines.streamed import run_streamed, scan_meta, scan_start
     from twinscan.formats.streaming import StreamWriters
 
     out = job.outputs
+    request = job.request
+    start = scan_start(job.checkpoint)
     writers = StreamWriters(
-        csv=out.csv, json_path=out.json, parquet=out.parquet, show_closed=out.show_closed
+        csv=out.csv,
+        json_path=out.json,
+        parquet=out.parquet,
+        xml=out.xml,
+        normal=out.normal,
+        grepable=out.grepable,
+        head=scan_meta(request, Engine.NATIVE, start),
+        ports={t: request.ports_for(t) for t in request.techniques},
+        show_closed=out.show_closed,
     )
     if job.dask is not None:
         from twinscan.engines.dask_runner import run_dask
 
         meta = run_dask(
-            job.request, job.dask, writers, progress=progress, checkpoint=job.checkpoint
+            request, job.dask, writers, progress=progress, checkpoint=job.checkpoint, start=start
         )
     else:
         meta = run_streamed(
-            job.request, Engine.NATIVE, writers, progress=progress, checkpoint=job.checkpoint
+            request,
+            Engine.NATIVE,
+            writers,
+            progress=progress,
+            checkpoint=job.checkpoint,
+            start=start,
         )
     writers.close(meta)
     return JobOutcome(meta, writers.report(meta))

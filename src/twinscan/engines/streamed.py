@@ -81,6 +81,32 @@ def restrict(parts: Sequence[ResultColumns], hosts: set[str]) -> list[ResultColu
     return out
 
 
+def scan_meta(
+    request: ScanRequest,
+    engine: Engine,
+    start: dt.datetime,
+    end: dt.datetime | None = None,
+    *,
+    incomplete: bool = False,
+) -> ScanMeta:
+    """The metadata of a streamed scan of ``request`` (``end`` None: as it starts, for the
+    headers written before any verdict)."""
+    return ScanMeta(
+        engine=engine,
+        start=start,
+        end=start if end is None else end,
+        arguments=" ".join(request.argv),
+        engine_version=f"twinscan {__version__}" if engine is Engine.NATIVE else "nmap",
+        techniques=request.techniques,
+        incomplete=incomplete,
+    )
+
+
+def scan_start(checkpoint: CheckpointLog | None) -> dt.datetime:
+    """When the scan started: a resumed checkpoint's first start, else now."""
+    return checkpoint.start if checkpoint is not None else dt.datetime.now(dt.UTC)
+
+
 def give_back_memory() -> None:
     """Return the freed heap of the block just written to the OS (glibc's ``malloc_trim``):
     the next block's forked workers start from this process's pages, and every one of them
@@ -104,8 +130,10 @@ def run_streamed(
     *,
     progress: Progress | None = None,
     checkpoint: CheckpointLog | None = None,
+    start: dt.datetime | None = None,
 ) -> ScanMeta:
-    """Scan ``request`` block by block into ``consumer``; the scan's metadata is returned.
+    """Scan ``request`` block by block into ``consumer``; the scan's metadata is returned
+    (``start``: the start time the consumer's headers already carry, ``scan_start``).
 
     The engine runs in one forked scan process (``engines.forked``) that does nothing but
     scan: it stays as small as a fresh process, and so do the workers it forks for each
@@ -117,7 +145,7 @@ def run_streamed(
     progress = progress or NoProgress()
     loaded = checkpoint.loaded if checkpoint is not None else None
     earlier = loaded.parts if loaded is not None else {}
-    start = checkpoint.start if checkpoint is not None else dt.datetime.now(dt.UTC)
+    start = start or scan_start(checkpoint)
     collector = _Collector(request, consumer, checkpoint, earlier)
     interrupt.clear()
     total = sum(request.probes(t) for t in request.techniques)
@@ -146,15 +174,7 @@ def run_streamed(
                     checkpoint.mark_done(tech)
                 checkpoint.mark_complete()
             checkpoint.close()
-    return ScanMeta(
-        engine=engine,
-        start=start,
-        end=dt.datetime.now(dt.UTC),
-        arguments=" ".join(request.argv),
-        engine_version=f"twinscan {__version__}" if engine is Engine.NATIVE else "nmap",
-        techniques=request.techniques,
-        incomplete=stopped,
-    )
+    return scan_meta(request, engine, start, dt.datetime.now(dt.UTC), incomplete=stopped)
 
 
 #: the scan process is given up on after this long without a word (engines send heartbeats).

@@ -19,7 +19,8 @@ from twinscan.core.vocab import PortState
 if TYPE_CHECKING:
     import pandas as pd
 
-    from twinscan.core.schema import ScanResult
+    from twinscan.core.schema import ScanMeta, ScanResult
+    from twinscan.request.ports import ServiceNames
 
 FOLD_THRESHOLD = 25
 
@@ -32,22 +33,20 @@ def _stamp(when: dt.datetime) -> str:
     return when.astimezone().strftime("%a %b %d %H:%M:%S %Y")
 
 
-def _scanner(result: ScanResult) -> str:
-    return "Nmap" if result.meta.engine.value == "nmap" else "twinscan"
+def _scanner(meta: ScanMeta) -> str:
+    return "Nmap" if meta.engine.value == "nmap" else "twinscan"
 
 
-def _header(result: ScanResult) -> str:
-    meta = result.meta
+def header(meta: ScanMeta) -> str:
+    """The ``# ... scan initiated`` line, as both formats start."""
     # engine_version reads "twinscan 0.1.0" or "nmap 7.93": nmap writes "# Nmap 7.93 scan ..."
     version = meta.engine_version.split(" ", 1)[-1]
-    return (
-        f"# {_scanner(result)} {version} scan initiated {_stamp(meta.start)} as: {meta.arguments}"
-    )
+    return f"# {_scanner(meta)} {version} scan initiated {_stamp(meta.start)} as: {meta.arguments}"
 
 
-def _footer(result: ScanResult, hosts: int) -> str:
-    meta = result.meta
-    scanner = _scanner(result)
+def footer(meta: ScanMeta, hosts: int) -> str:
+    """The ``# ... done`` line, as both formats end (interrupted: marked INCOMPLETE)."""
+    scanner = _scanner(meta)
     addresses = f"{hosts} IP address{'es' if hosts != 1 else ''}"
     up = f"{hosts} host{'s' if hosts != 1 else ''} up"
     note = " (INCOMPLETE: interrupted)" if meta.incomplete else ""
@@ -57,7 +56,8 @@ def _footer(result: ScanResult, hosts: int) -> str:
     )
 
 
-def _rows_by_host(frame: pd.DataFrame) -> dict[str, Rows]:
+def rows_by_host(frame: pd.DataFrame) -> dict[str, Rows]:
+    """Each host's rows (in frame order), hosts in address order."""
     out: dict[str, Rows] = {}
     ttl = frame["reason_ttl"]
     for host, proto, port, state, reason, t in zip(
@@ -85,70 +85,83 @@ def _order(rows: Rows) -> Rows:
     return sorted(rows, key=lambda r: (r[1] != "tcp", r[1], r[0]))
 
 
-def _hosts(result: ScanResult) -> tuple[list[str], list[tuple[str, Rows, set[str], Rows]]]:
-    """The header line, and per host (in address order): its rows, folded states, shown rows."""
-    hosts = []
-    for host, rows in _rows_by_host(result.frame).items():
-        folded = _folded(rows)
-        hosts.append((host, rows, folded, _order([r for r in rows if r[2] not in folded])))
-    return [_header(result)], hosts
+def _shown(rows: Rows) -> tuple[set[str], Rows]:
+    """The states folded away for one host, and its listed rows in nmap's order."""
+    folded = _folded(rows)
+    return folded, _order([r for r in rows if r[2] not in folded])
+
+
+def normal_host(host: str, rows: Rows, names: ServiceNames) -> list[str]:
+    """One host's ``-oN`` lines (the report, ``Not shown:``, the port table, a blank line)."""
+    folded, shown = _shown(rows)
+    lines = [f"Nmap scan report for {host}", "Host is up, received user-set."]
+    if not shown:
+        lines.append(f"All {len(rows)} scanned ports on {host} are in ignored states.")
+    parts = []
+    for state in sorted(folded):
+        for proto in ("tcp", "udp"):
+            part = [r for r in rows if r[2] == state and r[1] == proto]
+            if part:
+                reasons = Counter(r[3] for r in part).most_common()
+                why = ", ".join(r if len(reasons) == 1 else f"{n} {r}" for r, n in reasons)
+                parts.append(f"{len(part)} {state} {proto} ports ({why})")
+    if parts:
+        lines.append("Not shown: " + ", ".join(parts))
+    if shown:
+        table = [("PORT", "STATE", "SERVICE", "REASON")]
+        for port, proto, state, reason, ttl in shown:
+            service = names.get((port, proto), "unknown")
+            table.append((f"{port}/{proto}", state, service, reason + ttl))
+        widths = [max(len(r[i]) for r in table) for i in range(3)]
+        for r in table:
+            lines.append(f"{r[0]:<{widths[0]}} {r[1]:<{widths[1]}} {r[2]:<{widths[2]}} {r[3]}")
+    lines.append("")
+    return lines
+
+
+def grepable_host(host: str, rows: Rows, names: ServiceNames) -> list[str]:
+    """One host's ``-oG`` lines (its status and one ``Host:`` line with every listed port)."""
+    folded, shown = _shown(rows)
+    ports = ", ".join(
+        f"{port}/{state}/{proto}//{names.get((port, proto), '')}///"
+        for port, proto, state, _, _ in shown
+    )
+    line = f"Host: {host} ()\tPorts: {ports}"
+    ignored = Counter(r[2] for r in rows if r[2] in folded)
+    if ignored:
+        # nmap names only the most common ignored state.
+        state, n = max(ignored.items(), key=lambda kv: (kv[1], kv[0]))
+        line += f"\tIgnored State: {state} ({n})"
+    return [f"Host: {host} ()\tStatus: Up", line]
+
+
+#: one host's lines in each format.
+HOST_LINES = {"normal": normal_host, "grepable": grepable_host}
+
+
+def nmap_text(result: ScanResult, kind: str) -> str:
+    """The result in nmap's ``-oN`` (``kind`` "normal") or ``-oG`` ("grepable") format: the
+    lines the streaming writer appends host by host."""
+    from twinscan.formats.text_report import service_names
+
+    names = service_names()
+    render = HOST_LINES[kind]
+    hosts = rows_by_host(result.frame)
+    lines = [header(result.meta)]
+    for host, rows in hosts.items():
+        lines.extend(render(host, rows, names))
+    lines.append(footer(result.meta, len(hosts)))
+    return "\n".join(lines) + "\n"
 
 
 def normal_text(result: ScanResult) -> str:
     """The result in nmap's ``-oN`` format."""
-    from twinscan.formats.text_report import service_names
-
-    names = service_names()
-    lines, hosts = _hosts(result)
-    for host, rows, folded, shown in hosts:
-        lines.append(f"Nmap scan report for {host}")
-        lines.append("Host is up, received user-set.")
-        if not shown:
-            lines.append(f"All {len(rows)} scanned ports on {host} are in ignored states.")
-        parts = []
-        for state in sorted(folded):
-            for proto in ("tcp", "udp"):
-                part = [r for r in rows if r[2] == state and r[1] == proto]
-                if part:
-                    reasons = Counter(r[3] for r in part).most_common()
-                    why = ", ".join(r if len(reasons) == 1 else f"{n} {r}" for r, n in reasons)
-                    parts.append(f"{len(part)} {state} {proto} ports ({why})")
-        if parts:
-            lines.append("Not shown: " + ", ".join(parts))
-        if shown:
-            table = [("PORT", "STATE", "SERVICE", "REASON")]
-            for port, proto, state, reason, ttl in shown:
-                service = names.get((port, proto), "unknown")
-                table.append((f"{port}/{proto}", state, service, reason + ttl))
-            widths = [max(len(r[i]) for r in table) for i in range(3)]
-            for r in table:
-                lines.append(f"{r[0]:<{widths[0]}} {r[1]:<{widths[1]}} {r[2]:<{widths[2]}} {r[3]}")
-        lines.append("")
-    lines.append(_footer(result, len(hosts)))
-    return "\n".join(lines) + "\n"
+    return nmap_text(result, "normal")
 
 
 def grepable_text(result: ScanResult) -> str:
     """The result in nmap's ``-oG`` format (one ``Host:`` line with every listed port)."""
-    from twinscan.formats.text_report import service_names
-
-    names = service_names()
-    lines, hosts = _hosts(result)
-    for host, rows, folded, shown in hosts:
-        lines.append(f"Host: {host} ()\tStatus: Up")
-        ports = ", ".join(
-            f"{port}/{state}/{proto}//{names.get((port, proto), '')}///"
-            for port, proto, state, _, _ in shown
-        )
-        line = f"Host: {host} ()\tPorts: {ports}"
-        ignored = Counter(r[2] for r in rows if r[2] in folded)
-        if ignored:
-            # nmap names only the most common ignored state.
-            state, n = max(ignored.items(), key=lambda kv: (kv[1], kv[0]))
-            line += f"\tIgnored State: {state} ({n})"
-        lines.append(line)
-    lines.append(_footer(result, len(hosts)))
-    return "\n".join(lines) + "\n"
+    return nmap_text(result, "grepable")
 
 
 def write_text(text: str, dest: str | IO[str]) -> None:

@@ -12,8 +12,8 @@ techniques needs one file per technique (``write_nmap_xml_per_technique``).
 from __future__ import annotations
 
 import datetime as dt
-import io
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
@@ -107,13 +107,39 @@ def _scanner(meta: ScanMeta) -> tuple[str, str]:
     return "twinscan", __version__
 
 
-def nmap_xml_tree(result: ScanResult) -> ET.ElementTree[ET.Element[str]]:
-    """Build the ``<nmaprun>`` document for ``result`` (pure)."""
-    from twinscan.core.schema import host_sort_key, sort_frame
-
-    frame = sort_frame(result.frame)
-    meta = result.meta
+def scanned_ports(frame: pd.DataFrame) -> dict[Technique, list[int]]:
+    """The ports of each protocol's technique that have a verdict in ``frame`` (its
+    ``<scaninfo>``); ``UsageError`` if a protocol has two techniques."""
     by_proto = techniques_by_proto(frame)
+    protos = frame["proto"].astype(str)
+    return {
+        tech: sorted({int(p) for p in frame.loc[protos == proto.value, "port"]})
+        for proto, tech in by_proto.items()
+    }
+
+
+def _serialized(el: ET.Element) -> str:
+    """One element as nmap's layout writes it: every tag on its own line, then a newline."""
+    ET.indent(el, space="", level=0)
+    el.tail = "\n"
+    return ET.tostring(el, encoding="unicode")
+
+
+def xml_prolog(meta: ScanMeta) -> str:
+    """The XML declaration and doctype (and, for nmap's verdicts, who wrote the file)."""
+    from twinscan import __version__
+
+    text = '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
+    scanner, version = _scanner(meta)
+    if scanner != "twinscan":
+        made_by = f"{scanner} {version}".replace("--", "- -")
+        text += f"<!-- written by twinscan {__version__} from the verdicts of {made_by} -->\n"
+    return text
+
+
+def xml_head(meta: ScanMeta, ports: Mapping[Technique, Sequence[int]]) -> str:
+    """``<nmaprun>``'s start tag, one ``<scaninfo>`` per protocol (TCP, then UDP) and the
+    verbosity: everything before the first ``<host>``."""
     scanner, version = _scanner(meta)
     root = ET.Element(
         "nmaprun",
@@ -126,44 +152,27 @@ def nmap_xml_tree(result: ScanResult) -> ET.ElementTree[ET.Element[str]]:
             "xmloutputversion": "1.05",
         },
     )
+    by_proto = {tech.proto: (tech, ports[tech]) for tech in ports}
     for proto in (Proto.TCP, Proto.UDP):
         if proto not in by_proto:
             continue
-        ports = sorted({int(p) for p in frame.loc[frame["proto"] == proto.value, "port"]})
+        tech, numbers = by_proto[proto]
         ET.SubElement(
             root,
             "scaninfo",
             {
-                "type": by_proto[proto].scaninfo,
+                "type": tech.scaninfo,
                 "protocol": proto.value,
-                "numservices": str(len(ports)),
-                "services": format_port_list(ports),
+                "numservices": str(len(numbers)),
+                "services": format_port_list(numbers),
             },
         )
     ET.SubElement(root, "verbose", {"level": "0"})
     ET.SubElement(root, "debugging", {"level": "0"})
-    services = _services()
-    hosts = sorted(set(frame["host"].astype(str)), key=host_sort_key)
-    for host in hosts:
-        _host_element(root, frame[frame["host"] == host], host, meta.start, meta.end, services)
-    runstats = ET.SubElement(root, "runstats")
-    n = len(hosts)
-    ET.SubElement(
-        runstats,
-        "finished",
-        {
-            "time": _ts(meta.end),
-            "timestr": _timestr(meta.end),
-            "summary": f"{'Nmap' if scanner == 'nmap' else 'twinscan'} done; {n} IP address{'es' if n != 1 else ''} ({n} host"
-            f"{'s' if n != 1 else ''} up) scanned in {meta.elapsed_s:.2f} seconds",
-            "elapsed": f"{meta.elapsed_s:.2f}",
-            "exit": "error" if meta.incomplete else "success",
-        },
-    )
-    ET.SubElement(runstats, "hosts", {"up": str(n), "down": "0", "total": str(n)})
-    tree: ET.ElementTree[ET.Element[str]] = ET.ElementTree(root)
-    ET.indent(tree, space="", level=0)
-    return tree
+    text = _serialized(root)
+    closing = "</nmaprun>\n"
+    assert text.endswith(closing)  # the root has children: it is never written as <nmaprun/>
+    return text[: -len(closing)]
 
 
 def _host_element(
@@ -221,18 +230,70 @@ def _host_element(
             ET.SubElement(port_el, "service", {"name": name, "method": "table", "conf": "3"})
 
 
-def nmap_xml_text(result: ScanResult) -> str:
-    from twinscan import __version__
+def host_xml(
+    part: pd.DataFrame,
+    host: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    services: ServiceNames,
+) -> str:
+    """One host's ``<host>`` element (``part``: its rows, sorted) as text."""
+    holder = ET.Element("nmaprun")
+    _host_element(holder, part, host, start, end, services)
+    return _serialized(holder[0])
 
-    buf = io.StringIO()
-    buf.write('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n')
-    scanner, version = _scanner(result.meta)
-    if scanner != "twinscan":
-        made_by = f"{scanner} {version}".replace("--", "- -")
-        buf.write(f"<!-- written by twinscan {__version__} from the verdicts of {made_by} -->\n")
-    nmap_xml_tree(result).write(buf, encoding="unicode", xml_declaration=False)
-    buf.write("\n")
-    return buf.getvalue()
+
+def xml_foot(meta: ScanMeta, hosts: int) -> str:
+    """``<runstats>`` (end time, host count, ``exit="error"`` for an interrupted scan) and the
+    closing tag."""
+    scanner, _ = _scanner(meta)
+    runstats = ET.Element("runstats")
+    n = hosts
+    ET.SubElement(
+        runstats,
+        "finished",
+        {
+            "time": _ts(meta.end),
+            "timestr": _timestr(meta.end),
+            "summary": f"{'Nmap' if scanner == 'nmap' else 'twinscan'} done; {n} IP address{'es' if n != 1 else ''} ({n} host"
+            f"{'s' if n != 1 else ''} up) scanned in {meta.elapsed_s:.2f} seconds",
+            "elapsed": f"{meta.elapsed_s:.2f}",
+            "exit": "error" if meta.incomplete else "success",
+        },
+    )
+    ET.SubElement(runstats, "hosts", {"up": str(n), "down": "0", "total": str(n)})
+    return _serialized(runstats) + "</nmaprun>\n"
+
+
+def host_parts(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Each host's rows of a sorted frame, hosts in address order."""
+    from twinscan.core.schema import host_sort_key
+
+    hosts = frame["host"].astype(str)
+    for host in sorted(set(hosts), key=host_sort_key):
+        yield host, frame[hosts == host]
+
+
+def nmap_xml_text(result: ScanResult) -> str:
+    """``result`` as nmap ``-oX`` XML text: the same pieces the streaming writer appends."""
+    from twinscan.core.schema import sort_frame
+
+    frame = sort_frame(result.frame)
+    meta = result.meta
+    services = _services()
+    parts = [xml_prolog(meta), xml_head(meta, scanned_ports(frame))]
+    n = 0
+    for host, part in host_parts(frame):
+        parts.append(host_xml(part, host, meta.start, meta.end, services))
+        n += 1
+    parts.append(xml_foot(meta, n))
+    return "".join(parts)
+
+
+def nmap_xml_tree(result: ScanResult) -> ET.ElementTree[ET.Element[str]]:
+    """The ``<nmaprun>`` document for ``result`` (pure)."""
+    body = nmap_xml_text(result).split("<!DOCTYPE nmaprun>\n", 1)[1]
+    return ET.ElementTree(ET.fromstring(body))
 
 
 def write_nmap_xml(result: ScanResult, dest: Dest) -> None:

@@ -1,10 +1,18 @@
-"""Writers that append as a scan runs: CSV, JSON lines, Parquet and the text report.
+"""Writers that append as a scan runs: CSV, JSON lines, Parquet, nmap's ``-oX``/``-oN``/``-oG``
+and the text report.
 
 ``StreamWriters`` is the ``BlockConsumer`` of ``engines.streamed``: each finished host block
 (sorted by host address and port) is appended to every requested file and then forgotten, so
 a scan of 16 hosts x 65535 ports keeps one block in memory, not a million verdicts. The files
 are byte for byte what the whole-result writers give for the same verdicts (blocks arrive in
-technique then host order); the text report keeps only each host's rendered lines.
+technique then host order), except for the nmap formats' times: a host's ``endtime`` is when
+its block was written, the ``<scaninfo>`` lists the requested ports (the same as the verdicts'
+once the scan completes). nmap's formats hold one ``<host>`` per address with every protocol's
+ports, so they stream a scan of one technique only (``engines.job`` keeps a scan of several on
+the whole-result path). The text report keeps only each host's rendered lines.
+
+A Dask scan whose workers write the Parquet files themselves hands the report a ``Summary`` of
+each block instead of its verdicts (``StreamWriters.summary``): the closed ports as counts.
 """
 
 from __future__ import annotations
@@ -14,24 +22,29 @@ import io
 import json
 import sys
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from twinscan.core.schema import COLUMNS, ResultColumns, ScanMeta
+from twinscan.core.schema import COLUMNS, ResultColumns, ScanMeta, category_code, category_values
 from twinscan.core.schema import host_sort_key as _host_key
-from twinscan.core.vocab import PortState
+from twinscan.core.vocab import PortState, Technique
 from twinscan.core.wording import count
 from twinscan.formats.incomplete import incomplete_note
 
 _Cells = tuple[int, str, str, str, str, str]  # text_report's row fields
 
 
-def _folded(rows: list[_Cells], show_closed: bool) -> set[str]:
-    """The states ``text_report._host_lines`` folds into "Not shown" for these rows."""
+#: (host, proto, state, reason) -> rows: verdicts the report counts without their ports.
+Counts = Counter[tuple[str, str, str, str]]
+
+
+def _folded(counts: Counter[str], show_closed: bool) -> set[str]:
+    """The states ``text_report._host_lines`` folds into "Not shown" for a host with these
+    counts of rows per state."""
     from twinscan.formats.text_report import FOLD_THRESHOLD
 
     hidden: set[str] = set() if show_closed else {PortState.CLOSED.value}
-    counts = Counter(row[2] for row in rows)
     if not show_closed and counts:
         top, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
         if n > FOLD_THRESHOLD:
@@ -53,6 +66,41 @@ def _slice(columns: ResultColumns, lo: int, hi: int) -> ResultColumns:
     return ResultColumns(columns.engine, columns.technique, columns.proto, **values)  # type: ignore[arg-type]
 
 
+def _take(columns: ResultColumns, rows: Sequence[int]) -> ResultColumns:
+    values = {}
+    for f in dataclasses.fields(ResultColumns)[3:]:
+        col = getattr(columns, f.name)
+        values[f.name] = None if col is None else [col[i] for i in rows]
+    return ResultColumns(columns.engine, columns.technique, columns.proto, **values)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Summary:
+    """What the text report needs of some verdicts of one technique: the rows it may list
+    (``kept``) and, as counts, the closed ones it always folds (``folded``)."""
+
+    technique: Technique
+    rows: int
+    kept: ResultColumns | None
+    folded: Counts
+
+
+def summarise(columns: ResultColumns) -> Summary:
+    """``columns`` as the report sees them without ``--show-closed`` (pure; a Dask worker
+    sends this instead of its verdicts when the client writes nothing but the report)."""
+    closed = category_code("state", PortState.CLOSED.value)
+    states, reasons = category_values("state"), category_values("reason")
+    proto = columns.proto.value
+    keep = [i for i, s in enumerate(columns.state) if s != closed]
+    folded: Counts = Counter(
+        (h, proto, states[s], reasons[r])
+        for h, s, r in zip(columns.host, columns.state, columns.reason, strict=True)
+        if s == closed
+    )
+    kept = _take(columns, keep) if keep else None
+    return Summary(columns.technique, len(columns), kept, folded)
+
+
 def _open(path: Path) -> IO[str]:
     if str(path) == "-":
         return sys.stdout
@@ -68,9 +116,22 @@ class StreamWriters:
         csv: Path | None = None,
         json_path: Path | None = None,
         parquet: Path | None = None,
+        xml: Path | None = None,
+        normal: Path | None = None,
+        grepable: Path | None = None,
+        head: ScanMeta | None = None,
+        ports: Mapping[Technique, Sequence[int]] | None = None,
         report: bool = True,
         show_closed: bool = False,
     ) -> None:
+        """``head`` (the scan's metadata as it starts) and ``ports`` (the requested ports of
+        its one technique) are what the nmap formats' headers say; they are needed with
+        ``xml``, ``normal`` or ``grepable``."""
+        self._nmap = None
+        if any(p is not None for p in (xml, normal, grepable)):
+            if head is None or ports is None:
+                raise ValueError("the nmap formats need the scan's head and ports")
+            self._nmap = NmapStreams(head, ports, xml=xml, normal=normal, grepable=grepable)
         self._csv = _open(csv) if csv is not None else None
         self._json = _open(json_path) if json_path is not None else None
         self._parquet = None
@@ -105,18 +166,42 @@ class StreamWriters:
                 stream.flush()
         if self._parquet is not None:
             self._parquet.block(columns)
+        if self._nmap is not None:
+            self._nmap.block(columns)
         if self._report:
-            self._add_report(columns)
+            self._add_report(columns.technique, columns, Counter())
 
-    def _add_report(self, columns: ResultColumns) -> None:
+    def summary(self, summary: Summary) -> None:
+        """A host block's report summary, for a scan whose verdicts were all written elsewhere
+        (by Dask workers): only the report is kept."""
+        if self._show_closed or any(
+            s is not None for s in (self._csv, self._json, self._parquet, self._nmap)
+        ):
+            raise ValueError("a summary carries no verdicts to write or closed ports to show")
+        self.rows += summary.rows
+        if self._report:
+            self._add_report(summary.technique, summary.kept, summary.folded)
+
+    def _add_report(
+        self, technique: Technique, columns: ResultColumns | None, counted: Counts
+    ) -> None:
         """Keep what the report will show of each host: its shown rows, and only the counts of
-        the rows it folds into "Not shown" (the service names are looked up at the end)."""
+        the rows it folds into "Not shown" (the service names are looked up at the end).
+        ``counted``: more rows of these hosts, as counts (never shown: closed ones)."""
         from twinscan.formats.text_report import _rows
 
-        for key, rows in _rows([columns]).items():
-            hidden = _folded(rows, self._show_closed)
+        rows_of = _rows([columns]) if columns is not None else {}
+        extra: dict[tuple[str, str], Counter[tuple[str, str, str]]] = {}
+        for (host, proto, state, reason), n in counted.items():
+            extra.setdefault((host, technique.value), Counter())[(proto, state, reason)] = n
+        for key in rows_of.keys() | extra.keys():
+            rows, more = rows_of.get(key, []), extra.get(key, Counter())
+            states = Counter(r[2] for r in rows)
+            for (_, state, _), n in more.items():
+                states[state] += n
+            hidden = _folded(states, self._show_closed)
             shown = [r for r in rows if r[2] not in hidden]
-            folded = Counter((r[1], r[2], r[3]) for r in rows if r[2] in hidden)
+            folded = Counter((r[1], r[2], r[3]) for r in rows if r[2] in hidden) + more
             # a host block holds every port of its hosts: one entry per (host, technique)
             self._hosts[key] = (shown, folded)
 
@@ -165,3 +250,80 @@ class StreamWriters:
                 self._json.flush()
         if self._parquet is not None:
             self._parquet.close(meta)
+        if self._nmap is not None:
+            self._nmap.close(meta)
+
+
+class NmapStreams:
+    """nmap's ``-oX``, ``-oN`` and ``-oG`` appended host by host, from the same per-host
+    renderers the whole-result writers use: the headers when opened, each block's hosts as
+    it comes, the footers (end time, host count, the interrupted mark) at ``close``."""
+
+    def __init__(
+        self,
+        head: ScanMeta,
+        ports: Mapping[Technique, Sequence[int]],
+        *,
+        xml: Path | None = None,
+        normal: Path | None = None,
+        grepable: Path | None = None,
+    ) -> None:
+        from twinscan.formats import nmap_text, nmap_xml_write
+        from twinscan.formats.text_report import service_names
+
+        if len(ports) != 1:
+            # one <host> element per address: a second technique's blocks come after the first's
+            raise ValueError("the nmap formats stream a scan of one technique")
+        self._start = head.start
+        self._names = service_names()
+        self._xml = _open(xml) if xml is not None else None
+        self._text = {
+            kind: _open(path)
+            for kind, path in (("normal", normal), ("grepable", grepable))
+            if path is not None
+        }
+        self.hosts = 0
+        if self._xml is not None:
+            self._xml.write(nmap_xml_write.xml_prolog(head) + nmap_xml_write.xml_head(head, ports))
+        for stream in self._text.values():
+            stream.write(nmap_text.header(head) + "\n")
+        self._flush()
+
+    def _streams(self) -> list[IO[str]]:
+        return [s for s in (self._xml, *self._text.values()) if s is not None]
+
+    def _flush(self) -> None:
+        for stream in self._streams():
+            stream.flush()
+
+    def block(self, columns: ResultColumns) -> None:
+        """Every host of a finished block (each host is in exactly one block)."""
+        import datetime as dt
+
+        from twinscan.formats import nmap_text, nmap_xml_write
+
+        frame = columns.to_frame()
+        if self._xml is not None:
+            end = dt.datetime.now(dt.UTC)  # when this host's verdicts were all in
+            for host, part in nmap_xml_write.host_parts(frame):
+                self._xml.write(nmap_xml_write.host_xml(part, host, self._start, end, self._names))
+        hosts = nmap_text.rows_by_host(frame)
+        for kind, stream in self._text.items():
+            render = nmap_text.HOST_LINES[kind]
+            for host, rows in hosts.items():
+                stream.write("".join(line + "\n" for line in render(host, rows, self._names)))
+        self.hosts += len(hosts)
+        self._flush()
+
+    def close(self, meta: ScanMeta) -> None:
+        from twinscan.formats import nmap_text, nmap_xml_write
+
+        if self._xml is not None:
+            self._xml.write(nmap_xml_write.xml_foot(meta, self.hosts))
+        for stream in self._text.values():
+            stream.write(nmap_text.footer(meta, self.hosts) + "\n")
+        for stream in self._streams():
+            if stream is not sys.stdout:
+                stream.close()
+            else:
+                stream.flush()
