@@ -35,6 +35,11 @@ META = ScanMeta(
 )  # fmt: skip
 
 
+#: RTTs as the engines record them: milliseconds rounded to 3 decimals (and a few beyond the
+#: 4096 ms that the CSV writer's plain path takes; from 16384 ms on, float32 rounds them).
+_millis = st.integers(-20_000_000, 20_000_000).map(lambda k: round(k / 1000, 3))
+
+
 @st.composite
 def columns(draw: st.DrawFn) -> ResultColumns:
     n = draw(st.integers(0, 40))
@@ -48,6 +53,7 @@ def columns(draw: st.DrawFn) -> ResultColumns:
     rtt = draw(
         st.none()
         | st.lists(st.none() | st.floats(0, 1e6, allow_nan=False, width=32), min_size=n, max_size=n)
+        | st.lists(st.none() | _millis, min_size=n, max_size=n)
     )
     return ResultColumns(
         engine=Engine.NATIVE, technique=tech, proto=tech.proto, host=hosts, port=ports,
@@ -57,13 +63,47 @@ def columns(draw: st.DrawFn) -> ResultColumns:
     )  # fmt: skip
 
 
-@settings(max_examples=80, deadline=None)
-@given(columns())
-def test_csv_from_columns_equals_csv_from_the_frame(cols: ResultColumns) -> None:
+@settings(max_examples=150, deadline=None)
+@given(columns(), st.booleans())
+def test_csv_from_columns_equals_csv_from_the_frame(cols: ResultColumns, plain: bool) -> None:
+    """Both ways of writing columns (plain Python for small results, numpy for large ones)
+    give pandas' bytes."""
+    from twinscan.formats import csv
+
     fast, slow = io.StringIO(), io.StringIO()
-    write_result_csv(ScanResult(columns=cols, meta=META), fast)
+    saved = csv.PLAIN_MAX_ROWS
+    csv.PLAIN_MAX_ROWS = saved if plain else 0
+    try:
+        write_result_csv(ScanResult(columns=cols, meta=META), fast)
+    finally:
+        csv.PLAIN_MAX_ROWS = saved
     write_csv(cols.to_frame(), slow)
     assert fast.getvalue() == slow.getvalue()
+
+
+def test_rtts_past_float32_precision_are_written_as_pandas_writes_them() -> None:
+    """From 16384 ms on, float32 cannot hold every millisecond value (16384.001 is written
+    16384.002): the plain path must leave those to numpy."""
+    rtts = [0.001, 4095.999, 4096.0, 8191.999, 16384.001, 99999.999, None]
+    cols = ResultColumns(
+        engine=Engine.NATIVE, technique=Technique.SYN, proto=Proto.TCP,
+        host=["127.0.0.1"] * len(rtts), port=list(range(1, len(rtts) + 1)),
+        state=[category_code("state", "open")] * len(rtts),
+        reason=[category_code("reason", "syn-ack")] * len(rtts), rtt_ms=rtts,
+    )  # fmt: skip
+    for subset in (rtts[:2], rtts):
+        part = dataclasses.replace(
+            cols,
+            host=cols.host[: len(subset)],
+            port=cols.port[: len(subset)],
+            state=cols.state[: len(subset)],
+            reason=cols.reason[: len(subset)],
+            rtt_ms=subset,
+        )
+        fast, slow = io.StringIO(), io.StringIO()
+        write_result_csv(ScanResult(columns=part, meta=META), fast)
+        write_csv(part.to_frame(), slow)
+        assert fast.getvalue() == slow.getvalue()
 
 
 @settings(max_examples=40, deadline=None)
@@ -102,10 +142,10 @@ def test_csv_path_does_not_import_pandas(tmp_path) -> None:  # type: ignore[no-u
         "now = dt.datetime.now(dt.UTC)\n"
         "r = ScanResult(columns=c, meta=ScanMeta(Engine.NATIVE, now, now, '', ''))\n"
         f"write_result_csv(r, {str(tmp_path / 'o.csv')!r}); render_text(r)\n"
-        "print('pandas' in sys.modules)\n"
+        "print('pandas' in sys.modules, 'numpy' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"  # a small result needs neither
     assert (tmp_path / "o.csv").read_text().startswith("engine,technique,host")
 
 

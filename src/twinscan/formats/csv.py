@@ -8,8 +8,10 @@ CSV ends with one ``#`` comment line (``INCOMPLETE_PREFIX``), which ``read_csv``
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from twinscan.core.schema import (
@@ -72,14 +74,20 @@ def columns_csv_text(columns: ResultColumns) -> str:
     newline, so lines are joined directly (the property test holds us to it). Columns with
     owner columns (free text) go through the frame instead (``write_result_csv``).
     """
-    import numpy as np
-
     n = len(columns)
     states = category_values("state")
     reasons = category_values("reason")
     ranges = [r.value for r in IanaRange]
-    ports = np.asarray(columns.port, dtype=np.int64)
-    iana = [ranges[i] for i in iana_codes(ports).tolist()]
+    plain = n < PLAIN_MAX_ROWS and _millisecond_rtts(columns.rtt_ms)
+    if plain:
+        uppers = [r.bounds[1] for r in IanaRange]
+        ports: list[int] = [int(p) for p in columns.port]
+        iana = [ranges[bisect.bisect_left(uppers, p)] for p in ports]
+    else:
+        import numpy as np
+
+        ports = np.asarray(columns.port, dtype=np.int64).tolist()
+        iana = [ranges[i] for i in iana_codes(ports).tolist()]
     ttl = (
         [""] * n
         if columns.reason_ttl is None
@@ -92,7 +100,11 @@ def columns_csv_text(columns: ResultColumns) -> str:
     )
     if columns.rtt_ms is None:
         rtt = [""] * n
+    elif plain:
+        rtt = ["" if v is None else repr(float(v)) for v in columns.rtt_ms]
     else:
+        import numpy as np
+
         floats = np.array([np.nan if v is None else v for v in columns.rtt_ms], dtype=np.float32)
         rtt = ["" if t == "nan" else t for t in floats.astype(str).tolist()]
     prefix = f"{columns.engine.value},{columns.technique.value},"
@@ -100,10 +112,25 @@ def columns_csv_text(columns: ResultColumns) -> str:
     return "".join(
         f"{prefix}{h},{proto},{p},{states[st]},{reasons[r]},{t},{ip},{ms},{rng}\n"
         for h, p, st, r, t, ip, ms, rng in zip(
-            columns.host, ports.tolist(), columns.state, columns.reason, ttl, rip, rtt, iana,
+            columns.host, ports, columns.state, columns.reason, ttl, rip, rtt, iana,
             strict=True,
         )
     )  # fmt: skip
+
+
+#: results smaller than this are written without numpy (its import costs more than a small
+#: scan); larger ones use it (faster per row).
+PLAIN_MAX_ROWS = 4096
+
+
+def _millisecond_rtts(rtts: Sequence[float | None] | None) -> bool:
+    """Whether every RTT is what the engines record, milliseconds rounded to 3 decimals, and
+    under 4096 ms. For those, Python's ``repr`` is the float32 text pandas writes (one float32
+    holds each such value uniquely and its shortest decimal is the value's own: checked for
+    every one of them, and by tests/core/test_result_columns.py)."""
+    if rtts is None:
+        return True
+    return all(v is None or (abs(v) < 4096 and round(v, 3) == v) for v in rtts)
 
 
 def write_result_csv(result: ScanResult, path_or_buf: Any) -> None:
