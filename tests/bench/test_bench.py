@@ -218,6 +218,29 @@ def _run(
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("native_wall", "native_acc", "want"),
+    [
+        (0.9, 1.0, "| 0.90 | **yes** |"),  # under the 1.0x goal
+        (1.0, 1.0, "| 1.00 | **yes** |"),  # at it
+        (1.5, 1.0, "| 1.50 | no |"),
+        (0.5, 0.99, "| 0.50 | **yes** (accuracy below 100%) |"),
+    ],
+)
+def test_targets_table_checks_each_goal(native_wall: float, native_acc: float, want: str) -> None:
+    def run(engine: str, wall: float, acc: float) -> dict[str, object]:
+        return _run(engine, wall) | {"workload": "loopback-65k-syn", "accuracy": acc}
+
+    runs = [run("nmap", 1.0, 1.0), run("twinscan", native_wall, native_acc)]
+    table = render.targets_table(render.summarize(runs))
+    wall_goal = next(ln for ln in table.splitlines() if "`loopback-65k-syn` time" in ln)
+    assert wall_goal.endswith(want), wall_goal
+    rss_goal = next(ln for ln in table.splitlines() if "`loopback-65k-syn` peak RSS" in ln)
+    assert "<= 2x nmap" in rss_goal  # rss = 10 x wall in _run: ratio = native_wall
+    assert rss_goal.endswith("| **yes** |" if native_acc == 1.0 else "(accuracy below 100%) |")
+    assert "| `loopback-1k-syn` time <= 2x nmap | – | – | – | not measured |" in table
+
+
 def test_summarize_medians_ratios_and_failures() -> None:
     runs = [_run("nmap", 99, warmup=True), _run("twinscan", 99, warmup=True)]
     runs += [_run("nmap", w) for w in (1.0, 2.0, 3.0)]

@@ -181,6 +181,56 @@ def markdown_table(summary: Sequence[Mapping[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """A goal of twinscan's native engine against nmap in one workload: its median over
+    nmap's median (``measure``: wall time or peak RSS), at most ``at_most``."""
+
+    workload: str
+    measure: str  # "wall" or "rss"
+    at_most: float
+
+
+#: the speed and memory goals (issue "Speed"), checked on every full run.
+TARGETS: tuple[Target, ...] = (
+    Target("loopback-65k-syn", "wall", 1.0),
+    Target("loopback-65k-syn", "rss", 2.0),
+    Target("loopback-1k-syn", "wall", 2.0),
+    Target("loopback-1k-udp", "wall", 2.0),
+    Target("lab-2x10k-udp", "wall", 1.0),
+)
+
+_MEASURES = {"wall": ("wall_median_s", "wall_ratio", "s", ".2f"),
+             "rss": ("rss_median_mib", "rss_ratio", "MiB", ".0f")}  # fmt: skip
+
+
+def targets_table(summary: Sequence[Mapping[str, Any]], engine: str = "twinscan") -> str:
+    """The goals of ``TARGETS`` against this run: measured values, ratio, met or not."""
+    rows = {(str(r["workload"]), str(r["engine"])): r for r in summary}
+    lines = [
+        "| goal | twinscan | nmap | × nmap | met |",
+        "|---|--:|--:|--:|---|",
+    ]
+    for t in TARGETS:
+        mine, base = rows.get((t.workload, engine)), rows.get((t.workload, BASELINE))
+        column, ratio_key, unit, fmt = _MEASURES[t.measure]
+        goal = (
+            f"`{t.workload}` {'time' if t.measure == 'wall' else 'peak RSS'} <= {t.at_most:g}x nmap"
+        )
+        if not mine or not base or not mine["runs"] or not base["runs"]:
+            lines.append(f"| {goal} | – | – | – | not measured |")
+            continue
+        ratio = mine[ratio_key]
+        met = ratio is not None and not math.isnan(float(ratio)) and float(ratio) <= t.at_most
+        accurate = mine["accuracy_median"] in (None, "") or float(mine["accuracy_median"]) == 1.0
+        verdict = ("**yes**" if met else "no") + ("" if accurate else " (accuracy below 100%)")
+        lines.append(
+            f"| {goal} | {_num(mine[column], fmt)} {unit} | {_num(base[column], fmt)} {unit} "
+            f"| {_num(ratio, '.2f')} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render_block(
     summary: Sequence[Mapping[str, Any]],
     *,
@@ -201,6 +251,9 @@ def render_block(
         "",
         markdown_table(summary),
     ]
+    if any(str(r["workload"]) == t.workload for r in summary for t in TARGETS):
+        parts += ["Goals (twinscan's native engine against nmap in this run):", "",
+                  targets_table(summary)]  # fmt: skip
     if plot:
         parts += [f"![time and memory against work, per engine]({plot})", ""]
     parts += [f"- {n}" for n in notes]
