@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,6 +95,149 @@ def test_local_cluster_scan_equals_single_process(tmp_path: Path) -> None:
 
     assert _cells(read_nmap_xml_file(tmp_path / "d.xml").frame) == got
     assert (tmp_path / "d.xml").read_text().count("<host ") == 3
+
+
+def test_dask_workers_write_parquet_equal_to_single_process(tmp_path: Path) -> None:
+    """--parquet alone: each worker writes its shards' files and sends back only the report's
+    summary; with --csv too, the workers still write the Parquet files. Either directory
+    reads back (twinscan's reader and dask.dataframe) to the single-process scan's verdicts,
+    and the report is the single-process report."""
+    scan = ["scan", "-sT", "-p", "1-8000", "127.0.0.1-3"]
+    listening = []
+    for host, port in (("127.0.0.1", 7001), ("127.0.0.3", 7002)):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(64)
+        listening.append(sock)
+    try:
+        _parquet_scans(tmp_path, scan)
+    finally:
+        for sock in listening:
+            sock.close()
+
+
+def _parquet_scans(tmp_path: Path, scan: list[str]) -> None:
+    import dask.dataframe as dd
+
+    from twinscan.formats.parquet import read_parquet
+
+    single = subprocess.run(
+        [*TWINSCAN, *scan, "--parquet", str(tmp_path / "single")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert single.returncode == 0, single.stderr
+    want = _cells(read_parquet(tmp_path / "single"))
+    assert len(want) == 24000
+    for name, more in (("alone", []), ("with-csv", ["--csv", str(tmp_path / "d.csv")])):
+        dask = subprocess.run(
+            [*TWINSCAN, *scan, "--dask", "local:2", "--parquet", str(tmp_path / name), *more],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert dask.returncode == 0, dask.stderr
+        files = sorted(p.name for p in (tmp_path / name / "connect").iterdir())
+        assert len(files) >= 3 and all(f.startswith("block-000000-") for f in files)
+        assert any("-part-" in f for f in files)  # the shards' files, not one per block
+        frame = read_parquet(tmp_path / name)
+        assert _cells(frame) == want
+        hosts = frame["host"].astype(str).tolist()
+        assert hosts == sorted(hosts) and frame["port"].tolist()[:3] == [1, 2, 3]  # scan order
+        lazy = dd.read_parquet(tmp_path / name).compute()
+        assert _cells(lazy) == want and str(lazy["port"].dtype) == "uint16"
+        report = dask.stderr.splitlines()
+        assert report[:-1] == single.stderr.splitlines()[:-1]  # the report
+        assert any(line.startswith("7002/tcp") and "open" in line for line in report)
+    assert _cells(read_csv(tmp_path / "d.csv")) == want
+
+
+def test_block_summaries_give_the_blocks_report() -> None:
+    """A block cut into interleaved shards, each summarised (closed ports as counts) and
+    merged: the report equals the report of the block's verdicts, the top non-closed state
+    folded or not as the whole host's counts decide."""
+    import datetime as dt
+
+    from twinscan.core.schema import ResultColumns, ScanMeta, category_code
+    from twinscan.core.vocab import Engine
+    from twinscan.formats.streaming import StreamWriters, summarise
+
+    states = ["closed"] * 30 + ["filtered"] * 45 + ["open"] * 3 + ["closed"] * 2
+    hosts = ["127.0.0.1"] * 80 + ["127.0.0.2"] * 80
+    ports = list(range(1, 81)) * 2
+    # host 1: filtered is the top state (folded), host 2: closed (its 20 filtered are listed)
+    all_states = states + ["filtered"] * 20 + ["closed"] * 60
+    block = ResultColumns(
+        Engine.NATIVE,
+        Technique.CONNECT,
+        Technique.CONNECT.proto,
+        host=hosts,
+        port=ports,
+        state=[category_code("state", s) for s in all_states],
+        reason=[category_code("reason", "no-response" if s == "filtered" else "syn-ack" if s == "open" else "conn-refused") for s in all_states],
+        reason_ttl=[0] * 160,
+        reason_ip=[None] * 160,
+        rtt_ms=[0.1] * 160,
+    )  # fmt: skip
+
+    now = dt.datetime.now(dt.UTC)
+    meta = ScanMeta(Engine.NATIVE, now, now, "", "twinscan", (Technique.CONNECT,))
+    whole = StreamWriters()
+    whole.block(block)
+    by_summary = StreamWriters()
+    shards = []
+    for i in range(3):  # interleaved rows, as the port slices are
+        keep = [j for j in range(160) if j % 3 == i]
+        shards.append(summarise(_rows_of(block, keep)))
+    by_summary.summary(dask_runner.merge_summaries(shards))
+    assert by_summary.rows == 160
+    report = whole.report(meta)
+    assert "45 filtered tcp ports" in report and "32 closed tcp ports" in report
+    listed = [ln for ln in report.splitlines() if "/tcp" in ln and " filtered " in ln]
+    assert "60 closed tcp ports" in report and len(listed) == 20
+    assert by_summary.report(meta) == report
+
+
+def _rows_of(cols, keep):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from twinscan.core.schema import ResultColumns
+
+    values = {
+        f.name: None if getattr(cols, f.name) is None else [getattr(cols, f.name)[i] for i in keep]
+        for f in dataclasses.fields(ResultColumns)[3:]
+    }
+    return ResultColumns(cols.engine, cols.technique, cols.proto, **values)
+
+
+def test_a_shard_written_twice_leaves_one_copy(tmp_path: Path) -> None:
+    """A rescheduled shard runs again with the same file name: its file is replaced."""
+    import pickle
+
+    from twinscan.formats.parquet import ParquetWriter, part_path, read_parquet
+
+    request = build_request(targets=["127.0.0.1"], techniques=(Technique.CONNECT,), ports="1-50")
+    writer = ParquetWriter(tmp_path / "pq")
+    path = part_path(writer.root, "connect", 0, 0)
+    payload = pickle.dumps(request)
+    for _ in range(2):
+        answer = pickle.loads(dask_runner.scan_shard(payload, "connect", str(path), False))
+        assert answer.columns is None and answer.summary.rows == 50 and answer.parquet
+        writer.adopt(Path(answer.parquet), path, answer.rows)
+    stale = path.parent / f".{path.name}.dead.tmp"  # a killed worker's half-written file
+    stale.write_bytes(b"PAR1")
+    assert len(read_parquet(tmp_path / "pq")) == 50
+    import datetime as dt
+
+    from twinscan.core.schema import ScanMeta
+    from twinscan.core.vocab import Engine
+
+    now = dt.datetime.now(dt.UTC)
+    writer.close(ScanMeta(Engine.NATIVE, now, now, "", "twinscan", (Technique.CONNECT,)))
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert len(read_parquet(tmp_path / "pq")) == 50
 
 
 class _StopOnFirstBlock:

@@ -11,7 +11,14 @@ its verdicts; rate limits and the parallelism cap are shared out evenly over the
 The client submits shards in plan order, a bounded number at a time, reports progress as each
 shard finishes, appends its verdicts to the checkpoint (when there is one) and hands every
 host block, once all its shards are in, sorted, to the streaming writers -- so outputs are the
-same files, in the same order, as a single-process scan's. A shard whose worker dies is
+same files, in the same order, as a single-process scan's.
+
+With ``--parquet DIR`` each worker writes its shard's verdicts into DIR itself (a hidden
+temporary file, ``formats.parquet.write_pending``), and the client renames the file to the
+shard's fixed name once it has the shard's answer: DIR holds exactly the shards the client
+counted, and a shard run twice replaces its file. When Parquet is the only file written (no
+checkpoint either), a worker sends back no verdicts at all, only what the text report needs
+(``formats.streaming.Summary``: the closed ports as counts). A shard whose worker dies is
 rescheduled by Dask on another worker (tasks are pure: a shard rerun gives its whole answer
 again, the dead worker's never arrives), so the scan still completes exactly.
 
@@ -28,7 +35,8 @@ import dataclasses
 import datetime as dt
 import pickle
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twinscan.core.errors import EnvironmentProblem, UsageError
 from twinscan.core.progress import NoProgress, Progress
@@ -43,6 +51,8 @@ from twinscan.engines.streamed import (
     scan_meta,
     scan_start,
 )
+from twinscan.formats.parquet import ParquetWriter, part_path
+from twinscan.formats.streaming import Counts, Summary, summarise
 
 if TYPE_CHECKING:
     from twinscan.engines.checkpoint import CheckpointLog
@@ -59,6 +69,7 @@ class Shard:
     block: int  # index of its host block in plan order
     technique: Technique
     request: ScanRequest  # the shard's hosts and ports only
+    part: int = 0  # its index among its block's shards (its Parquet file's name)
 
     @property
     def probes(self) -> int:
@@ -96,9 +107,12 @@ def plan_shards(
             blocks.append((tech, hosts))
             finished = restrict((done or {}).get(tech, []), set(hosts))
             block = dataclasses.replace(request, targets=hosts, techniques=(tech,), timing=timing)
-            for part in remaining_parts(block, tech, finished):
-                for piece in _split_ports(part, tech):
-                    shards.append(Shard(index, tech, piece))
+            pieces = [
+                piece
+                for part in remaining_parts(block, tech, finished)
+                for piece in _split_ports(part, tech)
+            ]
+            shards.extend(Shard(index, tech, piece, n) for n, piece in enumerate(pieces))
     return blocks, shards
 
 
@@ -125,11 +139,26 @@ def _split_ports(part: ScanRequest, tech: Technique) -> Iterator[ScanRequest]:
         yield dataclasses.replace(part, ports=dataclasses.replace(part.ports, tcp=ports[i::pieces]))
 
 
-def scan_shard(shard: bytes, technique_name: str) -> bytes:
+@dataclasses.dataclass(frozen=True)
+class ShardAnswer:
+    """What a shard's task sends back: its verdicts, or (when the client writes none of them)
+    the report's summary of them; and the Parquet file it wrote, if asked to."""
+
+    rows: int
+    columns: ResultColumns | None = None
+    summary: Summary | None = None
+    parquet: str | None = None  # the hidden temporary file, for the client to rename
+
+
+def scan_shard(
+    shard: bytes, technique_name: str, parquet: str | None = None, verdicts: bool = True
+) -> bytes:
     """The Dask task: one shard (a pickled ``ScanRequest``) through the native engine, in
-    this (worker) process; its verdicts as one pickled ``ResultColumns``. Both cross Dask as
-    single bytes objects: the scheduler keeps a task's arguments for a while (in this process,
-    for ``local``), and as Python objects a shard's port list cost ~70 times more."""
+    this (worker) process; a pickled ``ShardAnswer``. With ``parquet`` (the shard's file) the
+    verdicts are written there first (under a temporary name); without ``verdicts`` only the
+    report's summary of them goes back. Both cross Dask as single bytes objects: the
+    scheduler keeps a task's arguments for a while (in this process, for ``local``), and as
+    Python objects a shard's port list cost ~70 times more."""
     request: ScanRequest = pickle.loads(shard)
     technique = Technique(technique_name)
     from twinscan.engines import runner
@@ -146,10 +175,60 @@ def scan_shard(shard: bytes, technique_name: str) -> bytes:
     parts.extend(result.column_runs())
     merged = sorted_unique(parts)
     cols = merged if merged is not None else stream.empty_columns(technique)
-    data = pickle.dumps(cols, protocol=pickle.HIGHEST_PROTOCOL)
-    del parts, merged, cols, result
+    answer = _answer(cols, parquet, verdicts)
+    data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+    del parts, merged, cols, result, answer
     give_back_memory()  # a worker runs shard after shard: keep its heap from creeping up
     return data
+
+
+def _answer(cols: ResultColumns, parquet: str | None, verdicts: bool) -> ShardAnswer:
+    pending = None
+    if parquet is not None and len(cols):
+        from pathlib import Path
+
+        from twinscan.formats.parquet import write_pending
+
+        pending = str(write_pending(cols, Path(parquet)))
+    if verdicts:
+        return ShardAnswer(len(cols), columns=cols, parquet=pending)
+    return ShardAnswer(len(cols), summary=summarise(cols), parquet=pending)
+
+
+def _numbers_in_technique(blocks: list[tuple[Technique, tuple[str, ...]]]) -> list[int]:
+    """Each block's number among its technique's blocks (its Parquet files' ``block-N``)."""
+    seen: dict[Technique, int] = {}
+    out = []
+    for tech, _ in blocks:
+        out.append(seen.get(tech, 0))
+        seen[tech] = out[-1] + 1
+    return out
+
+
+class SummaryConsumer(BlockConsumer, Protocol):
+    """A consumer that also takes a block's report summary (``StreamWriters``)."""
+
+    def summary(self, summary: Summary) -> None: ...
+
+
+def _summary_consumer(consumer: BlockConsumer) -> SummaryConsumer:
+    if not hasattr(consumer, "summary"):
+        raise TypeError("a scan that leaves verdicts out needs a consumer of summaries")
+    return consumer  # type: ignore[return-value]
+
+
+def merge_summaries(parts: list[Summary]) -> Summary:
+    """One block's shard summaries (at least one) as one (its listed rows sorted by host and
+    port)."""
+    from collections import Counter
+
+    from twinscan.engines.checkpoint import sorted_unique
+
+    kept = sorted_unique([p.kept for p in parts if p.kept is not None])
+    folded: Counts = Counter()
+    for p in parts:
+        folded.update(p.folded)
+    return Summary(parts[0].technique, sum(p.rows for p in parts), kept, folded)
 
 
 @contextlib.contextmanager
@@ -196,9 +275,17 @@ def run_dask(
     progress: Progress | None = None,
     checkpoint: CheckpointLog | None = None,
     start: dt.datetime | None = None,
+    parquet: ParquetWriter | None = None,
+    verdicts: bool = True,
 ) -> ScanMeta:
     """Scan ``request`` on the Dask cluster at ``address`` into ``consumer`` (block order);
-    ``start``: the start time the consumer's headers already carry (``scan_start``)."""
+    ``start``: the start time the consumer's headers already carry (``scan_start``).
+
+    ``parquet``: the workers write each shard's verdicts into its directory (the consumer
+    writes no Parquet). ``verdicts`` False (needs ``parquet`` and no checkpoint): the
+    consumer gets each block's report ``Summary`` (``consumer.summary``), not its verdicts."""
+    if not verdicts and (parquet is None or checkpoint is not None):
+        raise ValueError("only a Parquet scan without a checkpoint can leave verdicts out")
     from distributed import as_completed
 
     from twinscan.engines.checkpoint import sorted_unique
@@ -215,20 +302,35 @@ def run_dask(
         left = [0] * len(blocks)
         for shard in shards:
             left[shard.block] += 1
-        collected: list[list[ResultColumns]] = [
+        numbers = _numbers_in_technique(blocks)
+        collected: list[list[Any]] = [
             restrict(earlier.get(tech, []), set(hosts)) for tech, hosts in blocks
         ]
+        if parquet is not None:
+            for i, done in enumerate(collected):
+                merged = sorted_unique(done)
+                if merged is not None:
+                    parquet.part(merged, numbers[i])
         written = 0
 
         def write_ready(upto: int) -> int:
             nonlocal written
             while written < upto:
-                merged = sorted_unique(collected[written])
+                if verdicts:
+                    merged = sorted_unique(collected[written])
+                    if merged is not None:
+                        consumer.block(merged)
+                elif collected[written]:
+                    _summary_consumer(consumer).summary(merge_summaries(collected[written]))
                 collected[written] = []
-                if merged is not None:
-                    consumer.block(merged)
                 written += 1
             return written
+
+        def shard_file(shard: Shard) -> Path | None:
+            if parquet is None:
+                return None
+            number = numbers[shard.block]
+            return part_path(parquet.root, shard.technique.value, number, shard.part)
 
         progress.start("scan (dask)", sum(s.probes for s in shards))
         queue = iter(shards)
@@ -238,7 +340,15 @@ def run_dask(
         def submit(count: int) -> None:
             for shard in queue:
                 payload = pickle.dumps(shard.request, protocol=pickle.HIGHEST_PROTOCOL)
-                future = client.submit(scan_shard, payload, shard.technique.value, pure=False)
+                path = shard_file(shard)
+                future = client.submit(
+                    scan_shard,
+                    payload,
+                    shard.technique.value,
+                    None if path is None else str(path),
+                    verdicts,
+                    pure=False,
+                )
                 futures[future] = shard
                 pending.add(future)
                 count -= 1
@@ -250,12 +360,16 @@ def run_dask(
                 submit(workers * IN_FLIGHT_PER_WORKER)
                 for future in pending:
                     shard = futures.pop(future)
-                    cols: ResultColumns = pickle.loads(future.result())
+                    answer: ShardAnswer = pickle.loads(future.result())
                     future.release()
                     with interrupt.deferred():
-                        if checkpoint is not None:
-                            checkpoint.append(cols)
-                        collected[shard.block].append(cols)
+                        path = shard_file(shard)
+                        if parquet is not None and path is not None and answer.parquet:
+                            parquet.adopt(Path(answer.parquet), path, answer.rows)
+                        if checkpoint is not None and answer.columns is not None:
+                            checkpoint.append(answer.columns)
+                        got = answer.columns if answer.columns is not None else answer.summary
+                        collected[shard.block].append(got)
                         left[shard.block] -= 1
                         progress.advance(shard.probes)
                         ready = written

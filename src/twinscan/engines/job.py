@@ -18,6 +18,7 @@ Either way it returns the text report and the scan's metadata; the caller prints
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from twinscan.core.progress import Progress
     from twinscan.core.schema import ScanMeta, ScanResult
     from twinscan.engines.checkpoint import CheckpointLog
+    from twinscan.formats.streaming import StreamWriters
     from twinscan.request.model import ScanRequest
 
 #: the states nmap's ``--open`` keeps ("open or possibly open").
@@ -163,10 +165,11 @@ def _run_streamed(job: Job, progress: Progress | None) -> JobOutcome:
     out = job.outputs
     request = job.request
     start = scan_start(job.checkpoint)
+    by_workers = job.dask is not None and out.parquet is not None
     writers = StreamWriters(
         csv=out.csv,
         json_path=out.json,
-        parquet=out.parquet,
+        parquet=None if by_workers else out.parquet,
         xml=out.xml,
         normal=out.normal,
         grepable=out.grepable,
@@ -175,11 +178,7 @@ def _run_streamed(job: Job, progress: Progress | None) -> JobOutcome:
         show_closed=out.show_closed,
     )
     if job.dask is not None:
-        from twinscan.engines.dask_runner import run_dask
-
-        meta = run_dask(
-            request, job.dask, writers, progress=progress, checkpoint=job.checkpoint, start=start
-        )
+        meta = _run_dask(job, writers, progress, start)
     else:
         meta = run_streamed(
             request,
@@ -191,6 +190,43 @@ def _run_streamed(job: Job, progress: Progress | None) -> JobOutcome:
         )
     writers.close(meta)
     return JobOutcome(meta, writers.report(meta))
+
+
+def _run_dask(
+    job: Job, writers: StreamWriters, progress: Progress | None, start: dt.datetime
+) -> ScanMeta:
+    """``--dask``: with ``--parquet`` the workers write the Parquet files; when nothing else
+    needs the verdicts (no other file, no checkpoint, no ``--show-closed`` report), they send
+    back only the report's summaries."""
+    from twinscan.engines.dask_runner import run_dask
+
+    assert job.dask is not None
+    out = job.outputs
+    parquet = None
+    if out.parquet is not None:
+        from twinscan.formats.parquet import ParquetWriter
+
+        parquet = ParquetWriter(out.parquet)
+    others = [out.csv, out.json, out.xml, out.normal, out.grepable]
+    verdicts = (
+        parquet is None
+        or job.checkpoint is not None
+        or out.show_closed
+        or any(p is not None for p in others)
+    )
+    meta = run_dask(
+        job.request,
+        job.dask,
+        writers,
+        progress=progress,
+        checkpoint=job.checkpoint,
+        start=start,
+        parquet=parquet,
+        verdicts=verdicts,
+    )
+    if parquet is not None:
+        parquet.close(meta)
+    return meta
 
 
 def write_outputs(result: ScanResult, outputs: Outputs) -> None:
