@@ -1,6 +1,7 @@
 """What an audit costs over the scan it runs: 1 host x 65535 TCP ports on loopback (goal <= 1.2x).
 
     sudo .venv/bin/python benchmarks/bench_audit.py [--runs 7] [--technique S]
+    .venv/bin/python benchmarks/bench_audit.py --render-only
 
 Loopback only (127.0.0.1). Runs, alternately (who goes first swaps every run, one warm-up pair
 first):
@@ -10,8 +11,10 @@ first):
 
 (the audit's default ports are every TCP port, the policy names no UDP port), prints each pair,
 the medians and the median of the per-pair ratios, and writes them to
-benchmarks/results/audit_overhead.csv. Recorded in the README, never asserted. -sS needs root;
---technique T measures the connect scan without it.
+benchmarks/results/audit_overhead.csv, then renders it into audit_overhead.md and the README's
+``results:audit_overhead`` block (``twinscan.bench.results_md``; ``--render-only`` does only
+that). Recorded, never asserted. -sS needs root; --technique T measures the connect scan
+without it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 TWINSCAN = str(REPO / ".venv" / "bin" / "twinscan")
 POLICY = REPO / "fixtures" / "policies" / "loopback.toml"
 OUT = REPO / "benchmarks" / "results" / "audit_overhead.csv"
+README = REPO / "README.md"
 
 
 def timed(argv: list[str]) -> float:
@@ -44,7 +48,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--technique", default="S", choices=["S", "T"])
+    ap.add_argument(
+        "--render-only", action="store_true", help="no scan: the .md and the README from the CSV"
+    )
     args = ap.parse_args()
+    if args.render_only:
+        render()
+        return 0
     tech = f"-s{args.technique}"
     commands = {
         "scan": [TWINSCAN, "scan", tech, "-p-", "127.0.0.1"],
@@ -77,7 +87,15 @@ def main() -> int:
         w.writerow([when, os.cpu_count(), f"{load:.2f}", tech, "median", f"{med['scan']:.3f}",
                     f"{med['audit']:.3f}", f"{ratio:.3f}"])  # fmt: skip
     print(f"wrote {OUT.relative_to(REPO)}")
+    render()
     return 0
+
+
+def render() -> None:
+    from twinscan.bench.results_md import publish
+
+    md = publish("audit_overhead", OUT, README)
+    print(f"wrote {md.relative_to(REPO)} and {README.name}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     sudo .venv/bin/python benchmarks/bench_icmp_ratelimit.py [--limits 100,250,1000,3000]
         [--ports 40000-40029] [--runs 1] [--out benchmarks/results/icmp_ratelimit]
+    .venv/bin/python benchmarks/bench_icmp_ratelimit.py --render-only
 
 Brings up a small lab of its own (prefix ``tsI<hex>``, always torn down): one host per
 ``net.ipv4.icmp_ratelimit`` value (milliseconds), each with no UDP service, so every scanned
@@ -15,7 +16,9 @@ host has been idle long enough for its bucket to be full again (7 intervals). Th
 imposes is ``(ports - 6) x interval``: no scanner can learn more closed ports in less time.
 Accuracy is cell by cell against the lab's truth (every port closed / port-unreach).
 
-Writes ``OUT.csv`` (one row per run) and ``OUT.md`` (the table the README quotes).
+Writes ``OUT.csv`` (one row per run) and ``OUT.md`` (medians per limit and workload: the
+README's ``results:icmp_ratelimit`` block, updated too when OUT is the default; rendered by
+``twinscan.bench.results_md``, which ``--render-only`` runs on OUT.csv without scanning).
 Only the lab's 198.18.0.0/24 is scanned, from inside the lab's scanner namespace.
 """
 
@@ -25,7 +28,6 @@ import argparse
 import contextlib
 import csv
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -154,32 +156,6 @@ FIELDS = (
 )  # fmt: skip
 
 
-def write_md(rows: list[dict[str, object]], path: Path, header: str) -> None:
-    by: dict[tuple[int, int], list[dict[str, object]]] = {}
-    for r in rows:
-        by.setdefault((int(str(r["silent"])), int(str(r["icmp_ratelimit_ms"]))), []).append(r)
-    lines = [
-        header,
-        "",
-        "| icmp_ratelimit | ports (closed + open\\|filtered) | floor (closed - 6) x interval "
-        "| twinscan -sU -T4 | time / floor | verdicts right |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for (silent, ms), rs in sorted(by.items()):
-        t = statistics.median(float(str(r["time_s"])) for r in rs)
-        floor = float(str(rs[0]["floor_s"]))
-        right = sum(int(str(r["right"])) for r in rs)
-        total = sum(int(str(r["total"])) for r in rs)
-        ports = int(str(rs[0]["ports"]))
-        limit = f"{ms} ms" if ms else "off (baseline)"
-        ratio = f"{t / floor:.2f}x" if floor else "-"
-        lines.append(
-            f"| {limit} | {ports - silent} + {silent} | {floor:.1f} s | {t:.1f} s | {ratio} "
-            f"| {right}/{total} |"
-        )
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--limits", default="100,250,1000,3000", help="icmp_ratelimit values, ms")
@@ -190,7 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="OUT.csv and OUT.md")
     ap.add_argument("--append", action="store_true", help="keep OUT.csv's rows (another workload)")
+    ap.add_argument(
+        "--render-only", action="store_true", help="no scan: OUT.md and the README from OUT.csv"
+    )
     args = ap.parse_args(argv)
+    if args.render_only:
+        render(args.out.with_suffix(".csv"))
+        return 0
     from twinscan.request.ports import parse_port_list
 
     limits = [int(x) for x in args.limits.split(",")]
@@ -234,13 +216,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)
-    header = (
-        "`sudo .venv/bin/python benchmarks/bench_icmp_ratelimit.py [--silent N --append]` "
-        "(one lab host per limit; medians of the recorded runs; each run starts with a full "
-        "bucket)"
-    )
-    write_md(rows, args.out.with_suffix(".md"), header)
+    render(csv_path)
     return 0
+
+
+def render(csv_path: Path) -> None:
+    """OUT.md from OUT.csv (``twinscan.bench.results_md``), and the README's block when OUT is
+    the recorded results."""
+    from twinscan.bench.results_md import publish
+
+    readme = REPO / "README.md" if csv_path.resolve() == DEFAULT_OUT.with_suffix(".csv") else None
+    print(f"wrote {publish('icmp_ratelimit', csv_path, readme)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """IPv6 against IPv4 on the same work (issue #17: within 10% in speed and memory growth).
 
     sudo .venv/bin/python benchmarks/bench_ipv6.py [--runs 5] [--lab]
+    .venv/bin/python benchmarks/bench_ipv6.py --render-only
 
 Loopback: ``twinscan scan -sS -p- 127.0.0.1`` against the same scan of ``::1``, alternately
 (who goes first swaps every run, one warm-up pair first); wall time and the child's peak RSS
@@ -10,7 +11,9 @@ Loopback: ``twinscan scan -sS -p- 127.0.0.1`` against the same scan of ``::1``, 
 same scan over every lab host's IPv4 addresses and over their IPv6 addresses (SYN over the
 spec's TCP universe, UDP over its UDP universe), twinscan and nmap / nmap -6 side by side.
 
-Prints each pair and the medians and writes benchmarks/results/ipv6.csv. Recorded, never asserted.
+Prints each pair and the medians and writes benchmarks/results/ipv6.csv, then renders it into
+ipv6.md (``twinscan.bench.results_md``; ``--render-only`` does only that). Recorded, never
+asserted.
 """
 
 from __future__ import annotations
@@ -74,7 +77,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--lab", action="store_true")
+    ap.add_argument("--render-only", action="store_true", help="no scan: ipv6.md from the CSV")
     args = ap.parse_args()
+    if args.render_only:
+        render()
+        return 0
     rows: list[dict[str, object]] = []
     scan = [TWINSCAN, "scan", "-sS", "-p-", "--csv", "/dev/null"]
     pairs("loopback -sS -p-", [*scan, "127.0.0.1"], [*scan, "-6", "::1"], args.runs, rows)
@@ -130,7 +137,14 @@ def main() -> int:
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {OUT}")
+    render()
     return 0
+
+
+def render() -> None:
+    from twinscan.bench.results_md import publish
+
+    print(f"wrote {publish('ipv6', OUT, REPO / 'README.md')}")
 
 
 if __name__ == "__main__":

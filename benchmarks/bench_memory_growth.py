@@ -1,14 +1,17 @@
 """Peak memory and time against work (hosts x ports): twinscan, twinscan --dask local:2, nmap.
 
     .venv/bin/python benchmarks/bench_memory_growth.py [--hosts 1,2,4,8,16] [--ports -]
+    .venv/bin/python benchmarks/bench_memory_growth.py --render-only
 
 Loopback only (127.0.0.1-N, a connect scan: no privileges needed). Each run is one child
 process measured by ``twinscan.bench.measure``: wall time and the peak, over 50 ms samples, of
 the summed RSS of its whole process tree (psutil) -- the number the issue's bars are about --
 and of the summed PSS (shared pages divided among the processes that share them: forked
 workers share most of their parent's pages, which RSS counts once per process). Writes
-``benchmarks/results/memory_growth.csv`` and ``memory_growth.png`` (work on the x axis). The
-README quotes the CSV; nothing here is asserted.
+``benchmarks/results/memory_growth.csv``, ``memory_growth.png`` (work on the x axis) and
+``memory_growth.md``, the README's ``results:memory_growth`` block, which it updates
+(``twinscan.bench.results_md``); ``--render-only`` rebuilds the ``.md`` and the README block
+from the CSV without measuring. Nothing here is asserted.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv" / "bin"
 RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
 
 
 def measure(argv: list[str], timeout_s: float = 900) -> tuple[float, float, float, int]:
@@ -65,7 +69,13 @@ def main() -> int:
     ap.add_argument("--ports", default="-", help="'-' for 1-65535, else an nmap port list")
     ap.add_argument("--tools", default="twinscan,twinscan-dask,nmap")
     ap.add_argument("--out", type=Path, default=RESULTS / "memory_growth.csv")
+    ap.add_argument(
+        "--render-only", action="store_true", help="no scan: OUT.md and the README from OUT.csv"
+    )
     args = ap.parse_args()
+    if args.render_only:
+        render(args.out)
+        return 0
     ports = ["-p-"] if args.ports == "-" else ["-p", args.ports]
     n_ports = 65535 if args.ports == "-" else None
     tools = args.tools.split(",")
@@ -111,7 +121,17 @@ def main() -> int:
     cpus = len(os.sched_getaffinity(0))
     print(f"wrote {args.out} (cpus: {cpus})")
     plot(rows, args.out.with_suffix(".png"))
+    render(args.out)
     return 0
+
+
+def render(out: Path) -> None:
+    """OUT.md from OUT.csv, and the README's block when OUT is the recorded results."""
+    from twinscan.bench.results_md import publish
+
+    is_default = out.resolve() == (RESULTS / "memory_growth.csv").resolve()
+    md = publish("memory_growth", out, README if is_default else None)
+    print(f"wrote {md}" + (f" and {README.name}" if is_default else ""))
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> None:

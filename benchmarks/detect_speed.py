@@ -3,8 +3,10 @@
 Generates a synthetic capture (default 1,000,000 packets; not committed: regenerate it), then
 times, alternating, ``tcpdump -r FILE -w /dev/null`` (read and rewrite, no decoding) and
 ``twinscan detect FILE`` (the whole CLI: Python start-up, reading, decoding, contacts, every
-detector, the table), and the library's stages once. Appends one row per run to
-``benchmarks/results/detect_speed.csv``.
+detector, the table), and the library's stages once. Appends one row per tool to
+``benchmarks/results/detect_speed.csv`` and renders its latest rows into ``detect_speed.md`` and
+the README's ``results:detect_speed`` block (``twinscan.bench.results_md``); ``--render-only``
+does only that.
 
 The capture mixes, over about 60 s: a nmap-like SYN scan of 4 hosts x 50,000 ports with their
 RSTs (and SYN+ACK/RST for 1% open ports), a UDP scan of 50,000 ports with ICMP port
@@ -238,7 +240,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/twinscan-detect-1m.pcap"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--render-only", action="store_true", help="no run: the .md and the README from the CSV"
+    )
     args = ap.parse_args()
+    if args.render_only:
+        render(args.results)
+        return
     if not args.out.exists():
         args.out.write_bytes(generate(args.packets))
     twinscan = str(Path(sys.executable).with_name("twinscan"))
@@ -271,6 +279,15 @@ def main() -> None:
                         f"{statistics.median(ts):.3f}", f"{min(ts):.3f}", len(ts),
                         f"{platform.processor() or platform.machine()} x{os.cpu_count()}", cmd])  # fmt: skip
             print(f"{tool}: median {statistics.median(ts):.3f} s over {len(ts)} runs")
+    render(args.results)
+
+
+def render(results: Path) -> None:
+    """RESULTS.md from RESULTS (a CSV), and the README's block when it is the recorded one."""
+    from twinscan.bench.results_md import publish
+
+    readme = REPO / "README.md" if results.resolve() == RESULTS.resolve() else None
+    print(f"wrote {publish('detect_speed', results, readme)}")
 
 
 if __name__ == "__main__":
