@@ -232,7 +232,7 @@ def test_detect_speed_takes_each_tools_latest_row() -> None:
     assert "| `tcpdump -r f.pcap -w /dev/null` | 1,000 | 0.10 s | 0.10 s | 3 |" in out
     assert "f.pcap` | 1,000 | 3.50" not in out
     flat = " ".join(out.split())
-    assert "Measured 2026-02-01 on a 8-core aarch64 machine" in flat
+    assert "Measured 2026-02-01 on an 8-core aarch64 machine" in flat
     assert "--repeat 5" in flat
     assert "reads the 1,002,008 packets in under the 3 s target (2.65 s median)" in flat
     slow = results_md.detect_speed("\n".join(DETECT_CSV.splitlines()[:3]))

@@ -238,7 +238,12 @@ def detect_speed(text: str) -> str:
         return "\n".join(lines) + "\n"
     cores = re.search(r"x(\d+)$", twin["cpu"])
     machine = twin["cpu"].rsplit(" ", 1)[0]
-    where = f"a {cores.group(1)}-core {machine} machine" if cores else twin["cpu"]
+    if cores:
+        n = cores.group(1)
+        article = "an" if n in ("11", "18") or n.startswith("8") else "a"
+        where = f"{article} {n}-core {machine} machine"
+    else:
+        where = twin["cpu"]
     median = float(twin["median_s"])
     verdict = (
         f"in under the {num(DETECT_TARGET_S, 0)} s target"
