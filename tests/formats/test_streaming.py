@@ -41,6 +41,10 @@ def test_host_blocks_bound_the_probes() -> None:
     small = build_request(targets=["127.0.0.1-5"], techniques=(Technique.CONNECT,), ports="1-100")
     assert streamed.host_blocks(small, Technique.CONNECT) == [small.targets]
     assert not streamed.streams(small) and streamed.streams(request)
+    one_block = build_request(targets=["127.0.0.1"], techniques=(Technique.SYN,), ports="-")
+    assert not streamed.streams(one_block)  # 65535 probes, but one block: held whole
+    two = build_request(targets=["127.0.0.1"], techniques=(Technique.SYN, Technique.FIN), ports="-")
+    assert streamed.streams(two)  # one block per technique: the first is written, then freed
 
 
 def _block(host: str, ports: list[int]) -> ResultColumns:
@@ -110,10 +114,10 @@ def test_parquet_keeps_the_schema_dtypes_for_pandas_and_dask(tmp_path: Path) -> 
 
 
 def test_streamed_scan_equals_the_in_memory_scan(tmp_path: Path) -> None:
-    """Two host blocks of 20000 ports (streamed) against the same scan held in memory."""
-    scan = ["scan", "-sT", "-p", "1-20000", "127.0.0.1-2"]
+    """Two host blocks of 40000 ports (streamed) against the same scan held in memory."""
+    scan = ["scan", "-sT", "-p", "1-40000", "127.0.0.1-2"]
     request = build_request(
-        targets=["127.0.0.1-2"], techniques=(Technique.CONNECT,), ports="1-20000"
+        targets=["127.0.0.1-2"], techniques=(Technique.CONNECT,), ports="1-40000"
     )
     assert streamed.streams(request)
     out = subprocess.run(
@@ -129,13 +133,13 @@ def test_streamed_scan_equals_the_in_memory_scan(tmp_path: Path) -> None:
 
     whole = run_scan(request, Engine.NATIVE)
     want = _cells(whole.frame)
-    assert len(want) == 40000
+    assert len(want) == 80000
     assert _cells(read_csv(tmp_path / "s.csv")) == want  # same rows, same order
     assert _cells(read_jsonl(tmp_path / "s.jsonl")) == want
     assert _cells(read_parquet(tmp_path / "pq")) == want
     report = out.stderr.strip().splitlines()
     assert report[:-1] == render_text(whole).splitlines()[:-1]
-    assert report[-1].startswith("twinscan done: 2 IP addresses, 40000 port verdicts in ")
+    assert report[-1].startswith("twinscan done: 2 IP addresses, 80000 port verdicts in ")
     stdout = subprocess.run(
         [*TWINSCAN, *scan, "--csv", "-"], capture_output=True, text=True, timeout=120
     )

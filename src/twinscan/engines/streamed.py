@@ -59,8 +59,14 @@ STREAM_MIN_PROBES = 1 << 15
 
 
 def streams(request: ScanRequest) -> bool:
-    """Whether a scan is large enough to stream (a smaller one stays in memory as before)."""
-    return any(request.probes(t) >= STREAM_MIN_PROBES for t in request.techniques)
+    """Whether a scan is large enough to stream: some technique has ``STREAM_MIN_PROBES``
+    probes, and the scan spans more than one host block. A scan that is one block (one host
+    at all 65535 ports) would hold that block in memory either way; without the scan process
+    in between it is faster (0.97 s against 1.10 s for ``-sS -p-`` of loopback) and smaller
+    (131 against 161 MiB of summed RSS: one process fewer)."""
+    if not any(request.probes(t) >= STREAM_MIN_PROBES for t in request.techniques):
+        return False
+    return sum(len(host_blocks(request, t)) for t in request.techniques) > 1
 
 
 def restrict(parts: Sequence[ResultColumns], hosts: set[str]) -> list[ResultColumns]:
