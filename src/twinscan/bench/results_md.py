@@ -115,6 +115,14 @@ def memory_growth(text: str) -> str:
             "block while it writes it, the scan process's two connect workers the block being "
             "scanned, never both at once"
         )
+        if a == 1 and len(plain) > 2:
+            # one host at all ports is one block: held whole, without the scan process
+            second = plain[1]
+            text_ += (
+                f" (a one-host scan is one block and runs without the scan process; from "
+                f"{_hosts(second)} to {_hosts(b)}, where every scan streams: "
+                f"{pct(rss('twinscan', b), rss('twinscan', second))})"
+            )
     nmap = [h for h in plain if ("nmap", h) in by]
     if nmap:
         smaller = all(rss("nmap", h) < rss("twinscan", h) for h in nmap)
