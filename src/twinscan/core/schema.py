@@ -16,6 +16,7 @@ agree cell for cell, and keeping them in one module keeps that contract in one p
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
@@ -129,13 +130,23 @@ class ScanMeta:
         return (self.end - self.start).total_seconds()
 
 
+#: the highest port of each ``IanaRange``, in its order (well-known, registered, dynamic).
+_IANA_UPPERS: tuple[int, ...] = tuple(r.bounds[1] for r in IanaRange)
+
+
 def iana_codes(ports: Sequence[int] | Any) -> Any:
     """The ``iana_range`` category code of each port (numpy int8 array): the one place the
-    column is computed (``IanaRange`` order: well-known, registered, dynamic)."""
+    column is computed (``IanaRange`` order: well-known, registered, dynamic);
+    ``iana_codes_plain`` is the same without numpy."""
     import numpy as np
 
-    uppers = np.array([r.bounds[1] for r in IanaRange])
+    uppers = np.array(_IANA_UPPERS)
     return np.searchsorted(uppers, np.asarray(ports, dtype=np.int64)).astype(np.int8)
+
+
+def iana_codes_plain(ports: Iterable[int]) -> list[int]:
+    """``iana_codes`` as a list, without numpy (its import costs more than a small result)."""
+    return [bisect.bisect_left(_IANA_UPPERS, p) for p in ports]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

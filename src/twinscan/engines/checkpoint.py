@@ -323,6 +323,15 @@ class CheckpointLog:
     def mark_complete(self) -> None:
         self._write({"complete": True})
 
+    def finish(self, *, stopped: bool) -> None:
+        """The end of a streamed or Dask scan: every technique done and the scan complete,
+        unless it was stopped (a resume then scans what is left); then close."""
+        if not stopped:
+            for tech in self.request.techniques:
+                self.mark_done(tech)
+            self.mark_complete()
+        self.close()
+
     def close(self) -> None:
         if self._fd >= 0:
             os.fsync(self._fd)

@@ -388,9 +388,5 @@ def run_dask(
             write_ready(len(blocks))  # a stopped scan: every block with what finished
             stopped = stopped or interrupt.requested()
             if checkpoint is not None:
-                if not stopped:
-                    for tech in request.techniques:
-                        checkpoint.mark_done(tech)
-                    checkpoint.mark_complete()
-                checkpoint.close()
+                checkpoint.finish(stopped=stopped)
     return scan_meta(request, Engine.NATIVE, start, dt.datetime.now(dt.UTC), incomplete=stopped)

@@ -175,11 +175,7 @@ def run_streamed(
         stopped = stopped or interrupt.requested()
         collector.finish()
         if checkpoint is not None:
-            if not stopped:
-                for tech in request.techniques:
-                    checkpoint.mark_done(tech)
-                checkpoint.mark_complete()
-            checkpoint.close()
+            checkpoint.finish(stopped=stopped)
     return scan_meta(request, engine, start, dt.datetime.now(dt.UTC), incomplete=stopped)
 
 

@@ -8,7 +8,6 @@ CSV ends with one ``#`` comment line (``INCOMPLETE_PREFIX``), which ``read_csv``
 
 from __future__ import annotations
 
-import bisect
 import io
 import os
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from twinscan.core.schema import (
     category_values,
     conform,
     iana_codes,
+    iana_codes_plain,
 )
 from twinscan.core.vocab import IanaRange
 from twinscan.formats.incomplete import incomplete_note, mark_incomplete
@@ -80,9 +80,8 @@ def columns_csv_text(columns: ResultColumns) -> str:
     ranges = [r.value for r in IanaRange]
     plain = n < PLAIN_MAX_ROWS and _millisecond_rtts(columns.rtt_ms)
     if plain:
-        uppers = [r.bounds[1] for r in IanaRange]
         ports: list[int] = [int(p) for p in columns.port]
-        iana = [ranges[bisect.bisect_left(uppers, p)] for p in ports]
+        iana = [ranges[i] for i in iana_codes_plain(ports)]
     else:
         import numpy as np
 

@@ -114,20 +114,24 @@ def _icmp_row(reason: Reason, connect: Cell) -> dict[Technique, Cell]:
     return _tcp_row(connect, f, f, f, f, f, _BOUNCE_CLOSED)
 
 
+#: A port that answers every probe with RST (window 0): closed, or a tcp-reset reject.
+_RST_ROW = _tcp_row(
+    Cell(S.CLOSED, R.CONN_REFUSED),
+    _RST_CLOSED,
+    _RST_CLOSED,
+    _RST_CLOSED,
+    Cell(S.UNFILTERED, R.RESET),
+    _RST_CLOSED,
+    _BOUNCE_CLOSED,
+)  # fmt: skip
+
+
 #: situation x technique -> (state, reason), TCP techniques. Columns: connect, syn,
 #: fin/xmas/null, maimon, ack, window, ftp-bounce.
 TCP_TABLE: dict[str, dict[Technique, Cell]] = {
     DROP: _tcp_row(_NR, _NR, _OF, _OF, _NR, _NR, _BOUNCE_CLOSED),
-    # nft "reject with tcp reset": RST|ACK, window 0
-    Action.TCP_RESET.value: _tcp_row(
-        Cell(S.CLOSED, R.CONN_REFUSED),
-        _RST_CLOSED,
-        _RST_CLOSED,
-        _RST_CLOSED,
-        Cell(S.UNFILTERED, R.RESET),
-        _RST_CLOSED,
-        _BOUNCE_CLOSED,
-    ),  # fmt: skip
+    # nft "reject with tcp reset": RST|ACK, window 0 -- what a closed port sends
+    Action.TCP_RESET.value: _RST_ROW,
     # ICMP code 3 makes connect() fail with ECONNREFUSED; codes 10 and 13 with EHOSTUNREACH;
     # code 0 with ENETUNREACH (Linux icmp_err_convert[])
     Action.PORT_UNREACHABLE.value: _icmp_row(R.PORT_UNREACH, Cell(S.CLOSED, R.CONN_REFUSED)),
@@ -145,15 +149,7 @@ TCP_TABLE: dict[str, dict[Technique, Cell]] = {
         Cell(S.OPEN, R.NO_RESPONSE),
     ),  # fmt: skip
     # nothing listening: RST to everything
-    TCP_CLOSED: _tcp_row(
-        Cell(S.CLOSED, R.CONN_REFUSED),
-        _RST_CLOSED,
-        _RST_CLOSED,
-        _RST_CLOSED,
-        Cell(S.UNFILTERED, R.RESET),
-        _RST_CLOSED,
-        _BOUNCE_CLOSED,
-    ),  # fmt: skip
+    TCP_CLOSED: _RST_ROW,
 }
 
 #: situation -> (state, reason) for a UDP probe.

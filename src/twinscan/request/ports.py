@@ -99,10 +99,10 @@ class ServiceNames(Mapping[tuple[int, str], str]):
         while found >= 0:
             start = data.rfind(b"\n", 0, found) + 1
             end = data.find(b"\n", found)
-            line = data[start : end if end >= 0 else len(data)]
-            fields = line.split(b"#", 1)[0].split()
-            if len(fields) >= 3 and fields[1] == needle.strip() and _float(fields[2]):
-                return fields[0].decode(errors="replace")
+            line = data[start : end if end >= 0 else len(data)].decode(errors="replace")
+            for entry in _parse_services(line):  # the one line, by load_services' own rules
+                if entry.port == port and entry.proto.value == proto:
+                    return entry.name
             found = data.find(needle, found + 1)
         return None
 
