@@ -1,6 +1,7 @@
 """Listeners on a loopback address whose verdicts are known: an open TCP port, a closed TCP port
-(bound, never listening), an answering UDP port (echo) and a silent UDP port. Shared by the
-raw engine's IPv4 and IPv6 loopback tests."""
+(bound, never listening), an answering UDP port (echo) and a silent UDP port; what each raw TCP
+technique says of the two TCP ports; and the switch between the raw engine's two send/receive
+paths. Shared by the raw engine's IPv4 and IPv6 loopback tests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,32 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+
+import pytest
+
+from twinscan.core.vocab import PortState, Technique
+
+#: raw TCP technique -> (verdict of the open port, of the closed one), IPv4 and IPv6 alike.
+TCP_EXPECTED = {
+    Technique.SYN: (PortState.OPEN, PortState.CLOSED),
+    Technique.FIN: (PortState.OPEN_FILTERED, PortState.CLOSED),
+    Technique.XMAS: (PortState.OPEN_FILTERED, PortState.CLOSED),
+    Technique.NULL: (PortState.OPEN_FILTERED, PortState.CLOSED),
+    Technique.ACK: (PortState.UNFILTERED, PortState.UNFILTERED),
+    Technique.WINDOW: (PortState.CLOSED, PortState.CLOSED),  # Linux RSTs carry window 0
+    Technique.MAIMON: (PortState.CLOSED, PortState.CLOSED),  # Linux answers FIN/ACK with RST
+}
+
+#: parametrize a test over the raw engine's two paths (``use_path``)
+BOTH_PATHS = pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
+
+
+def use_path(bulk: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One probe at a time (what a small scan does: no numpy), or in bulk (numpy, mmsg)."""
+    from twinscan.engines import raw
+
+    if bulk:
+        monkeypatch.setattr(raw, "BULK_MIN_PROBES", 1)
 
 
 @contextlib.contextmanager

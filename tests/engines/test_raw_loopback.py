@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from loopback_listeners import loopback_listeners
+from loopback_listeners import BOTH_PATHS, TCP_EXPECTED, loopback_listeners, use_path
 from twinscan.core.errors import EnvironmentProblem
 from twinscan.core.timing import resolve
 from twinscan.core.vocab import PortState, Technique
@@ -42,30 +42,15 @@ def _scan(tech: Technique, tcp: tuple[int, ...], udp: tuple[int, ...] = ()) -> d
     return {int(p): str(s) for p, s in zip(frame["port"], frame["state"], strict=True)}
 
 
-EXPECTED = {
-    T.SYN: (PortState.OPEN, PortState.CLOSED),
-    T.FIN: (PortState.OPEN_FILTERED, PortState.CLOSED),
-    T.XMAS: (PortState.OPEN_FILTERED, PortState.CLOSED),
-    T.NULL: (PortState.OPEN_FILTERED, PortState.CLOSED),
-    T.ACK: (PortState.UNFILTERED, PortState.UNFILTERED),
-    T.WINDOW: (PortState.CLOSED, PortState.CLOSED),  # Linux RSTs carry window 0
-    T.MAIMON: (PortState.CLOSED, PortState.CLOSED),  # Linux answers FIN/ACK with RST
-}
-
-
-@pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
-@pytest.mark.parametrize("tech", list(EXPECTED))
+@BOTH_PATHS
+@pytest.mark.parametrize("tech", list(TCP_EXPECTED))
 def test_tcp_techniques_on_loopback(
     tech: Technique, bulk: bool, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both send/receive paths: one probe at a time (small scans, no numpy) and in bulk."""
-    from twinscan.engines import raw
-
-    if bulk:
-        monkeypatch.setattr(raw, "BULK_MIN_PROBES", 1)
+    use_path(bulk, monkeypatch)
     ports = (listeners["tcp_open"], listeners["tcp_closed"], *range(1, 200))
     got = _scan(tech, tuple(dict.fromkeys(ports)))
-    want_open, want_closed = EXPECTED[tech]
+    want_open, want_closed = TCP_EXPECTED[tech]
     assert got[listeners["tcp_open"]] == want_open.value
     assert got[listeners["tcp_closed"]] == want_closed.value
     assert len(got) == len(set(ports))
@@ -128,7 +113,7 @@ def test_large_scan_runs_in_a_worker_with_batched_io(
     frame = result.frame
     assert list(frame["port"]) == sorted(ports)  # every port, sorted
     states = dict(zip(frame["port"].astype(int), frame["state"].astype(str), strict=True))
-    want_open, want_closed = EXPECTED[tech]
+    want_open, want_closed = TCP_EXPECTED[tech]
     assert states.pop(listeners["tcp_open"]) == want_open.value
     assert set(states.values()) <= {want_closed.value, PortState.OPEN.value}  # other listeners
     assert progress.total == progress.done == len(ports) and progress.finished

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from loopback_listeners import loopback_listeners
+from loopback_listeners import BOTH_PATHS, TCP_EXPECTED, loopback_listeners, use_path
 from twinscan.core.errors import UsageError
 from twinscan.core.timing import resolve
 from twinscan.core.vocab import PortState, Technique
@@ -49,30 +49,15 @@ def _scan(
     }
 
 
-EXPECTED = {
-    T.SYN: (PortState.OPEN, PortState.CLOSED),
-    T.FIN: (PortState.OPEN_FILTERED, PortState.CLOSED),
-    T.XMAS: (PortState.OPEN_FILTERED, PortState.CLOSED),
-    T.NULL: (PortState.OPEN_FILTERED, PortState.CLOSED),
-    T.ACK: (PortState.UNFILTERED, PortState.UNFILTERED),
-    T.WINDOW: (PortState.CLOSED, PortState.CLOSED),
-    T.MAIMON: (PortState.CLOSED, PortState.CLOSED),
-}
-
-
-@pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
-@pytest.mark.parametrize("tech", list(EXPECTED))
+@BOTH_PATHS
+@pytest.mark.parametrize("tech", list(TCP_EXPECTED))
 def test_tcp_techniques_on_ipv6_loopback(
     tech: Technique, bulk: bool, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both send/receive paths: one probe at a time (small scans, no numpy) and in bulk."""
-    from twinscan.engines import raw
-
-    if bulk:
-        monkeypatch.setattr(raw, "BULK_MIN_PROBES", 1)
+    use_path(bulk, monkeypatch)
     ports = (listeners["tcp_open"], listeners["tcp_closed"], *range(1, 200))
     got = _scan(tech, tuple(dict.fromkeys(ports)))
-    want_open, want_closed = EXPECTED[tech]
+    want_open, want_closed = TCP_EXPECTED[tech]
     assert got[listeners["tcp_open"]][0] == want_open.value
     assert got[listeners["tcp_closed"]][0] == want_closed.value
     assert got[listeners["tcp_closed"]][1] == "reset"
