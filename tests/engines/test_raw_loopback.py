@@ -96,7 +96,7 @@ class CountingProgress:
 
 
 @pytest.mark.parametrize("tech", [T.SYN, T.ACK])
-def test_large_scan_runs_in_a_worker_with_batched_io(
+def test_large_tcp_scan_runs_on_the_columnar_session_with_batched_io(
     tech: Technique, listeners: dict[str, int]
 ) -> None:
     from twinscan.engines import raw
@@ -129,9 +129,10 @@ def test_worker_errors_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(raw, "RawNetwork", refuse)
     request = ScanRequest(
         targets=("127.0.0.1",),
-        ports=PortPlan(tcp=tuple(range(1, raw.FORK_MIN_PROBES + 1)), udp=()),
-        techniques=(T.SYN,),
+        ports=PortPlan(tcp=(), udp=tuple(range(1, raw.FORK_MIN_PROBES + 1))),
+        techniques=(T.UDP,),
         timing=resolve(4),
     )
+    assert raw.shard_count(request, T.UDP) == 1  # a large UDP scan runs in a worker
     with pytest.raises(EnvironmentProblem, match="-sT"):
-        raw.scan(request, T.SYN)
+        raw.scan(request, T.UDP)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twinscan.core.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, resolve
-from twinscan.protocol.pacing import CongestionWindow, RateLimiter, RttEstimator
+from twinscan.protocol.pacing import CongestionWindow, RateLimiter, RttEstimator, sample_all
 
 T3 = resolve(3)
 T4 = resolve(4)
@@ -246,3 +246,48 @@ def test_next_time_is_when_allowance_opens(rate: float, now: float) -> None:
     t = limiter.next_time(now)
     assert t >= now
     assert limiter.allowance(t + 1e-9 * max(1.0, t)) >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.none() | st.floats(0.0, 3.0),
+    deltas=st.lists(
+        st.floats(-0.1, 10.0) | st.sampled_from([0.0, -0.01, 8.0, 2.5, 0.0001]), max_size=60
+    ),
+    level=st.sampled_from([3, 4, 5]),
+)
+def test_sample_all_equals_sample_one_by_one(
+    first: float | None, deltas: list[float], level: int
+) -> None:
+    """The columnar session's batch of RTT samples ends where ``sample`` per value ends."""
+    one, many = (RttEstimator.for_timing(resolve(level)) for _ in range(2))
+    if first is not None:
+        one.sample(first)
+        many.sample(first)
+    for d in deltas:
+        one.sample(d)
+    sample_all(many, deltas)
+    assert (many.srtt, many.rttvar, many.timeout) == (one.srtt, one.rttvar, one.timeout)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n=st.integers(0, 400),
+    expected=st.integers(0, 500),
+    received=st.integers(0, 500),
+    cwnd=st.floats(1.0, 300.0),
+    ssthresh=st.floats(2.0, 300.0),
+    icmp=st.booleans(),
+)
+def test_ack_many_equals_expect_and_ack_per_reply(
+    n: int, expected: int, received: int, cwnd: float, ssthresh: float, icmp: bool
+) -> None:
+    one, many = CongestionWindow(), CongestionWindow()
+    for w in (one, many):
+        w.expected, w.received, w.cwnd, w.ssthresh = expected, received, cwnd, ssthresh
+    cap = 1.0 if icmp else CC_SCALE_MAX
+    for _ in range(n):
+        one.expected += 1
+        one.ack(max_cc_scale=cap)
+    many.ack_many(n, max_cc_scale=cap)
+    assert (many.cwnd, many.expected, many.received) == (one.cwnd, one.expected, one.received)

@@ -17,7 +17,13 @@ from twinscan.core.rules import IcmpReply, Reply, TcpReply, UdpReply
 from twinscan.core.schema import host_sort_key
 from twinscan.core.timing import resolve
 from twinscan.core.vocab import PortState, Reason, Technique
+from twinscan.protocol.bulk_session import BulkTcpSession
 from twinscan.protocol.raw_session import CANARIES, ScanSession
+
+#: The TCP techniques' two sessions: one ``Probe`` per port, and the columnar one a large scan
+#: runs on. Every TCP test below holds both to the same behaviour.
+TCP_SESSIONS = pytest.mark.parametrize("Session", [ScanSession, BulkTcpSession])
+AnySession = ScanSession | BulkTcpSession
 
 SYNACK = TcpReply(rules.SYN | rules.ACK)
 RST = TcpReply(rules.RST | rules.ACK)
@@ -51,11 +57,15 @@ class FakeNet:
         return reply
 
 
-def drive(session: ScanSession, net: FakeNet, *, limit_s: float = 600.0) -> float:
-    """Run ``session`` to completion against ``net`` on a fake clock; return the elapsed time."""
+def drive(session: AnySession, net: FakeNet, *, limit_s: float = 600.0) -> float:
+    """Run ``session`` to completion against ``net`` on a fake clock; return the elapsed time.
+
+    A ``BulkTcpSession`` gets its TCP replies as the engine hands them over, a batch at a time
+    (``receive_tcp_batch``), and the rest (ICMP errors) one by one."""
     now = 0.0
     events: list[tuple[float, int, str, int, int, Reply]] = []
     n = 0
+    bulk = isinstance(session, BulkTcpSession)
     for _ in range(1_000_000):
         for host, port, tryno in session.due(now):
             net.sent.append((now, host, port, tryno))
@@ -63,9 +73,15 @@ def drive(session: ScanSession, net: FakeNet, *, limit_s: float = 600.0) -> floa
             if reply is not None:
                 n += 1
                 heapq.heappush(events, (now + net.rtt, n, host, port, tryno, reply))
+        batch: list[tuple[str, int, int, int, int, int]] = []
         while events and events[0][0] <= now:
             _, _, host, port, tryno, reply = heapq.heappop(events)
-            session.receive(host, port, tryno, reply, now, ttl=64, sender=host)
+            if bulk and isinstance(reply, TcpReply):
+                batch.append((host, port, tryno, reply.flags, reply.window, 64))
+            else:
+                session.receive(host, port, tryno, reply, now, ttl=64, sender=host)
+        if batch:
+            session.receive_tcp_batch(batch, now)
         session.expire(now)
         if session.done:
             return now
@@ -77,13 +93,14 @@ def drive(session: ScanSession, net: FakeNet, *, limit_s: float = 600.0) -> floa
     raise AssertionError("too many steps")
 
 
-def verdicts(session: ScanSession) -> dict[tuple[str, int], tuple[PortState, Reason]]:
+def verdicts(session: AnySession) -> dict[tuple[str, int], tuple[PortState, Reason]]:
     return {(v.host, v.port): (v.state, v.reason) for v in session.verdicts()}
 
 
-def test_behaviour_table_gives_nmaps_verdicts() -> None:
+@TCP_SESSIONS
+def test_behaviour_table_gives_nmaps_verdicts(Session: type[AnySession]) -> None:
     net = FakeNet({22: SYNACK, 23: RST, 24: None, 25: ADMIN})
-    session = ScanSession(Technique.SYN, ["198.18.0.2"], [22, 23, 24, 25], resolve(4))
+    session = Session(Technique.SYN, ["198.18.0.2"], [22, 23, 24, 25], resolve(4))
     drive(session, net)
     got = verdicts(session)
     assert got == {
@@ -97,9 +114,10 @@ def test_behaviour_table_gives_nmaps_verdicts() -> None:
     assert [s[3] for s in net.sent if s[2] != 24] == [0, 0, 0]
 
 
-def test_silence_means_open_filtered_for_fin() -> None:
+@TCP_SESSIONS
+def test_silence_means_open_filtered_for_fin(Session: type[AnySession]) -> None:
     net = FakeNet({80: None}, default=RST)
-    session = ScanSession(Technique.FIN, ["127.0.0.1"], [79, 80, 81], resolve(4))
+    session = Session(Technique.FIN, ["127.0.0.1"], [79, 80, 81], resolve(4))
     drive(session, net)
     got = verdicts(session)
     assert got[("127.0.0.1", 80)] == (PortState.OPEN_FILTERED, Reason.NO_RESPONSE)
@@ -115,16 +133,15 @@ def test_port_order_is_random_unless_asked_not_to() -> None:
     assert [p.port for p in shuffled.probes] != ports
 
 
-def test_lost_probes_are_retransmitted_and_answered() -> None:
+@TCP_SESSIONS
+def test_lost_probes_are_retransmitted_and_answered(Session: type[AnySession]) -> None:
     """10% random loss: every port still gets its real verdict (no false 'filtered')."""
     ports = list(range(1, 3001))
     table: dict[int, Reply | None] = {p: SYNACK for p in ports if p % 97 == 0}
     table.update({p: None for p in ports if p % 89 == 0})
     for seed in (1, 2):
         net = FakeNet(table, loss=0.10, seed=seed)
-        session = ScanSession(
-            Technique.SYN, ["198.18.0.3"], ports, resolve(4), rng=random.Random(seed)
-        )
+        session = Session(Technique.SYN, ["198.18.0.3"], ports, resolve(4), rng=random.Random(seed))
         elapsed = drive(session, net)
         got = verdicts(session)
         wrong = [
@@ -137,10 +154,11 @@ def test_lost_probes_are_retransmitted_and_answered() -> None:
         assert elapsed < 5.0, elapsed
 
 
-def test_congestion_cuts_the_window() -> None:
+@TCP_SESSIONS
+def test_congestion_cuts_the_window(Session: type[AnySession]) -> None:
     """A bottleneck (30 probes per 10 ms, the rest dropped): loss that grows with the
     sending rate is congestion, so the window shrinks -- and every port is still right."""
-    session = ScanSession(Technique.SYN, ["h"], list(range(1, 2001)), resolve(4))
+    session = Session(Technique.SYN, ["h"], list(range(1, 2001)), resolve(4))
 
     class Bottleneck(FakeNet):
         def answer(self, host: str, port: int, now: float) -> Reply | None:
@@ -155,9 +173,10 @@ def test_congestion_cuts_the_window() -> None:
     assert session.retransmissions < 2000
 
 
-def test_max_rate_is_respected() -> None:
+@TCP_SESSIONS
+def test_max_rate_is_respected(Session: type[AnySession]) -> None:
     net = FakeNet({})
-    session = ScanSession(Technique.SYN, ["h"], list(range(1, 201)), resolve(5, max_rate=100))
+    session = Session(Technique.SYN, ["h"], list(range(1, 201)), resolve(5, max_rate=100))
     elapsed = drive(session, net)
     assert elapsed >= 1.9  # 200 probes at 100/s
     times = [s[0] for s in net.sent]
@@ -165,15 +184,17 @@ def test_max_rate_is_respected() -> None:
         assert times[i + 10] - times[i] >= 0.08  # no burst beyond the 20 ms bucket
 
 
-def test_scan_delay_spaces_probes_to_a_host() -> None:
+@TCP_SESSIONS
+def test_scan_delay_spaces_probes_to_a_host(Session: type[AnySession]) -> None:
     net = FakeNet({})
-    session = ScanSession(Technique.SYN, ["h"], list(range(1, 11)), resolve(4, scan_delay_ms=50))
+    session = Session(Technique.SYN, ["h"], list(range(1, 11)), resolve(4, scan_delay_ms=50))
     drive(session, net)
     times = [s[0] for s in net.sent]
     assert all(b - a >= 0.05 - 1e-9 for a, b in zip(times, times[1:], strict=False))
 
 
-def test_adaptive_retries_follow_successful_retransmissions() -> None:
+@TCP_SESSIONS
+def test_adaptive_retries_follow_successful_retransmissions(Session: type[AnySession]) -> None:
     """A port answered on its 2nd try raises the cap (nmap's allowedTryno): a port that
     needs 3 tries gets them, and a silent port is tried more than twice."""
 
@@ -184,7 +205,7 @@ def test_adaptive_retries_follow_successful_retransmissions() -> None:
             return None if port == 9 or tries < need else RST
 
     net = Stubborn({})
-    session = ScanSession(Technique.SYN, ["h"], [5, 6, 7, 8, 9], resolve(4), randomize=False)
+    session = Session(Technique.SYN, ["h"], [5, 6, 7, 8, 9], resolve(4), randomize=False)
     drive(session, net)
     assert verdicts(session)[("h", 7)][0] is PortState.CLOSED
     assert verdicts(session)[("h", 9)][0] is PortState.FILTERED
@@ -293,8 +314,9 @@ def test_defeat_icmp_ratelimit_gives_closed_filtered() -> None:
     assert {v[0] for v in verdicts(session).values()} == {PortState.CLOSED_FILTERED}
 
 
-def test_stray_and_late_replies_change_nothing() -> None:
-    session = ScanSession(Technique.SYN, ["h"], [1], resolve(4))
+@TCP_SESSIONS
+def test_stray_and_late_replies_change_nothing(Session: type[AnySession]) -> None:
+    session = Session(Technique.SYN, ["h"], [1], resolve(4))
     # a reply before anything was sent, for an unknown host, for an unknown port
     assert not session.receive("h", 1, 0, SYNACK, 0.0)
     session.due(0.0)
@@ -306,8 +328,9 @@ def test_stray_and_late_replies_change_nothing() -> None:
     assert session.done
 
 
-def test_rtt_estimate_follows_jacobson() -> None:
-    session = ScanSession(Technique.SYN, ["h"], list(range(1, 50)), resolve(3))
+@TCP_SESSIONS
+def test_rtt_estimate_follows_jacobson(Session: type[AnySession]) -> None:
+    session = Session(Technique.SYN, ["h"], list(range(1, 50)), resolve(3))
     host = session.hosts[0]
     assert host.rtt.timeout == 1.0  # T3 initial RTT timeout
     drive(session, FakeNet({}, rtt=0.05))
@@ -315,17 +338,19 @@ def test_rtt_estimate_follows_jacobson() -> None:
     assert host.rtt.timeout == pytest.approx(0.1, rel=0.05)  # clamped up to min_rtt_timeout
 
 
-def test_interrupted_session_reports_only_finished_ports() -> None:
-    session = ScanSession(Technique.SYN, ["h"], [1, 2, 3], resolve(4), randomize=False)
+@TCP_SESSIONS
+def test_interrupted_session_reports_only_finished_ports(Session: type[AnySession]) -> None:
+    session = Session(Technique.SYN, ["h"], [1, 2, 3], resolve(4), randomize=False)
     session.due(0.0)
     session.receive("h", 1, 0, RST, 0.001)
     assert [v.port for v in session.verdicts()] == [1]
 
 
-def test_columns_are_sorted_by_host_then_port_and_match_verdicts() -> None:
+@TCP_SESSIONS
+def test_columns_are_sorted_by_host_then_port_and_match_verdicts(Session: type[AnySession]) -> None:
     net = FakeNet({22: SYNACK, 24: None, 25: ADMIN}, default=RST)
     hosts = ["198.18.0.20", "198.18.0.3"]  # string order differs from target order
-    session = ScanSession(Technique.SYN, hosts, range(20, 30), resolve(4), rng=random.Random(5))
+    session = Session(Technique.SYN, hosts, range(20, 30), resolve(4), rng=random.Random(5))
     drive(session, net)
     cols = session.columns()
     keys = list(zip(cols.host, cols.port, strict=True))
@@ -411,3 +436,110 @@ def test_batch_receive_equals_one_by_one(
         (h.srtt, h.rtt.timeout, h.max_successful_try, h.answered) for h in batch.hosts
     ]
     assert (one._group.srtt, one._group.timeout) == (batch._group.srtt, batch._group.timeout)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    replies=st.lists(
+        st.tuples(
+            st.sampled_from(["198.18.0.10", "198.18.0.11", "198.19.9.9"]),
+            st.integers(1, 12),
+            st.integers(-1, 2),
+            st.sampled_from([rules.RST | rules.ACK, rules.SYN | rules.ACK, rules.ACK, rules.SYN]),
+            st.sampled_from([0, 1024]),
+            st.integers(1, 255),
+        ),
+        max_size=40,
+    ),
+    technique=st.sampled_from([Technique.SYN, Technique.WINDOW, Technique.ACK, Technique.FIN]),
+)
+def test_columnar_batch_equals_probe_session_one_by_one(
+    replies: list[tuple[str, int, int, int, int, int]], technique: Technique
+) -> None:
+    """``BulkTcpSession.receive_tcp_batch`` does what ``ScanSession.receive`` does reply by
+    reply: the same verdicts, RTTs, window, in-flight counts and RTT estimates."""
+    hosts, ports = ["198.18.0.10", "198.18.0.11"], list(range(1, 13))
+    one = ScanSession(technique, hosts, ports, resolve(4), randomize=False)
+    bulk = BulkTcpSession(technique, hosts, ports, resolve(4), randomize=False)
+    assert sorted(one.due(0.0)) == sorted(bulk.due(0.0))
+    for s in (one, bulk):
+        s.expire(0.6)  # a first timeout: some ports are on their second try
+    assert sorted(one.due(0.6)) == sorted(bulk.due(0.6))
+    for host, port, tryno, flags, window, ttl in replies:
+        one.receive(host, port, tryno, TcpReply(flags, window), 0.7, ttl=ttl, sender=host)
+    bulk.receive_tcp_batch(replies, 0.7)
+    a, b = one.columns(), bulk.columns()
+    assert (a.host, a.port, a.state, a.reason, a.reason_ttl, a.rtt_ms) == (
+        b.host, b.port, b.state, b.reason, b.reason_ttl, b.rtt_ms,
+    )  # fmt: skip
+    assert (one.in_flight, one.cwnd, one.window.received, one.window.expected, one.finished) == (
+        bulk.in_flight, bulk.cwnd, bulk.window.received, bulk.window.expected, bulk.finished,
+    )  # fmt: skip
+    assert [(h.srtt, h.rtt.timeout, h.max_successful_try, h.answered, h.in_flight) for h in one.hosts] == [
+        (h.srtt, h.rtt.timeout, h.max_successful_try, h.answered, h.in_flight) for h in bulk.hosts
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("loss", [0.05, 0.10, 0.20])
+def test_columnar_session_is_exact_under_loss_on_many_hosts(loss: float) -> None:
+    """Three hosts that behave differently (one drops everything, one answers with a mix,
+    one is lossy): every port gets its true verdict, as on the probe session."""
+    ports = list(range(1, 801))
+    table: dict[int, Reply | None] = {p: SYNACK for p in ports if p % 41 == 0}
+    table.update({p: ADMIN for p in ports if p % 53 == 0})
+    hosts = ["198.18.0.5", "198.18.0.6", "198.18.0.40"]
+
+    class Mixed(FakeNet):
+        def answer(self, host: str, port: int, now: float) -> Reply | None:
+            if host == "198.18.0.40":
+                return None
+            return super().answer(host, port, now)
+
+    for seed in range(3):
+        net = Mixed(table, loss=loss, seed=seed)
+        session = BulkTcpSession(Technique.SYN, hosts, ports, resolve(4), rng=random.Random(seed))
+        drive(session, net)
+        got = verdicts(session)
+        assert len(got) == len(hosts) * len(ports)
+        for (host, port), (state, _reason) in got.items():
+            want = None if host == "198.18.0.40" else table.get(port, RST)
+            assert state is rules.classify(Technique.SYN, want).state, (host, port, seed)
+
+
+def test_columnar_port_order_is_random_unless_asked_not_to() -> None:
+    ports = list(range(1, 201))
+    ordered = BulkTcpSession(Technique.SYN, ["h"], ports, resolve(3), randomize=False)
+    assert [p for _, p, _ in ordered.due(0.0)] == ports[:10]  # the initial window
+    first = [
+        [p for _, p, _ in BulkTcpSession(
+            Technique.SYN, ["h"], ports, resolve(3), rng=random.Random(seed)
+        ).due(0.0)]
+        for seed in (1, 2)
+    ]  # fmt: skip
+    assert first[0] != ports[:10] and first[0] != first[1]
+
+
+def test_columnar_final_columns_stream_every_verdict_once() -> None:
+    net = FakeNet({22: SYNACK, 24: None, 25: ADMIN}, default=RST)
+    session = BulkTcpSession(
+        Technique.SYN, ["198.18.0.3", "198.18.0.20"], range(1, 300), resolve(4)
+    )
+    seen: list[tuple[str, int, int]] = []
+    now = 0.0
+    for _ in range(10_000):
+        for host, port, tryno in session.due(now):
+            reply = net.answer(host, port, now)
+            if isinstance(reply, TcpReply):
+                session.receive_tcp_batch([(host, port, tryno, reply.flags, 0, 64)], now + 0.001)
+            elif reply is not None:
+                session.receive(host, port, tryno, reply, now + 0.001, ttl=64, sender=host)
+        session.expire(now)
+        part = session.final_columns()
+        seen += zip(part.host, part.port, part.state, strict=True)
+        if session.done:
+            break
+        now += 0.05
+    whole = session.columns()
+    assert sorted(seen) == sorted(zip(whole.host, whole.port, whole.state, strict=True))
+    assert len(seen) == len(set(seen)) == 2 * 299
+    assert not len(session.final_columns())

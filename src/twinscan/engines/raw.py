@@ -25,7 +25,6 @@ TCP techniques live in ``twinscan.engines.mmsg``; this module is the driver.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import errno
 import os
@@ -34,12 +33,12 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 from twinscan import __version__
 from twinscan.core.errors import EnvironmentProblem, ScanFailed, UsageError
 from twinscan.core.progress import NoProgress, Progress
-from twinscan.core.schema import ResultColumns, merge_columns
+from twinscan.core.schema import ResultColumns
 from twinscan.core.vocab import Engine, Technique
 from twinscan.engines import interrupt, stream
 from twinscan.engines.bpf import (
@@ -63,12 +62,15 @@ from twinscan.protocol.wire import IPPROTO_ICMPV6, IPPROTO_UDP
 
 if TYPE_CHECKING:
     from twinscan.core.schema import ScanResult
+    from twinscan.protocol.bulk_session import BulkTcpSession
     from twinscan.request.model import ScanRequest
 
 SO_RCVBUFFORCE = 33
 RCVBUF = 32 * 1024 * 1024
 _READ = 65535
 _CMSG_HOPLIMIT = socket.CMSG_SPACE(4)
+#: The session a raw scan runs: one ``Probe`` object per port, or columns for a large TCP scan.
+Session = Union[ScanSession, "BulkTcpSession"]
 #: A datagram as an ``AF_INET6`` raw socket gives it: (bytes, sender, protocol, hop limit).
 Datagram6 = tuple[bytes, str, int, int]
 
@@ -242,45 +244,36 @@ def _scan(
     return ScanResult(columns=cols, meta=meta)
 
 
-#: A scan of at least this many probes runs in a forked worker while this process loads
+#: A UDP scan of at least this many probes runs in a forked worker while this process loads
 #: the service names for the report.
 FORK_MIN_PROBES = 4096
-#: A TCP scan of at least this many probes builds, sends and matches them in bulk (numpy,
-#: ``sendmmsg``/``recvmmsg``); a smaller one sends and reads them one by one, as UDP does,
-#: and never imports numpy: the import (~55 ms) costs more than the per-probe Python saves
-#: below a few thousand probes (benchmarks/results, ``loopback-1k-syn``).
+#: A TCP scan of at least this many probes runs on the columnar session
+#: (``protocol.bulk_session``) and builds, sends and matches its probes in bulk (numpy,
+#: ``sendmmsg``/``recvmmsg``), in this process; a smaller one sends and reads them one by one,
+#: as UDP does, and never imports numpy: the import (~55 ms) costs more than the per-probe
+#: Python saves below a few thousand probes (benchmarks/results, ``loopback-1k-syn``).
 BULK_MIN_PROBES = 4096
 
 
 def _scan_columns(
     request: ScanRequest, technique: Technique, progress: Progress
 ) -> tuple[ResultColumns, bool]:
-    """``run`` the scan -- in forked workers when it is large -- and return its verdict columns."""
-    probes = len(request.targets) * len(request.ports_for(technique))
-    shards = shard_count(request, technique)
-    if not shards:
+    """``run`` the scan -- in a forked worker when it is a large UDP one -- and return its
+    verdict columns."""
+    if not shard_count(request, technique):
         session, incomplete = run(request, technique, progress=progress)
         return stream.columns_left(session), incomplete
-    from twinscan.engines.connect import shard_timing
     from twinscan.engines.forked import run_forked
-
-    ports = request.ports_for(technique)
-    timing = shard_timing(request.timing, shards)
-    parts = [
-        dataclasses.replace(
-            request, ports=dataclasses.replace(request.ports, tcp=ports[i::shards]), timing=timing
-        )
-        for i in range(shards)
-    ]
 
     def work(part: ScanRequest, worker_progress: Progress) -> tuple[ResultColumns, bool]:
         session, incomplete = run(part, technique, progress=worker_progress)
         return stream.columns_left(session), incomplete
 
+    probes = len(request.targets) * len(request.ports_for(technique))
     progress.start(f"{technique.value} scan", probes)
     try:
-        results = run_forked(
-            parts,
+        ((cols, incomplete),) = run_forked(
+            [request],
             work,
             progress=progress,
             stall_timeout_s=_worst_case_s(request, probes) + 30,
@@ -288,23 +281,23 @@ def _scan_columns(
         )
     finally:
         progress.finish()
-    return merge_columns([cols for cols, _ in results]), any(inc for _, inc in results)
+    return cols, incomplete
 
 
 def shard_count(request: ScanRequest, technique: Technique) -> int:
-    """How many forked workers scan ``technique`` (0: scan in this process).
+    """How many forked workers scan ``technique``: 1 for a large UDP scan, else 0 (this
+    process).
 
-    Small scans stay in-process. A large one runs in a worker while this process loads what
-    the result needs; a large TCP scan is split by port over one worker per CPU (at most 2),
-    each with its share of the rate limits. UDP stays whole: its ICMP pacing models each
-    host's one token bucket.
+    A large UDP scan (its per-probe session is Python objects) runs in a worker while this
+    process loads the service names; it stays whole, as its ICMP pacing models each host's
+    one token bucket. TCP scans run here: a large one on the columnar session, whose
+    per-probe cost is numpy's, not Python's, so the kernel's send work is what is left and two
+    workers would only double the memory (benchmarks/results, ``loopback-65k-syn``).
     """
     probes = len(request.targets) * len(request.ports_for(technique))
-    if probes < FORK_MIN_PROBES:
+    if technique is not Technique.UDP or probes < FORK_MIN_PROBES:
         return 0
-    if technique is Technique.UDP or request.timing.scan_delay_ms:
-        return 1
-    return max(1, min(2, os.cpu_count() or 1, probes // FORK_MIN_PROBES))
+    return 1
 
 
 def _prefetch() -> None:
@@ -323,7 +316,7 @@ def run(
     *,
     progress: Progress,
     clock: Callable[[], float] = time.monotonic,
-) -> tuple[ScanSession, bool]:
+) -> tuple[Session, bool]:
     """The I/O loop. Returns the session and whether Ctrl-C cut it short."""
     ports = request.ports_for(technique)
     rng = random.Random(os.urandom(16))
@@ -351,51 +344,65 @@ def run(
                 template=cached_template,
             )
         builders[target] = by_source[src]
-    session = ScanSession(
-        technique,
-        request.targets,
-        ports,
-        request.timing,
-        randomize=request.randomize_ports,
-        rng=rng,
-        packets_per_probe=per_probe,
-        defeat_icmp_ratelimit=request.defeat_icmp_ratelimit,
-        start=clock(),
-    )
+    total = len(request.targets) * len(ports)
+    bulk = technique is not Technique.UDP and total >= BULK_MIN_PROBES
+    session: Session
+    if bulk:
+        from twinscan.protocol.bulk_session import BulkTcpSession
+
+        session = BulkTcpSession(
+            technique,
+            request.targets,
+            ports,
+            request.timing,
+            randomize=request.randomize_ports,
+            rng=rng,
+            start=clock(),
+        )
+    else:
+        session = ScanSession(
+            technique,
+            request.targets,
+            ports,
+            request.timing,
+            randomize=request.randomize_ports,
+            rng=rng,
+            packets_per_probe=per_probe,
+            defeat_icmp_ratelimit=request.defeat_icmp_ratelimit,
+            start=clock(),
+        )
     if session.done:
         return session, False
     v6 = bool(request.targets) and ":" in request.targets[0]
     net = RawNetwork(technique, sport, v6=v6)
-    batch = receiver = None
-    if technique is not Technique.UDP and len(session.probes) >= BULK_MIN_PROBES:
-        batch = BatchSender(net.send_sock, request.targets)
-        receiver = BatchReceiver(net.recv_socks[0], v6=v6)
-    target_index = {t: i for i, t in enumerate(request.targets)}
-    progress.start(f"{technique.value} scan", len(session.probes))
+    bulk_io = (
+        None
+        if isinstance(session, ScanSession)
+        else _BulkIO(net, request.targets, builders, session)
+    )
+    progress.start(f"{technique.value} scan", session.total)
     reported = 0
     drain = stream.ProbeDrain(session, clock)  # verdicts leave as they become final
-    guard = clock() + _worst_case_s(request, len(session.probes))
+    guard = clock() + _worst_case_s(request, session.total)
     try:
         while not session.done:
             now = clock()
             if now > guard:
                 raise ScanFailed("the scan overran its worst-case duration; giving up")
-            due = session.due(now)
-            sent = len(due)
-            if batch is not None:
-                _send_tcp(batch, due, builders, target_index)
+            if bulk_io is not None:
+                sent = bulk_io.send(now)
+                bulk_io.receive(clock())
             else:
+                assert isinstance(session, ScanSession)
+                due = session.due(now)
+                sent = len(due)
                 for addr, port, tryno in due:
                     for packet in builders[addr].probes(addr, port, tryno):
                         net.send(packet, addr)
-            if v6:
-                if receiver is not None:
-                    _handle_tcp6(receiver, session, builders, request.targets, clock())
-                _handle6(net.drain6(icmp_only=receiver is not None), session, builders, clock())
-            else:
-                if receiver is not None:
-                    _handle_tcp(receiver, session, builders, request.targets, clock())
-                _handle(net.drain(icmp_only=receiver is not None), session, builders, clock())
+                if v6:
+                    _handle6(net.drain6(), session, builders, clock())
+                else:
+                    _handle(net.drain(), session, builders, clock())
             session.expire(clock())
             progress.advance(session.finished - reported)  # 0 is a heartbeat
             reported = session.finished
@@ -416,66 +423,88 @@ def run(
     return session, False
 
 
-def _send_tcp(
-    batch: BatchSender,
-    due: list[tuple[str, int, int]],
-    builders: dict[str, ProbeBuilder],
-    target_index: dict[str, int],
-) -> None:
-    """Build ``due``'s probes with numpy (one batch per source address) and sendmmsg them."""
-    if not due:
-        return
-    groups: dict[int, list[tuple[str, int, int]]] = {}
-    for item in due:
-        groups.setdefault(id(builders[item[0]]), []).append(item)
-    for items in groups.values():
-        dsts = [d for d, _, _ in items]
-        rows = builders[dsts[0]].tcp_batch(dsts, [p for _, p, _ in items], [k for _, _, k in items])
-        batch.send(rows, [target_index[d] for d in dsts])
+class _BulkIO:
+    """The bulk TCP path around a ``BulkTcpSession``: probes built with numpy from the
+    session's arrays and sent with ``sendmmsg``; replies read with ``recvmmsg`` and matched
+    with numpy; what the fast path does not read (ICMP errors, IP options) one by one."""
 
+    def __init__(
+        self,
+        net: RawNetwork,
+        targets: Sequence[str],
+        builders: dict[str, ProbeBuilder],
+        session: BulkTcpSession,
+    ) -> None:
+        import numpy as np
 
-def _handle_tcp(
-    receiver: BatchReceiver,
-    session: ScanSession,
-    builders: dict[str, ProbeBuilder],
-    targets: Sequence[str],
-    now: float,
-) -> None:
-    """Match the TCP socket's replies in bulk (numpy) and hand them to the session."""
-    builder = next(iter(builders.values()))  # all share the source port, secret and flags
-    for _ in range(64):  # bounded: at most 64 full buffers per turn
-        rows, lengths = receiver.receive()
-        if not len(rows):
-            return
-        matched, slow = builder.match_tcp(rows, lengths, targets)
-        session.receive_tcp_batch(matched, now)
-        if len(slow):
-            _handle([bytes(rows[i, : lengths[i]]) for i in slow], session, builders, now)
-        if len(rows) < receiver.capacity:
-            return
+        self._np = np
+        self._net = net
+        self._targets = targets
+        self._builders = builders
+        self._session = session
+        self._sender = BatchSender(net.send_sock, targets)
+        self._receiver = BatchReceiver(net.recv_socks[0], v6=net.v6)
+        #: the targets of each source address's builder, as host numbers, and its host table
+        groups: dict[int, list[int]] = {}
+        for i, target in enumerate(targets):
+            groups.setdefault(id(builders[target]), []).append(i)
+        self._groups = [
+            (builders[targets[members[0]]], np.asarray(members, dtype=np.int64))
+            for members in groups.values()
+        ]
+        self._table = {
+            id(b): b.host_table(targets) for b, _ in self._groups
+        }  # (every target: row h is host h)
+        self._matcher = builders[targets[0]]
 
+    def send(self, now: float) -> int:
+        hosts, ports, tries = self._session.due_arrays(now)
+        n = len(hosts)
+        if not n:
+            return 0
+        if len(self._groups) == 1:
+            builder = self._groups[0][0]
+            self._sender.send(
+                builder.tcp_rows(self._table[id(builder)], hosts, ports, tries), hosts
+            )
+            return n
+        for builder, members in self._groups:
+            pick = self._np.isin(hosts, members)
+            if pick.any():
+                table = self._table[id(builder)]
+                rows = builder.tcp_rows(table, hosts[pick], ports[pick], tries[pick])
+                self._sender.send(rows, hosts[pick])
+        return n
 
-def _handle_tcp6(
-    receiver: BatchReceiver,
-    session: ScanSession,
-    builders: dict[str, ProbeBuilder],
-    targets: Sequence[str],
-    now: float,
-) -> None:
-    """``_handle_tcp`` for IPv6: senders and hop limits come with each datagram."""
-    builder = next(iter(builders.values()))
-    for _ in range(64):  # bounded: at most 64 full buffers per turn
-        rows, lengths, senders, hlims = receiver.receive6()
-        if not len(rows):
-            return
-        session.receive_tcp_batch(builder.match_tcp6(rows, lengths, senders, hlims, targets), now)
-        if len(rows) < receiver.capacity:
-            return
+    def receive(self, now: float) -> None:
+        session, receiver, net = self._session, self._receiver, self._net
+        for _ in range(64):  # bounded: at most 64 full buffers per turn
+            if net.v6:
+                rows, lengths, senders, hlims = receiver.receive6()
+                if len(rows):
+                    cols = self._matcher.match_tcp6_arrays(
+                        rows, lengths, senders, hlims, self._targets
+                    )
+                    session.receive_arrays(*cols, now=now)
+            else:
+                rows, lengths = receiver.receive()
+                if len(rows):
+                    cols, slow = self._matcher.match_tcp_arrays(rows, lengths, self._targets)
+                    session.receive_arrays(*cols, now=now)
+                    if len(slow):
+                        datagrams = [bytes(rows[i, : lengths[i]]) for i in slow]
+                        _handle(datagrams, session, self._builders, now)
+            if len(rows) < receiver.capacity:
+                break
+        if net.v6:
+            _handle6(net.drain6(icmp_only=True), session, self._builders, now)
+        else:
+            _handle(net.drain(icmp_only=True), session, self._builders, now)
 
 
 def _handle(
     datagrams: list[bytes],
-    session: ScanSession,
+    session: Session,
     builders: dict[str, ProbeBuilder],
     now: float,
 ) -> None:
@@ -490,7 +519,7 @@ def _handle(
 
 def _handle6(
     datagrams: list[Datagram6],
-    session: ScanSession,
+    session: Session,
     builders: dict[str, ProbeBuilder],
     now: float,
 ) -> None:
@@ -504,7 +533,7 @@ def _handle6(
 
 
 def _deliver(
-    replies: list[Parsed], session: ScanSession, builders: dict[str, ProbeBuilder], now: float
+    replies: list[Parsed], session: Session, builders: dict[str, ProbeBuilder], now: float
 ) -> None:
     """Hand each parsed reply that answers one of our probes to the session (both families)."""
     for parsed in replies:

@@ -85,7 +85,9 @@ class ProbeDrain:
         self._session = session
         self._clock = clock
         self._on = active()
-        self._pending: list[Any] = list(session.probes) if self._on else []
+        #: a columnar session (``BulkTcpSession``) says itself what became final
+        self._columnar = hasattr(session, "final_columns")
+        self._pending: list[Any] = list(session.probes) if self._on and not self._columnar else []
         self._last = clock()
 
     def poll(self) -> None:
@@ -96,6 +98,9 @@ class ProbeDrain:
         if not self._on:
             return
         self._last = self._clock()
+        if self._columnar:
+            emit(self._session.final_columns())
+            return
         final = [p for p in self._pending if p.final]
         if not final:
             return

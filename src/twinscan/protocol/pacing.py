@@ -137,6 +137,32 @@ class RttEstimator:
         return True
 
 
+def sample_all(est: RttEstimator, deltas: list[float]) -> None:
+    """``est.sample(d)`` for each of ``deltas`` in order, the common case inlined: a later
+    sample in [0, 8 s) that is no outlier (anything else takes ``sample`` itself)."""
+    sample = est.sample
+    srtt, rttvar = est.srtt, est.rttvar
+    lo, hi, floor = est.min_timeout, est.max_timeout, est.floor
+    for delta in deltas:
+        if srtt is None or not 0 <= delta < MAX_SAMPLE_S:
+            est.srtt, est.rttvar = srtt, rttvar
+            sample(delta)
+            srtt, rttvar = est.srtt, est.rttvar
+            continue
+        err = delta - srtt
+        if err > OUTLIER_JUMP_S and err > 3 * srtt + 2 * rttvar:
+            continue
+        srtt += err / 8
+        rttvar += ((err if err >= 0 else -err) - rttvar) / 4
+        if rttvar > RTTVAR_RESET_ABOVE_S:
+            rttvar = RTTVAR_RESET_TO_S
+    if deltas and srtt is not None:
+        est.srtt, est.rttvar = srtt, rttvar
+        timeout = srtt + 4 * rttvar
+        timeout = hi if timeout > hi else lo if timeout < lo else timeout
+        est.timeout = timeout if timeout > floor else floor
+
+
 class CongestionWindow:
     """nmap's ``struct ultra_timing_vals`` (timing.h, "Based on TCP congestion control
     techniques from RFC2581") with the values of ``scan_performance_vars::init``.
@@ -219,6 +245,28 @@ class CongestionWindow:
         else:
             cwnd += self.ca_incr / cwnd * scale * cc
         self.cwnd = cwnd if cwnd < self.ceiling else self.ceiling
+
+    def ack_many(self, n: int, *, max_cc_scale: float = CC_SCALE_MAX) -> None:
+        """``n`` tries that ended in a reply, one after the other: ``expected += 1`` then
+        ``ack()`` each time (what a session does per answered port), with the loop's state in
+        locals (the columnar session acks a whole batch of replies at once)."""
+        expected, received, cwnd = self.expected, self.received, self.cwnd
+        ssthresh, ceiling, incr = self.ssthresh, self.ceiling, self.ca_incr
+        for _ in range(n):
+            expected += 1
+            received += 1
+            cc = expected / received
+            if cc > max_cc_scale:
+                cc = max_cc_scale
+            if cwnd < ssthresh:
+                cwnd += cc
+                if cwnd > ssthresh:
+                    cwnd = ssthresh
+            else:
+                cwnd += incr / cwnd * cc
+            if cwnd > ceiling:
+                cwnd = ceiling
+        self.expected, self.received, self.cwnd = expected, received, cwnd
 
     def drop(self, in_flight: int, sent: float, now: float) -> bool:
         """``ultra_timing_vals::drop``: back to the floor (a host's own window in nmap)."""

@@ -241,6 +241,7 @@ class ProbeBuilder:
         self._templates: dict[bytes, _Template] = {}
         self._hosts: dict[str, _Host] = {}
         self._counter = 0
+        self._known_cache: tuple[Sequence[str], tuple[Any, Any, Any]] | None = None
         #: An IPv6 scan (the source address says which family the probes are).
         self.v6 = ":" in src
         self._aton = aton6 if self.v6 else aton
@@ -337,16 +338,33 @@ class ProbeBuilder:
         """
         import numpy as np
 
+        return self.tcp_rows(self.host_table(dsts), np.arange(len(dsts)), dports, trynos)
+
+    def host_table(self, dsts: Sequence[str]) -> tuple[Any, Any, Any]:
+        """``dsts``' cookie keys, address sums (``uint64``) and addresses (``uint8`` rows):
+        what ``tcp_rows`` reads per probe, made once per target list."""
+        import numpy as np
+
+        hosts = [self._host(d) for d in dsts]
+        width = 16 if self.v6 else 4
+        addr = np.frombuffer(b"".join(h.addr for h in hosts), dtype=np.uint8)
+        return (
+            np.array([h.key for h in hosts], dtype=np.uint64),
+            np.array([h.ip_sum for h in hosts], dtype=np.uint64),
+            addr.reshape(len(hosts), width),
+        )
+
+    def tcp_rows(self, table: tuple[Any, Any, Any], hosts: Any, dports: Any, trynos: Any) -> Any:
+        """``tcp_batch`` for probes given as host numbers into ``table`` (``host_table``)."""
+        import numpy as np
+
         if self.proto != IPPROTO_TCP:
             raise ValueError("tcp_batch builds TCP probes only")
         n = len(dports)
         tmpl = self._tmpl(b"")
-        hosts = [self._host(d) for d in dsts]
         u64 = np.uint64
-        key = np.array([h.key for h in hosts], dtype=u64)
-        hsum = np.array([h.ip_sum for h in hosts], dtype=u64)
-        width = 16 if self.v6 else 4
-        addr = np.frombuffer(b"".join(h.addr for h in hosts), dtype=np.uint8).reshape(n, width)
+        keys, sums, addrs = table
+        key, hsum, addr = keys[hosts], sums[hosts], addrs[hosts]
         dport = np.asarray(dports, dtype=u64)
         ck = _mix_cookies(key, dport, self.sport)
         seq = (ck + np.asarray(trynos, dtype=u64)) & u64(0xFFFFFFFF)
@@ -421,6 +439,83 @@ class ProbeBuilder:
         names = [ntoa(int(a).to_bytes(4, "big")) for a in known]
         return self._matched(r, IPV4_LEN, idx, pos[idx], names, r[idx, IP_TTL]), slow
 
+    def match_tcp_arrays(self, rows: Any, lengths: Any, hosts: Sequence[str]) -> tuple[Any, Any]:
+        """``match_tcp`` as arrays: ``(host, port, tryno, flags, window, ttl)``, ``host`` the
+        index of the reply's sender in ``hosts``; and the slow rows' indices."""
+        import numpy as np
+
+        u64 = np.uint64
+        lengths = np.asarray(lengths)
+        if not len(lengths):
+            return _no_match(), np.zeros(0, dtype=np.int64)
+        r = rows.astype(u64)
+        b0 = r[:, IP_VER_IHL]
+        frag = (r[:, IPV4["frag"].offset] << u64(8)) | r[:, IPV4["frag"].offset + 1]
+        simple = (
+            (b0 == IPV4_PLAIN)
+            & (lengths >= IPV4_LEN + TCP_LEN)
+            & (r[:, IP_PROTO] == IPPROTO_TCP)
+            & (frag & FRAG_OFFSET_MASK == 0)
+        )
+        slow = np.nonzero(
+            ~simple & (lengths >= IPV4_LEN) & ((b0 >> u64(4)) == 4) & (b0 != IPV4_PLAIN)
+        )[0]
+        at = IPV4["src"].offset
+        src = (
+            (r[:, at] << u64(24))
+            | (r[:, at + 1] << u64(16))
+            | (r[:, at + 2] << u64(8))
+            | r[:, at + 3]
+        )
+        known, to_target, keys = self._known(hosts)
+        pos = np.minimum(np.searchsorted(known, src), len(known) - 1)
+        at = IPV4_LEN + TCP.offset("dport")
+        dport = (r[:, at] << u64(8)) | r[:, at + 1]
+        idx = np.nonzero(simple & (known[pos] == src) & (dport == u64(self.sport)))[0]
+        if not len(idx):
+            return _no_match(), slow
+        cols = self._matched_arrays(r, IPV4_LEN, idx, pos[idx], r[idx, IP_TTL], keys)
+        return (to_target[cols[0]], *cols[1:]), slow
+
+    def match_tcp6_arrays(
+        self, rows: Any, lengths: Any, senders: Any, hlims: Any, hosts: Sequence[str]
+    ) -> tuple[Any, ...]:
+        """``match_tcp6`` as arrays, as ``match_tcp_arrays`` gives them (no slow rows)."""
+        import numpy as np
+
+        u64 = np.uint64
+        lengths = np.asarray(lengths)
+        if not len(lengths):
+            return _no_match()
+        r = rows.astype(u64)
+        known, to_target, keys = self._known(hosts)
+        pos = np.minimum(np.searchsorted(known, senders), len(known) - 1)
+        dport = (r[:, TCP.offset("dport")] << u64(8)) | r[:, TCP.offset("dport") + 1]
+        ok = (lengths >= TCP_LEN) & (known[pos] == senders) & (dport == u64(self.sport))
+        idx = np.nonzero(ok)[0]
+        if not len(idx):
+            return _no_match()
+        cols = self._matched_arrays(r, 0, idx, pos[idx], np.asarray(hlims)[idx], keys)
+        return (to_target[cols[0]], *cols[1:])
+
+    def _known(self, hosts: Sequence[str]) -> tuple[Any, Any, Any]:
+        """``hosts``' addresses sorted (IPv4 as numbers, IPv6 as ``S16``), each one's index in
+        ``hosts`` and its cookie key: made once per target list."""
+        import numpy as np
+
+        cached = self._known_cache
+        if cached is not None and cached[0] is hosts:
+            return cached[1]
+        numbered = sorted((self._host(h).addr, i) for i, h in enumerate(hosts))
+        if self.v6:
+            known = np.array([a for a, _ in numbered], dtype="S16")
+        else:
+            known = np.array([int.from_bytes(a, "big") for a, _ in numbered], dtype=np.uint64)
+        to_target = np.array([i for _, i in numbered], dtype=np.int64)
+        keys = np.array([self._host(hosts[i]).key for _, i in numbered], dtype=np.uint64)
+        self._known_cache = (hosts, (known, to_target, keys))
+        return known, to_target, keys
+
     def match_tcp6(
         self, rows: Any, lengths: Any, senders: Any, hlims: Any, hosts: Sequence[str]
     ) -> list[Any]:
@@ -448,6 +543,16 @@ class ProbeBuilder:
     ) -> list[Any]:
         """The cookie check of ``match_tcp``/``match_tcp6`` over rows ``idx`` of ``r``
         (``uint64``), whose TCP header starts at ``base`` and whose host is ``names[host_pos]``."""
+        keys = [self._host(n).key for n in names]
+        cols = self._matched_arrays(r, base, idx, host_pos, ttl, keys)
+        host_names = [names[i] for i in cols[0].tolist()]
+        return list(zip(host_names, *(c.tolist() for c in cols[1:]), strict=True))
+
+    def _matched_arrays(
+        self, r: Any, base: int, idx: Any, host_pos: Any, ttl: Any, keys: Any
+    ) -> tuple[Any, ...]:
+        """``_matched`` as arrays (host_pos, port, tryno, flags, window, ttl) of the kept
+        rows; ``keys``: the cookie key of each host position."""
         import numpy as np
 
         u64 = np.uint64
@@ -463,8 +568,7 @@ class ProbeBuilder:
         port = be(TCP["sport"])
         seq, ack, flags = be(TCP["seq"]), be(TCP["ack"]), r[idx, base + TCP.offset("flags")]
         window = be(TCP["win"])
-        keys = np.array([self._host(n).key for n in names], dtype=u64)
-        ck = _mix_cookies(keys[host_pos], port, self.sport)
+        ck = _mix_cookies(np.asarray(keys, dtype=u64)[host_pos], port, self.sport)
         from_seq = (seq - ck) & m
         consumed = u64(0 if self._with_ack else self.consumed)
         from_ack = (ack - ck - consumed) & m
@@ -476,17 +580,13 @@ class ProbeBuilder:
         valid = np.where(bare_syn, True, valid & (has_ack | ((flags & u64(rules.RST)) != 0)))
         looped = (flags == u64(self.flags)) & (from_seq < MAX_TRIES)
         keep = np.nonzero(valid & ~looped)[0]
-        host_names = [names[i] for i in host_pos[keep].tolist()]
-        return list(
-            zip(
-                host_names,
-                port[keep].tolist(),
-                tryno[keep].tolist(),
-                flags[keep].tolist(),
-                window[keep].tolist(),
-                np.asarray(ttl)[keep].tolist(),
-                strict=True,
-            )
+        return (
+            np.asarray(host_pos)[keep],
+            port[keep].astype(np.int64),
+            tryno[keep],
+            flags[keep].astype(np.int64),
+            window[keep].astype(np.int64),
+            np.asarray(ttl)[keep].astype(np.int64),
         )
 
     # -- matching
@@ -519,6 +619,12 @@ class ProbeBuilder:
         if reply.flags & rules.SYN:
             return -1  # split handshake: the peer's own ISN, nothing to check
         return None
+
+
+def _no_match() -> tuple[Any, ...]:
+    import numpy as np
+
+    return tuple(np.zeros(0, dtype=np.int64) for _ in range(6))
 
 
 def _mix_cookies(key: Any, dport: Any, sport: int) -> Any:

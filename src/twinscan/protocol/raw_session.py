@@ -231,6 +231,11 @@ class ScanSession:
         return self.finished == len(self.probes)
 
     @property
+    def total(self) -> int:
+        """How many (host, port) probes the scan has."""
+        return len(self.probes)
+
+    @property
     def cwnd(self) -> float:
         return self.window.cwnd
 

@@ -1,0 +1,593 @@
+"""The raw TCP scan session in columns: one numpy array per field instead of one object per probe.
+
+``ScanSession`` (``raw_session``) keeps a ``Probe`` object per (host, port) and walks them one
+by one. For a large TCP scan at loopback speed that bookkeeping, not the network, is the scan's
+cost: creating 65535 objects, then per reply a lookup, a verdict, an RTT sample and a window
+ack in Python (about 10 us a port, benchmarks/results ``loopback-65k-syn``). This session holds
+the same state in arrays indexed by probe number and moves whole batches at once:
+
+* a probe's number is ``rank * H + h``: ``rank`` its port's place in the (shuffled) port
+  order, ``h`` its host -- hosts interleaved as nmap does; a port's rank comes from one
+  65536-entry table, so a reply finds its probe with two array reads;
+* ``due_arrays`` sends retries first, then each host's next fresh ports (a pointer per host
+  into the shared port order), within the congestion window per host and for the scan, the
+  rate limits and the scan delay;
+* ``receive_arrays`` takes a batch of matched TCP replies (``ProbeBuilder.match_tcp_arrays``)
+  and applies ``ScanSession``'s first-answer bookkeeping to all of them: verdict, Karn's RTT
+  sample, retries earned (``max_successful_try``), the loss signal, the window's acks;
+* ``expire`` walks the send log (probe numbers in send order) a chunk at a time and handles
+  only the probes that timed out one by one (their retries and the congestion policy).
+
+The pacing and the policy are ``ScanSession``'s, for the TCP techniques (the ICMP bucket
+model, the canaries and token batches are UDP's, which stays on ``ScanSession``): the same
+``pacing`` units, ``retry_budget``, the loss-ratio congestion cut, verdicts from
+``rules``, no-response verdicts deferred to the end. ``tests/protocol/test_session.py``
+drives both sessions through the same simulated networks and holds them to the same
+verdicts; ``receive``, ``due``, ``receive_tcp_batch`` and ``columns`` keep ``ScanSession``'s
+interface for that and for the I/O loop's per-reply path (ICMP errors, odd datagrams).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from twinscan.core import rules
+from twinscan.core.rules import IcmpReply, Reply, TcpReply, Verdict
+from twinscan.core.schema import PortVerdict, ResultColumns, category_code, host_sort_key
+from twinscan.core.timing import CC_SCALE_MAX, Timing
+from twinscan.core.vocab import Engine, Technique
+
+from .pacing import CongestionWindow, RateLimiter, RttEstimator, retry_budget, sample_all
+from .raw_session import _LOSS_WINDOW, HostStats
+from .session_columns import column_rows
+
+__all__ = ["BulkTcpSession"]
+
+#: Send-log entries ``expire`` and ``wakeup`` look at per step.
+_CHUNK = 4096
+#: Deferred retries (their host's window is full) looked past before ``due`` stops.
+_DEFER_MAX = 64
+
+
+class BulkTcpSession:
+    """Pure state of one raw TCP technique's scan over ``targets`` x ``ports``, in arrays."""
+
+    def __init__(
+        self,
+        technique: Technique,
+        targets: Sequence[str],
+        ports: Sequence[int],
+        timing: Timing,
+        *,
+        randomize: bool = True,
+        rng: random.Random | None = None,
+        start: float = 0.0,
+    ) -> None:
+        if technique is Technique.UDP or not technique.raw or technique is Technique.CONNECT:
+            raise ValueError(f"the columnar session scans raw TCP techniques, not {technique}")
+        self.technique = technique
+        self.timing = timing
+        rng = rng or random.Random()
+        order = np.asarray(ports, dtype=np.int64)
+        if randomize:  # sorted by random keys from ``rng``: 65535 ports in 5 ms, not 50
+            keys = np.frombuffer(rng.randbytes(8 * len(order)), dtype=np.uint64)
+            order = order[np.argsort(keys, kind="stable")]
+        self.hosts = [HostStats(a, RttEstimator.for_timing(timing)) for a in targets]
+        self._host_index = {a: i for i, a in enumerate(targets)}
+        h, p = len(self.hosts), len(order)
+        self._h = h
+        self.total = h * p
+        #: the port of each rank, and the rank of each port (-1: not scanned)
+        self._order = order
+        self._rank = np.full(65536, -1, dtype=np.int64)
+        self._rank[self._order] = np.arange(p, dtype=np.int64)
+        n = self.total
+        self._tries = np.zeros(n, dtype=np.int64)
+        self._sent_at = np.zeros(n, dtype=np.float64)
+        self._outstanding = np.zeros(n, dtype=bool)
+        self._final = np.zeros(n, dtype=bool)
+        self._emitted = np.zeros(n, dtype=bool)
+        self._verdict = np.full(n, -1, dtype=np.int16)  # index into ``_verdicts``
+        self._ttl = np.full(n, -1, dtype=np.int16)
+        self._rtt = np.full(n, math.nan, dtype=np.float64)
+        self._reason_ip: dict[int, str] = {}
+        self._verdicts: list[Verdict] = []
+        self._verdict_code: dict[Verdict, int] = {}
+        self._meaning: dict[tuple[int, int], int] = {}  # (flags, window) -> code, -1: none
+        self._no_response = self._code(rules.no_response(technique))
+        #: per host: the rank of its next fresh port
+        self._next = [0] * h
+        self._ports = p
+        self._retry: deque[int] = deque()
+        self._exhausted: list[int] = []
+        #: probe numbers in send order (``expire``'s queue): ``_log[_head:_tail]``
+        self._log = np.empty(max(1024, min(n, 1 << 20)), dtype=np.int64)
+        self._head = self._tail = 0
+        self.in_flight = 0
+        self.finished = 0
+        self._group = RttEstimator.for_timing(timing)
+        self._unsampled = h
+        self.window = CongestionWindow.for_timing(timing)
+        self.rate = RateLimiter.for_timing(timing, start=start, per_host_delay=True)
+        self._delay = timing.scan_delay_ms / 1000
+        self._recent_tries: deque[bool] = deque(maxlen=_LOSS_WINDOW)
+        self._recent_retry_ok: deque[bool] = deque(maxlen=_LOSS_WINDOW)
+        self._loss_threshold = 0.4 if timing.level >= 4 else 0.3
+        self.sent_packets = 0
+        self.retransmissions = 0
+
+    # -- queries
+
+    @property
+    def done(self) -> bool:
+        return self.finished == self.total
+
+    @property
+    def cwnd(self) -> float:
+        return self.window.cwnd
+
+    def host_of(self, address: str) -> int | None:
+        return self._host_index.get(address)
+
+    def probe_number(self, host: int, port: int) -> int:
+        """The probe of ``port`` on host number ``host``, -1 when the port is not scanned."""
+        rank = int(self._rank[port]) if 0 <= port < 65536 else -1
+        return -1 if rank < 0 else rank * self._h + host
+
+    def allowed_tries(self, host: HostStats) -> int:
+        """How many times a port of ``host`` may be sent (``pacing.retry_budget``)."""
+        return retry_budget(
+            host.max_successful_try, host.loss_ratio(), self.total, self.timing.max_retries
+        )
+
+    def wakeup(self, now: float) -> float | None:
+        """The next absolute time something is due, or None when only replies can move us."""
+        times: list[float] = []
+        first = self._first_outstanding()
+        if first >= 0:
+            times.append(float(self._sent_at[first]) + self._timeout(self.hosts[first % self._h]))
+        if self.in_flight < self._window() and self._sendable():
+            times.append(self._next_send_time(now))
+        return min(times) if times else None
+
+    def _sendable(self) -> bool:
+        """Is there a probe whose host's window has room (else only a reply or a timeout can
+        move the scan: a silent host's full window must not make the loop spin)?"""
+        cwnd = max(1, int(self.window.cwnd))
+        room = [host.in_flight < cwnd for host in self.hosts]
+        if any(r and nxt < self._ports for r, nxt in zip(room, self._next, strict=True)):
+            return True
+        for k, i in enumerate(self._retry):
+            if room[i % self._h] or k >= 4 * _DEFER_MAX:
+                return True
+        return False
+
+    # -- sending
+
+    def due(self, now: float) -> list[tuple[str, int, int]]:
+        """``due_arrays`` as ``ScanSession.due`` gives it: (address, port, try) tuples."""
+        hosts, ports, tries = self.due_arrays(now)
+        addrs = [h.address for h in self.hosts]
+        return [
+            (addrs[h], p, t)
+            for h, p, t in zip(hosts.tolist(), ports.tolist(), tries.tolist(), strict=True)
+        ]
+
+    def due_arrays(self, now: float) -> tuple[Any, Any, Any]:
+        """Probes to send now as arrays (host number, port, try): retries first, then each
+        host's next fresh ports, hosts interleaved."""
+        budget = self.rate.budget(self._window() - self.in_flight, now)
+        cwnd = int(self.window.cwnd)
+        caps = [self._cap(host, cwnd, now) for host in self.hosts]
+        picked: list[int] = []
+        if self._retry and budget > 0:
+            deferred: list[int] = []
+            retry, final, h = self._retry, self._final, self._h
+            while budget > 0 and retry:
+                i = retry.popleft()
+                if final[i]:
+                    continue
+                if caps[i % h] <= 0:
+                    deferred.append(i)
+                    if len(deferred) > _DEFER_MAX:
+                        break
+                    continue
+                caps[i % h] -= 1
+                picked.append(i)
+                budget -= 1
+            retry.extendleft(reversed(deferred))
+        parts = [np.asarray(picked, dtype=np.int64)] if picked else []
+        if budget > 0:
+            fresh = self._fresh(budget, caps)
+            if fresh is not None:
+                parts.append(fresh)
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        idx = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        tries = self._tries[idx]
+        self.retransmissions += int(np.count_nonzero(tries))
+        self._tries[idx] = tries + 1
+        self._sent_at[idx] = now
+        self._outstanding[idx] = True
+        self._log_append(idx)
+        n = len(idx)
+        hosts = idx % self._h
+        if self._h == 1:
+            self.hosts[0].in_flight += n
+            self.hosts[0].last_send = now
+        else:
+            for hi, count in enumerate(np.bincount(hosts, minlength=self._h).tolist()):
+                if count:
+                    self.hosts[hi].in_flight += count
+                    self.hosts[hi].last_send = now
+        self.in_flight += n
+        self.sent_packets += n
+        self.rate.spend(n, now)
+        return hosts, self._order[idx // self._h], tries
+
+    def _cap(self, host: HostStats, cwnd: int, now: float) -> int:
+        """How many probes ``host`` may get now: its window's room (one with a scan delay)."""
+        if self._delay:
+            return 1 if now - host.last_send >= self._delay and host.in_flight < cwnd else 0
+        return cwnd - host.in_flight
+
+    def _fresh(self, budget: int, caps: list[int]) -> Any:
+        """Up to ``budget`` fresh probes, each host within its cap, shared out evenly."""
+        h = self._h
+        take = [0] * h
+        left = [self._ports - nxt for nxt in self._next]
+        active = [i for i in range(h) if left[i] > 0 and caps[i] > 0]
+        for _ in range(64):  # bounded: each round hands out at least one probe or stops
+            if budget <= 0 or not active:
+                break
+            share = max(1, budget // len(active))
+            still: list[int] = []
+            for i in active:
+                k = min(share, caps[i], left[i], budget)
+                take[i] += k
+                caps[i] -= k
+                left[i] -= k
+                budget -= k
+                if caps[i] > 0 and left[i] > 0:
+                    still.append(i)
+            active = still
+        parts = []
+        for i in range(h):
+            if take[i]:
+                ranks = np.arange(self._next[i], self._next[i] + take[i], dtype=np.int64)
+                parts.append(ranks * h + i)
+                self._next[i] += take[i]
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        return np.sort(np.concatenate(parts))  # port by port, every host in turn
+
+    def _log_append(self, idx: Any) -> None:
+        n = len(idx)
+        if self._tail + n > len(self._log):
+            live = self._log[self._head : self._tail]
+            size = len(self._log)
+            while len(live) + n > size // 2:
+                size *= 2
+            log = np.empty(size, dtype=np.int64) if size != len(self._log) else self._log
+            log[: len(live)] = live.copy()
+            self._log = log
+            self._head, self._tail = 0, len(live)
+        self._log[self._tail : self._tail + n] = idx
+        self._tail += n
+
+    # -- receiving
+
+    def receive(
+        self,
+        address: str,
+        port: int,
+        tryno: int,
+        reply: Reply,
+        now: float,
+        *,
+        ttl: int | None = None,
+        sender: str | None = None,
+    ) -> bool:
+        """Account one matched reply (``ScanSession.receive``; ``tryno`` -1: the reply does
+        not say which try it answers). Returns True when it gave the port its verdict."""
+        hi = self._host_index.get(address)
+        if hi is None:
+            return False
+        i = self.probe_number(hi, port)
+        if i < 0 or self._final[i]:
+            return False
+        tries = int(self._tries[i])
+        if tries == 0 or tryno >= tries:
+            return False
+        code = self._code(rules.interpret(self.technique, reply))
+        if code < 0:
+            return False
+        if sender and sender != address:
+            self._reason_ip[i] = sender
+        icmp = isinstance(reply, IcmpReply)
+        self._answered(
+            np.asarray([i]),
+            np.asarray([code]),
+            np.asarray([tryno if tryno >= 0 else tries - 1]),
+            np.asarray([-1 if ttl is None else ttl]),
+            now,
+            max_cc_scale=1.0 if icmp else CC_SCALE_MAX,
+        )
+        self._maybe_settle()
+        return True
+
+    def receive_tcp_batch(
+        self, matched: Sequence[tuple[str, int, int, int, int, int]], now: float
+    ) -> None:
+        """``ScanSession.receive_tcp_batch``: matched replies as (host, port, tryno, flags,
+        window, ttl) tuples."""
+        if not matched:
+            return
+        known = [self._host_index.get(m[0], -1) for m in matched]
+        cols = list(zip(*matched, strict=True))
+        self.receive_arrays(
+            np.asarray(known, dtype=np.int64), *(np.asarray(c) for c in cols[1:]), now=now
+        )
+
+    def receive_arrays(
+        self, host: Any, port: Any, tryno: Any, flags: Any, window: Any, ttl: Any, *, now: float
+    ) -> None:
+        """Many matched TCP replies at once (host number, port, try -- -1 for one that does
+        not say --, flags, window, ttl), in arrival order: each port's first answer counts."""
+        host = np.asarray(host, dtype=np.int64)
+        port = np.asarray(port, dtype=np.int64)
+        ok = (host >= 0) & (port >= 0) & (port < 65536)
+        rank = np.where(ok, self._rank[np.where(ok, port, 0)], -1)
+        idx = rank * self._h + host
+        ok &= rank >= 0
+        safe = np.where(ok, idx, 0)
+        tries = self._tries[safe]
+        tryno = np.asarray(tryno, dtype=np.int64)
+        ok &= ~self._final[safe] & (tries > 0) & (tryno < tries)
+        keys = (np.asarray(flags, dtype=np.int64) << 16) | np.asarray(window, dtype=np.int64)
+        codes = np.full(len(keys), -1, dtype=np.int64)
+        for key in np.unique(keys[ok]).tolist():
+            code = self._meaning.get(key)
+            if code is None:
+                reply = TcpReply(key >> 16, key & 0xFFFF)
+                code = self._meaning[key] = self._code(rules.interpret(self.technique, reply))
+            codes[keys == key] = code
+        ok &= codes >= 0
+        sel = np.flatnonzero(ok)
+        if not len(sel):
+            return
+        idx = idx[sel]
+        _, first = np.unique(idx, return_index=True)  # a port's first reply in the batch
+        if len(first) < len(sel):
+            sel = sel[np.sort(first)]
+            idx = safe[sel]
+        answered = np.where(tryno[sel] >= 0, tryno[sel], tries[sel] - 1)
+        self._answered(idx, codes[sel], answered, np.asarray(ttl, dtype=np.int64)[sel], now)
+        self._maybe_settle()
+
+    def _answered(
+        self,
+        idx: Any,
+        codes: Any,
+        answered_try: Any,
+        ttl: Any,
+        now: float,
+        *,
+        max_cc_scale: float = CC_SCALE_MAX,
+    ) -> None:
+        """Ports' first answers (``ScanSession._answered`` for a batch): verdicts, RTT samples
+        (Karn: only replies to the latest try), retries earned, the loss signal, one ack each."""
+        h = self._h
+        self._verdict[idx] = codes
+        self._ttl[idx] = ttl
+        latest = answered_try == self._tries[idx] - 1
+        sampled = idx[latest]
+        rtts = now - self._sent_at[sampled]
+        self._rtt[sampled] = rtts
+        hosts = idx % h
+        self._sample(hosts[latest], rtts)
+        best = np.full(h, -1, dtype=np.int64)
+        np.maximum.at(best, hosts, answered_try)
+        answered = np.bincount(hosts, minlength=h)
+        lost = np.bincount(hosts, weights=answered_try, minlength=h)
+        out = self._outstanding[idx]
+        gone = np.bincount(hosts[out], minlength=h)
+        for hi in np.flatnonzero(answered).tolist():
+            host = self.hosts[hi]
+            host.answered += int(answered[hi])
+            host.lost_tries += int(lost[hi])
+            host.in_flight -= int(gone[hi])
+            if best[hi] > host.max_successful_try:
+                host.max_successful_try = int(best[hi])
+                self._revive(hi)
+        n = len(idx)
+        tail = min(n, _LOSS_WINDOW)
+        self._recent_tries.extend([False] * tail)
+        self._recent_retry_ok.extend((answered_try[n - tail :] > 0).tolist())
+        self._outstanding[idx] = False
+        self.in_flight -= int(np.count_nonzero(out))
+        self.window.ack_many(n, max_cc_scale=max_cc_scale)
+        self._final[idx] = True  # nmap stops probing a port once it has an answer
+        self.finished += n
+
+    def _sample(self, hosts: Any, rtts: Any) -> None:
+        """RTT samples in arrival order: per host, and for the group while a host has none."""
+        if not len(rtts):
+            return
+        if self._unsampled:
+            for hi, delta in zip(hosts.tolist(), rtts.tolist(), strict=True):
+                est = self.hosts[hi].rtt
+                if self._unsampled:
+                    self._group.sample(delta)
+                fresh = est.srtt is None
+                est.sample(delta)
+                if fresh and est.srtt is not None:
+                    self._unsampled -= 1
+            return
+        if self._h == 1:
+            sample_all(self.hosts[0].rtt, rtts.tolist())
+            return
+        order = np.argsort(hosts, kind="stable")  # each host's samples, still in order
+        cuts = np.flatnonzero(np.diff(hosts[order])) + 1
+        for part in np.split(order, cuts):
+            sample_all(self.hosts[int(hosts[part[0]])].rtt, rtts[part].tolist())
+
+    def _revive(self, hi: int) -> None:
+        """A higher max_successful_try: exhausted ports of host ``hi`` get their extra tries."""
+        allowed = self.allowed_tries(self.hosts[hi])
+        keep: list[int] = []
+        for i in self._exhausted:
+            if i % self._h == hi and self._tries[i] < allowed:
+                self._retry.append(i)
+            else:
+                keep.append(i)
+        self._exhausted = keep
+
+    def _code(self, verdict: Verdict | None) -> int:
+        if verdict is None:
+            return -1
+        code = self._verdict_code.get(verdict)
+        if code is None:
+            code = self._verdict_code[verdict] = len(self._verdicts)
+            self._verdicts.append(verdict)
+        return code
+
+    # -- timers
+
+    def _window(self) -> int:
+        return max(1, int(self.window.cwnd)) * self._h
+
+    def _timeout(self, host: HostStats) -> float:
+        return host.rtt.timeout if host.rtt.srtt is not None else self._group.timeout
+
+    def _first_outstanding(self) -> int:
+        """The earliest-sent probe still waiting (-1: none); drops answered ones off the log."""
+        for _ in range(1 << 20):  # bounded by the log's length
+            if self._head >= self._tail:
+                return -1
+            chunk = self._log[self._head : min(self._tail, self._head + _CHUNK)]
+            waiting = np.flatnonzero(self._outstanding[chunk])
+            if len(waiting):
+                self._head += int(waiting[0])
+                return int(chunk[waiting[0]])
+            self._head += len(chunk)
+        return -1
+
+    def expire(self, now: float) -> None:
+        """Time out probes whose wait is over; queue retransmissions or give up."""
+        timeouts = np.asarray([self._timeout(host) for host in self.hosts])
+        for _ in range(1 << 20):  # bounded by the log's length
+            if self._head >= self._tail:
+                break
+            chunk = self._log[self._head : min(self._tail, self._head + _CHUNK)]
+            out = self._outstanding[chunk]
+            waited = now - self._sent_at[chunk]
+            pending = out & (waited < timeouts[chunk % self._h])
+            stop = int(np.argmax(pending)) if pending.any() else len(chunk)
+            for i in chunk[:stop][out[:stop]].tolist():
+                self._expired(i, now)
+            self._head += stop
+            if stop < len(chunk):
+                break
+        self._maybe_settle()
+
+    def _expired(self, i: int, now: float) -> None:
+        host = self.hosts[i % self._h]
+        self._outstanding[i] = False
+        self.in_flight -= 1
+        host.in_flight -= 1
+        self.window.expected += 1
+        self._loss(float(self._sent_at[i]), now)
+        if self._tries[i] < self.allowed_tries(host):
+            self._retry.append(i)
+        else:
+            self._exhausted.append(i)
+
+    def _loss(self, sent: float, now: float) -> None:
+        """A timeout: ``ScanSession._loss`` (cut the window when losses look like congestion)."""
+        self._recent_tries.append(True)
+        tries = self._recent_tries
+        if len(tries) < 20 or not any(self._recent_retry_ok):
+            return
+        if sum(tries) / len(tries) > self._loss_threshold:
+            self.window.drop_group(self.in_flight, sent, now)
+
+    def _has_work(self) -> bool:
+        return bool(self._retry) or any(nxt < self._ports for nxt in self._next)
+
+    def _next_send_time(self, now: float) -> float:
+        t = self.rate.next_time(now)
+        if self._delay:
+            t = max(t, min(host.last_send for host in self.hosts) + self._delay)
+        return t
+
+    def _maybe_settle(self) -> None:
+        """Nothing left to send or wait for: exhausted ports get their verdict (or more tries,
+        when what was learnt since they ran out allows more)."""
+        if self.in_flight or not self._exhausted or self._has_work():
+            return
+        exhausted, self._exhausted = self._exhausted, []
+        for i in exhausted:
+            if self._final[i]:
+                continue
+            if self._tries[i] < self.allowed_tries(self.hosts[i % self._h]):
+                self._retry.append(i)
+            else:
+                self._verdict[i] = self._no_response
+                self._final[i] = True
+                self.finished += 1
+
+    # -- results
+
+    def columns(self) -> ResultColumns:
+        """Every port with a verdict, column by column, sorted by (host address, port)."""
+        return self._columns(np.flatnonzero(self._verdict >= 0))
+
+    def verdicts(self) -> list[PortVerdict]:
+        """Every port with a verdict as ``PortVerdict`` rows, in ``columns()`` order."""
+        return column_rows(self.columns())
+
+    def final_columns(self) -> ResultColumns:
+        """The ports that became final since the last call (what a stream emits)."""
+        new = np.flatnonzero(self._final & ~self._emitted)
+        self._emitted[new] = True
+        return self._columns(new)
+
+    def _columns(self, idx: Any) -> ResultColumns:
+        h = self._h
+        addrs = [host.address for host in self.hosts]
+        ranks = np.empty(h, dtype=np.int64)
+        ranks[sorted(range(h), key=lambda i: host_sort_key(addrs[i]))] = np.arange(h)
+        ports = self._order[idx // h]
+        hosts = idx % h
+        order = np.argsort((ranks[hosts] << 16) | ports, kind="stable")
+        idx, ports, hosts = idx[order], ports[order], hosts[order]
+        table = [
+            (category_code("state", v.state.value), category_code("reason", v.reason.value))
+            for v in self._verdicts
+        ]
+        codes = np.asarray(table or [(0, 0)], dtype=np.int64)[self._verdict[idx]]
+        ttl = self._ttl[idx].tolist()
+        rtt = np.round(self._rtt[idx] * 1000, 3).tolist()
+        rips = self._reason_ip
+        return ResultColumns(
+            engine=Engine.NATIVE,
+            technique=self.technique,
+            proto=self.technique.proto,
+            host=[addrs[i] for i in hosts.tolist()],
+            port=ports.tolist(),
+            state=codes[:, 0].tolist(),
+            reason=codes[:, 1].tolist(),
+            reason_ttl=[None if t < 0 else t for t in ttl],
+            reason_ip=[rips.get(i) for i in idx.tolist()] if rips else [None] * len(ttl),
+            rtt_ms=[None if r != r else r for r in rtt],
+        )
