@@ -14,6 +14,7 @@ from twinscan.core.rules import IcmpReply
 from twinscan.core.timing import resolve
 from twinscan.core.vocab import PortState, Technique
 from twinscan.protocol.icmp_ratelimit import (
+    BURST_MAX,
     ICMP_BURST,
     ICMP_HOLD_MIN_S,
     ICMP_MARGIN_S,
@@ -335,3 +336,33 @@ def test_hosts_with_different_buckets_in_one_scan() -> None:
     for v in session.verdicts():
         want = PortState.CLOSED if v.port in hosts[v.host][1] else PortState.OPEN_FILTERED
         assert v.state is want, v
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    interval=st.floats(1e-5, 2.0),
+    burst=st.integers(1, BURST_MAX),
+    n=st.integers(0, 2000),
+    start_tokens=st.floats(0.0, 1.0),
+)
+def test_answer_bound_never_undercuts_a_bucket_that_gave_the_answers(
+    interval: float, burst: int, n: int, start_tokens: float
+) -> None:
+    """Answers a bucket (burst up to BURST_MAX) gave to probes sent as fast as it refills:
+    the bound they prove is never below its real interval, and is None while too few."""
+    bucket = IcmpBucket()
+    tokens, t, answered = burst * start_tokens, 0.0, 0
+    for seq in range(n):
+        t += interval / 3  # three probes per refill: most meet a dry bucket
+        tokens = min(burst, tokens + interval / 3 / interval)
+        if tokens >= 1:
+            tokens -= 1
+            answered += 1
+            bucket.on_unreachable(seq, t)
+    bound = bucket.answer_bound()
+    if answered <= 2 * (BURST_MAX + 1):
+        assert bound is None
+    else:
+        assert bound is not None and bound >= interval
+        # (the wait is never shortened below the real interval by the bound)
+        assert bucket.canary_time(t) >= t + min(interval, bucket.interval)

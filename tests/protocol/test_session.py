@@ -543,3 +543,36 @@ def test_columnar_final_columns_stream_every_verdict_once() -> None:
     assert sorted(seen) == sorted(zip(whole.host, whole.port, whole.state, strict=True))
     assert len(seen) == len(set(seen)) == 2 * 299
     assert not len(session.final_columns())
+
+
+@pytest.mark.parametrize("burst", [6.0, 64.0, 150.0])
+@pytest.mark.parametrize("interval", [0.0002, 0.002, 0.02, 0.2])
+def test_udp_silent_ports_behind_any_bucket_come_out_right(interval: float, burst: float) -> None:
+    """Whatever the host's ICMP bucket (fast, slow, a burst bigger than the model believes),
+    every closed port comes out closed and the dropped ones open|filtered, canary included."""
+    ports = list(range(1, 301))
+    table: dict[int, Reply | None] = {53: UdpReply(), 67: None, 68: None}
+    net = FakeNet(table, default=PORT_UNREACH, rtt=0.0005, bucket=KernelBucket(interval, burst))
+    session = ScanSession(Technique.UDP, ["198.18.0.9"], ports, resolve(4), rng=random.Random(1))
+    drive(session, net)
+    got = verdicts(session)
+    want = {53: PortState.OPEN, 67: PortState.OPEN_FILTERED, 68: PortState.OPEN_FILTERED}
+    for port in ports:
+        assert got[("198.18.0.9", port)][0] is want.get(port, PortState.CLOSED), port
+
+
+def test_udp_canary_waits_what_the_answers_prove() -> None:
+    """A host that answers every closed port at once proves its ICMP bucket (if any) refills
+    fast: the canary for its two silent ports waits that bound, not a default second."""
+    ports = list(range(1, 1001))
+    table: dict[int, Reply | None] = {53: UdpReply(), 67: None, 68: None}
+    net = FakeNet(table, default=PORT_UNREACH, rtt=0.0005)
+    session = ScanSession(Technique.UDP, ["198.18.0.9"], ports, resolve(4), rng=random.Random(1))
+    elapsed = drive(session, net)
+    got = verdicts(session)
+    assert got[("198.18.0.9", 67)][0] is got[("198.18.0.9", 68)][0] is PortState.OPEN_FILTERED
+    canaries = [t for t, _, port, tryno in net.sent if tryno >= 2]
+    assert canaries  # the canary still goes ...
+    last_first_try = max(t for t, _, _, tryno in net.sent if tryno == 0)
+    assert min(canaries) - last_first_try < 0.3  # ... without waiting a default second
+    assert elapsed < 1.0, elapsed

@@ -46,6 +46,8 @@ burst and the refill interval are estimated from what the scan observes.
 * canaries: silence alone cannot show a bucket that was already empty when the scan began (a
   scan before drained it); the session re-probes a few silent ports once the host has been
   quiet for a full interval (``canary_time``) and calls ``limit`` when one of them answers.
+  The interval waited is the estimate, or, for a host that answered far more probes than a
+  slow bucket could (``answer_bound``), the bound those answers prove.
 
 The session (``raw_session``) owns the probes and decides which port goes when; this module
 holds only the host's bucket state and the arithmetic.
@@ -118,6 +120,10 @@ class IcmpBucket:
     #: send seqs and times of answered probes (sorted, bounded)
     answered_seqs: list[int] = dataclasses.field(default_factory=list)
     answered_at: list[float] = dataclasses.field(default_factory=list)
+    #: how many answered probes had a known send time, and the first and last of those times
+    timed_answers: int = 0
+    first_answered_at: float = math.inf
+    last_answered_at: float = -math.inf
 
     # -- evidence
 
@@ -132,6 +138,9 @@ class IcmpBucket:
             self.answered_seqs.append(seq)
         own_gap = None if math.isnan(sent_at) else self.gap(sent_at)
         if not math.isnan(sent_at):
+            self.timed_answers += 1
+            self.first_answered_at = min(self.first_answered_at, sent_at)
+            self.last_answered_at = max(self.last_answered_at, sent_at)
             bisect.insort(self.answered_at, sent_at)
             if len(self.answered_at) > _ANSWERS_KEPT:
                 del self.answered_at[0]
@@ -266,9 +275,34 @@ class IcmpBucket:
 
     def canary_time(self, last_send: float, intervals: float = 1.0) -> float:
         """When a re-probe finds at least one token, even in a bucket that was empty (if its
-        interval is at most ``intervals`` times the estimate)."""
-        interval = self.interval if self.limited else self.refill_estimate() or self.interval
+        interval is at most ``intervals`` times the estimate). A host not known to be limited
+        that answered too many probes for a slow bucket (``answer_bound``) waits that bound,
+        not the default guess."""
+        if self.limited:
+            interval = self.interval
+        else:
+            interval = self.refill_estimate() or self.interval
+            bound = self.answer_bound()
+            if bound is not None and bound < interval:
+                interval = bound
         return last_send + intervals * interval + ICMP_MARGIN_S
+
+    def answer_bound(self) -> float | None:
+        """An upper bound on the refill interval from how many probes the host answered and
+        over what span they were sent, or None when the answers are too few to say.
+
+        ``n`` answers to probes sent within ``span`` seconds took ``n`` tokens: at most
+        ``burst + 1`` were there at the start, the rest refilled meanwhile, so the interval is
+        at most ``span / (n - burst - 1)``. The burst is not known: the bound assumes the
+        largest one believed (``BURST_MAX``), asks for at least as many answers again beyond
+        it, and doubles the result for the spread of arrival times. (A host whose bucket was
+        drained before the scan answers too few probes for a bound and keeps the full wait.)
+        """
+        beyond = self.timed_answers - 2 * (BURST_MAX + 1)
+        if beyond <= 0:
+            return None
+        span = self.last_answered_at - self.first_answered_at
+        return 2 * span / (self.timed_answers - BURST_MAX - 1)
 
 
 def hold(srtt: float | None, rttvar: float) -> float:
