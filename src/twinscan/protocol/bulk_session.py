@@ -74,10 +74,14 @@ class BulkTcpSession:
         self.technique = technique
         self.timing = timing
         rng = rng or random.Random()
-        order = np.asarray(ports, dtype=np.int64)
+        #: the caller's port numbers as objects (the result lists share them, not 65535 new ints)
+        self._port_objects = np.empty(len(ports), dtype=object)
+        self._port_objects[:] = list(ports)
+        order = self._port_objects.astype(np.int64)
         if randomize:  # sorted by random keys from ``rng``: 65535 ports in 5 ms, not 50
             keys = np.frombuffer(rng.randbytes(8 * len(order)), dtype=np.uint64)
-            order = order[np.argsort(keys, kind="stable")]
+            shuffle = np.argsort(keys, kind="stable")
+            order, self._port_objects = order[shuffle], self._port_objects[shuffle]
         self.hosts = [HostStats(a, RttEstimator.for_timing(timing)) for a in targets]
         self._host_index = {a: i for i, a in enumerate(targets)}
         h, p = len(self.hosts), len(order)
@@ -567,27 +571,46 @@ class BulkTcpSession:
         addrs = [host.address for host in self.hosts]
         ranks = np.empty(h, dtype=np.int64)
         ranks[sorted(range(h), key=lambda i: host_sort_key(addrs[i]))] = np.arange(h)
-        ports = self._order[idx // h]
+        ranks_of = idx // h
+        ports = self._order[ranks_of]
         hosts = idx % h
         order = np.argsort((ranks[hosts] << 16) | ports, kind="stable")
-        idx, ports, hosts = idx[order], ports[order], hosts[order]
+        idx, ranks_of, hosts = idx[order], ranks_of[order], hosts[order]
         table = [
             (category_code("state", v.state.value), category_code("reason", v.reason.value))
             for v in self._verdicts
         ]
         codes = np.asarray(table or [(0, 0)], dtype=np.int64)[self._verdict[idx]]
-        ttl = self._ttl[idx].tolist()
-        rtt = np.round(self._rtt[idx] * 1000, 3).tolist()
+        # Lists built from object arrays: no temporary list of every value first (the peak of
+        # a -p- scan's memory is here).
+        ttl = self._ttl[idx]
+        rtt = np.round(self._rtt[idx] * 1000, 3)
         rips = self._reason_ip
+        n = len(idx)
         return ResultColumns(
             engine=Engine.NATIVE,
             technique=self.technique,
             proto=self.technique.proto,
-            host=[addrs[i] for i in hosts.tolist()],
-            port=ports.tolist(),
+            host=[addrs[0]] * n if h == 1 else _objects(addrs)[hosts].tolist(),
+            port=self._port_objects[ranks_of].tolist(),
             state=codes[:, 0].tolist(),
             reason=codes[:, 1].tolist(),
-            reason_ttl=[None if t < 0 else t for t in ttl],
-            reason_ip=[rips.get(i) for i in idx.tolist()] if rips else [None] * len(ttl),
-            rtt_ms=[None if r != r else r for r in rtt],
+            reason_ttl=_with_none(ttl, ttl < 0),
+            reason_ip=[rips.get(i) for i in idx.tolist()] if rips else [None] * n,
+            rtt_ms=_with_none(rtt, np.isnan(rtt)),
         )
+
+
+def _objects(values: Sequence[Any]) -> Any:
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+def _with_none(values: Any, missing: Any) -> list[Any]:
+    """``values.tolist()`` with None where ``missing``."""
+    if not missing.any():
+        return list(values.tolist())
+    out = values.astype(object)
+    out[missing] = None
+    return list(out.tolist())
