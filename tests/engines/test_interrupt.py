@@ -25,6 +25,7 @@ import pytest
 
 from twinscan.core.progress import Progress
 from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult
+from twinscan.core.vocab import Engine, Technique
 from twinscan.engines.forked import run_forked
 from twinscan.formats.csv import read_csv, write_result_csv
 from twinscan.formats.incomplete import INCOMPLETE_ATTR, IncompleteScanWarning, is_incomplete
@@ -418,3 +419,35 @@ def test_diff_warns_about_an_incomplete_file_in_one_line(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     warning = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(warning) == 1 and warning[0].startswith("twinscan: warning: a.csv: incomplete")
+
+
+class _StopWhileWriting:
+    """A block consumer that sends this process SIGINT while it writes the first block (as a
+    Ctrl-C that lands during a write would) and records each block's rows."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+
+    def block(self, columns: ResultColumns) -> None:
+        if not self.rows:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs now: nothing may cut this write short
+        self.rows.append(len(columns))
+
+
+@pytest.mark.parametrize("technique", [Technique.CONNECT, Technique.SYN])
+def test_a_stop_while_a_block_is_written_finishes_the_write_then_stops(
+    technique: Technique, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streamed scans run their blocks in this process: a stop signal during a write is
+    deferred, the block is written whole, and the engine stops at its next turn."""
+    from twinscan.engines import streamed
+    from twinscan.request.build import build_request
+
+    monkeypatch.setattr(streamed, "BLOCK_PROBES", 1000)  # one host per block
+    request = build_request(targets=["127.0.0.1-6"], techniques=(technique,), ports="1-1000")
+    consumer = _StopWhileWriting()
+    meta = streamed.run_streamed(request, Engine.NATIVE, consumer)
+    assert meta.incomplete
+    assert consumer.rows[0] == 1000  # the first block, whole
+    assert len(consumer.rows) < 6  # the hosts after the stop were never scanned

@@ -111,15 +111,16 @@ def memory_growth(text: str) -> str:
         text_ = (
             f"Without Dask: {num(rss('twinscan', b), 0)} MiB at {_hosts(b)} against "
             f"{num(rss('twinscan', a), 0)} MiB at {_hosts(a)} "
-            f"({pct(rss('twinscan', b), rss('twinscan', a))}). The main process holds one host "
-            "block while it writes it, the scan process's two connect workers the block being "
-            "scanned, never both at once"
+            f"({pct(rss('twinscan', b), rss('twinscan', a))}). The main process runs the "
+            "host blocks one after the other and collects the block being scanned from its "
+            "connect workers (forked anew for each block, so they start from what the main "
+            "process holds then), then writes it and forgets it"
         )
         if a == 1 and len(plain) > 2:
-            # one host at all ports is one block: held whole, without the scan process
+            # one host at all ports is one block: held whole, not streamed
             second = plain[1]
             text_ += (
-                f" (a one-host scan is one block and runs without the scan process; from "
+                f" (a one-host scan is one block, held whole and not streamed; from "
                 f"{_hosts(second)} to {_hosts(b)}, where every scan streams: "
                 f"{pct(rss('twinscan', b), rss('twinscan', second))})"
             )

@@ -141,22 +141,24 @@ def _decode_columns(line: dict[str, Any], targets: Sequence[str]) -> ResultColum
 
 def sorted_unique(parts: Sequence[ResultColumns]) -> ResultColumns | None:
     """Parts of one technique as one, sorted by (host address, port), the first verdict of a
-    (host, port) kept (a batch emitted twice is harmless). None for no rows."""
-    import numpy as np
+    (host, port) kept (a batch emitted twice is harmless). None for no rows.
 
+    Plain Python, no numpy: a streamed scan's main process calls it for every block, and a
+    numpy import there would be carried into every worker forked for the next block."""
     parts = [p for p in parts if len(p)]
     if not parts:
         return None
     first = parts[0]
     hosts = [h for p in parts for h in p.host]
     rank = {h: r for r, h in enumerate(sorted(set(hosts), key=host_sort_key))}
-    key = np.fromiter((rank[h] for h in hosts), dtype=np.int64, count=len(hosts)) << 16
-    key |= np.fromiter((x for p in parts for x in p.port), dtype=np.int64, count=len(hosts))
-    order_arr = np.argsort(key, kind="stable")
-    sorted_keys = key[order_arr]
-    keep = np.ones(len(order_arr), dtype=bool)
-    keep[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    order = order_arr[keep].tolist()
+    ports = [x for p in parts for x in p.port]
+    keys = [(rank[h] << 16) | int(x) for h, x in zip(hosts, ports, strict=True)]
+    order = []
+    last = -1
+    for i in sorted(range(len(keys)), key=keys.__getitem__):  # stable: the first one kept
+        if keys[i] != last:
+            order.append(i)
+            last = keys[i]
 
     def joined(name: str, optional: bool) -> list[Any] | None:
         cols = [getattr(p, name) for p in parts]

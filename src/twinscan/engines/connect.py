@@ -198,6 +198,7 @@ class _OutcomeStream:
     def poll(self) -> None:
         if self.on and self.clock() - self.last >= stream.EMIT_INTERVAL_S:
             self.flush()
+            interrupt.check()  # a stop deferred while the verdicts were being written
 
     def flush(self) -> None:
         self.last = self.clock()

@@ -386,6 +386,7 @@ def run(
     guard = clock() + _worst_case_s(request, session.total)
     try:
         while not session.done:
+            interrupt.check()  # a stop deferred while verdicts were being written (streamed)
             now = clock()
             if now > guard:
                 raise ScanFailed("the scan overran its worst-case duration; giving up")

@@ -1,28 +1,26 @@
 """Scans whose verdicts leave memory as they become final: host blocks, one after the other.
 
 ``run_streamed`` splits each technique's targets into host blocks of at most ``BLOCK_PROBES``
-probes (one host per block at 65535 ports, 65 hosts at 1000). One forked scan process runs the
-engine on one block at a time (forking the engine's own workers as usual) and emits verdicts
-as they become final (``engines.stream``); it never holds a finished block. This process
-appends each batch to the checkpoint log (when there is one) and, once the scan has moved on
-to the next block, hands the finished block's verdicts, sorted by (host address, port), to a
-``BlockConsumer`` -- the streaming writers (``formats.streaming``) -- and forgets them. Peak
-memory is about one block's, whatever the number of hosts; blocks come in technique then host
-order, so the files come out in the order a whole-result write gives.
+probes (one host per block at 65535 ports, 65 hosts at 1000) and runs the engine on one block
+at a time, in this process (forking the engine's own workers as usual). The engine emits
+verdicts as they become final (``engines.stream``); they are appended to the checkpoint log
+(when there is one) and, once the scan has moved on to the next block, the finished block's
+verdicts, sorted by (host address, port), go to a ``BlockConsumer`` -- the streaming writers
+(``formats.streaming``) -- and are forgotten. Peak memory is about one block's, whatever the
+number of hosts; blocks come in technique then host order, so the files come out in the order
+a whole-result write gives.
 
 A resumed checkpoint's verdicts are fed block by block too: a block's finished cells come
-from the log, only the rest is scanned. SIGINT/SIGTERM stop as in ``run_scan``: the scan
-process is told, the block in flight is written with what finished, no further block starts,
-and the result is incomplete.
+from the log, only the rest is scanned. SIGINT/SIGTERM stop as in ``run_scan``: the block in
+flight is written with what finished, no further block starts, and the result is incomplete.
+A stop that arrives while verdicts are being written does not cut the write short: it is
+deferred (``interrupt.deferred``) and the engine stops at its next turn.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
-import select
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -60,10 +58,8 @@ STREAM_MIN_PROBES = 1 << 15
 
 def streams(request: ScanRequest) -> bool:
     """Whether a scan is large enough to stream: some technique has ``STREAM_MIN_PROBES``
-    probes, and the scan spans more than one host block. A scan that is one block (one host
-    at all 65535 ports) would hold that block in memory either way; without the scan process
-    in between it is faster (0.97 s against 1.10 s for ``-sS -p-`` of loopback) and smaller
-    (131 against 161 MiB of summed RSS: one process fewer)."""
+    probes, and the scan spans more than one host block (a scan that is one block, one host at
+    all 65535 ports, holds that block in memory either way)."""
     if not any(request.probes(t) >= STREAM_MIN_PROBES for t in request.techniques):
         return False
     return sum(len(host_blocks(request, t)) for t in request.techniques) > 1
@@ -141,13 +137,11 @@ def run_streamed(
     """Scan ``request`` block by block into ``consumer``; the scan's metadata is returned
     (``start``: the start time the consumer's headers already carry, ``scan_start``).
 
-    The engine runs in one forked scan process (``engines.forked``) that does nothing but
-    scan: it stays as small as a fresh process, and so do the workers it forks for each
-    block. This process receives the verdicts as they become final, appends them to the
-    checkpoint, and writes each block once the scan has moved past it.
+    The verdicts arrive here as they become final: appended to the checkpoint, and each block
+    written once the scan has moved past it. Blocks are scanned one after the other and a
+    block is written before the next one starts, so the peak is the larger of a block's scan
+    and its writing, not their sum.
     """
-    from twinscan.engines.forked import run_forked
-
     progress = progress or NoProgress()
     loaded = checkpoint.loaded if checkpoint is not None else None
     earlier = loaded.parts if loaded is not None else {}
@@ -155,22 +149,15 @@ def run_streamed(
     collector = _Collector(request, consumer, checkpoint, earlier)
     interrupt.clear()
     total = sum(request.probes(t) for t in request.techniques)
-
-    ack_read, ack_write = os.pipe()  # "block written": the scan process waits for it
-    collector.ack_fd = ack_write
-
-    def work(_part: None, worker_progress: Progress) -> bool:
-        return _scan_blocks(request, engine, worker_progress, earlier, ack_read)
-
     progress.start("scan", total)
     try:
-        with stream.streaming(collector.add):
-            stopped = run_forked([None], work, progress=progress, stall_timeout_s=STALL_S)[0]
+        with interrupt.terminate_as_interrupt(), stream.streaming(collector.add):
+            try:
+                stopped = _scan_blocks(request, engine, progress, earlier)
+            except KeyboardInterrupt:  # between blocks (the engines catch their own)
+                stopped = True
     finally:
         progress.finish()
-        os.close(ack_read)
-        os.close(ack_write)
-        collector.ack_fd = None
     with interrupt.deferred():
         stopped = stopped or interrupt.requested()
         collector.finish()
@@ -179,32 +166,20 @@ def run_streamed(
     return scan_meta(request, engine, start, dt.datetime.now(dt.UTC), incomplete=stopped)
 
 
-#: the scan process is given up on after this long without a word (engines send heartbeats).
-STALL_S = 600.0
-
-
 def _scan_blocks(
     request: ScanRequest,
     engine: Engine,
     progress: Progress,
     earlier: dict[Technique, list[ResultColumns]],
-    ack_fd: int,
 ) -> bool:
-    """In the scan process: every block's cells without a verdict, in block order; the
-    verdicts leave through ``stream.emit``, each block ends with ``stream.emit_mark``, and the
-    next block starts once the parent has written it (``ack_fd``): writing and scanning never
-    overlap, so the process tree's peak is the larger of the two, not their sum. True when
-    stopped early."""
+    """Every block's cells without a verdict, in block order; the verdicts leave through
+    ``stream.emit`` and each block ends with ``stream.emit_mark`` (the collector then writes
+    it). True when stopped early."""
     from twinscan.engines import runner
     from twinscan.engines.checkpoint import remaining_parts
 
-    first = True
     for tech in request.techniques:
         for hosts in host_blocks(request, tech):
-            if not first:
-                if not _wait_for_ack(ack_fd, progress):
-                    return True
-            first = False
             done = restrict(earlier.get(tech, []), set(hosts))
             block = dataclasses.replace(request, targets=hosts, techniques=(tech,))
             for part in list(remaining_parts(block, tech, done)):
@@ -217,23 +192,8 @@ def _scan_blocks(
                 if result.meta.incomplete or interrupt.requested():
                     return True
             stream.emit_mark(tech)
-    return False
-
-
-def _wait_for_ack(fd: int, progress: Progress) -> bool:
-    """Wait until the parent has written the block (False: a stop was asked for meanwhile)."""
-    deadline = time.monotonic() + STALL_S
-    while time.monotonic() < deadline:  # bounded by the parent's stall timeout
-        try:
-            progress.advance(0)  # a heartbeat; raises KeyboardInterrupt once stopped
-        except KeyboardInterrupt:
-            return False
-        if interrupt.requested():
-            return False
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            os.read(fd, 1)
-            return True
+            if interrupt.requested():
+                return True
     return False
 
 
@@ -261,20 +221,19 @@ class _Collector:
         self._current = 0
         self._collected: list[ResultColumns] = []
 
-    ack_fd: int | None = None
-
     def add(self, cols: ResultColumns) -> None:
-        if not len(cols):  # the scan process finished the current block
-            self._flush()
-            if self.ack_fd is not None:
-                os.write(self.ack_fd, b".")
-            return
-        if self._checkpoint is not None:
-            self._checkpoint.append(cols)
-        block = self._index[(cols.technique, cols.host[0])]
-        while self._current < block:
-            self._flush()
-        self._collected.append(cols)
+        """A batch of verdicts (empty: the current block is finished). A stop signal meanwhile
+        waits (``interrupt.requested()``): the engine loop stops at its next turn."""
+        with interrupt.deferred():
+            if not len(cols):
+                self._flush()
+                return
+            if self._checkpoint is not None:
+                self._checkpoint.append(cols)
+            block = self._index[(cols.technique, cols.host[0])]
+            while self._current < block:
+                self._flush()
+            self._collected.append(cols)
 
     def _flush(self) -> None:
         from twinscan.engines.checkpoint import sorted_unique

@@ -117,9 +117,12 @@ def columns_csv_text(columns: ResultColumns) -> str:
     )  # fmt: skip
 
 
-#: results smaller than this are written without numpy (its import costs more than a small
-#: scan); larger ones use it (faster per row).
-PLAIN_MAX_ROWS = 4096
+#: Columns of fewer rows than this are written without numpy whenever their RTTs allow it
+#: (``_millisecond_rtts``): numpy is no faster per row here (65535 rows: 0.10 s either way),
+#: its import costs a small scan more than the rows, and a streamed scan's main process would
+#: carry it into every worker it forks for the next block. The numpy path remains for other
+#: RTTs (and tests force it by lowering this).
+PLAIN_MAX_ROWS = 1 << 62
 
 
 def _millisecond_rtts(rtts: Sequence[float | None] | None) -> bool:
