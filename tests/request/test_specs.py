@@ -141,3 +141,12 @@ def test_bounce_flag_adds_or_is_the_bounce_scan() -> None:
     assert alone.techniques == (Technique.FTP_BOUNCE,)
     with pytest.raises(UsageError, match="needs -b"):
         build_request(targets=["127.0.0.1"], techniques=[Technique.FTP_BOUNCE], ports="21")
+
+
+def test_all_ports_of_both_protocols_are_one_tuple() -> None:
+    """``-p-`` holds 65535 ports per protocol once, not twice (every forked worker carries
+    them); different lists stay apart."""
+    plan = parse_ports("-")
+    assert plan.tcp == plan.udp == tuple(range(1, 65536)) and plan.udp is plan.tcp
+    mixed = parse_ports("T:1-10,U:5")
+    assert mixed.tcp == tuple(range(1, 11)) and mixed.udp == (5,)

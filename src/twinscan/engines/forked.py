@@ -120,7 +120,7 @@ class _Inbox(Generic[R]):
                 if count:
                     progress.advance(count)
             elif kind == _VERDICTS:
-                stream.relay(pickle.loads(payload))
+                stream.relay_pickled(payload)
             elif kind == _RESULT:
                 self.result = pickle.loads(payload)
                 self.has_result = True

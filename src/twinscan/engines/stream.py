@@ -12,6 +12,7 @@ scan's verdicts are never held twice.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ Sink = Callable[["ResultColumns"], None]
 EMIT_INTERVAL_S = 0.25
 
 _sink: Sink | None = None
+_pickled_sink: Callable[[bytes], None] | None = None
 
 
 def active() -> bool:
@@ -44,6 +46,15 @@ def relay(columns: ResultColumns) -> None:
         _sink(columns)
 
 
+def relay_pickled(payload: bytes) -> None:
+    """``relay`` of a batch as a worker sent it (pickled): a sink installed with a ``pickled``
+    companion gets the bytes themselves (it may keep them, smaller than the objects)."""
+    if _pickled_sink is not None:
+        _pickled_sink(payload)
+    elif _sink is not None:
+        _sink(pickle.loads(payload))
+
+
 def emit_mark(technique: Technique) -> None:
     """Hand the sink an empty batch: a mark between verdicts (``engines.streamed`` marks the
     end of each host block with it). Engines never emit empty batches."""
@@ -52,19 +63,23 @@ def emit_mark(technique: Technique) -> None:
 
 
 @contextlib.contextmanager
-def streaming(sink: Sink | None) -> Iterator[None]:
-    """For the duration, ``emit`` hands verdicts to ``sink`` (None: nobody listens)."""
-    global _sink
-    saved, _sink = _sink, sink
+def streaming(sink: Sink | None, pickled: Callable[[bytes], None] | None = None) -> Iterator[None]:
+    """For the duration, ``emit`` hands verdicts to ``sink`` (None: nobody listens), and
+    ``relay_pickled`` a worker's pickled batches to ``pickled`` (default: unpickled to
+    ``sink``)."""
+    global _sink, _pickled_sink
+    saved = _sink, _pickled_sink
+    _sink, _pickled_sink = sink, pickled
     try:
         yield
     finally:
-        _sink = saved
+        _sink, _pickled_sink = saved
 
 
 def set_worker_sink(sink: Sink | None) -> None:
     """In a freshly forked worker: verdicts go to ``sink`` (the pipe) when the parent streams."""
-    global _sink
+    global _sink, _pickled_sink
+    _pickled_sink = None
     if _sink is not None:
         _sink = sink
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import pickle
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -151,7 +152,10 @@ def run_streamed(
     total = sum(request.probes(t) for t in request.techniques)
     progress.start("scan", total)
     try:
-        with interrupt.terminate_as_interrupt(), stream.streaming(collector.add):
+        with (
+            interrupt.terminate_as_interrupt(),
+            stream.streaming(collector.add, collector.add_pickled),
+        ):
             try:
                 stopped = _scan_blocks(request, engine, progress, earlier)
             except KeyboardInterrupt:  # between blocks (the engines catch their own)
@@ -219,7 +223,8 @@ class _Collector:
         self._checkpoint = checkpoint
         self._earlier = earlier
         self._current = 0
-        self._collected: list[ResultColumns] = []
+        #: the current block's batches: columns, or a worker's pickled columns
+        self._collected: list[ResultColumns | bytes] = []
 
     def add(self, cols: ResultColumns) -> None:
         """A batch of verdicts (empty: the current block is finished). A stop signal meanwhile
@@ -235,12 +240,30 @@ class _Collector:
                 self._flush()
             self._collected.append(cols)
 
+    def add_pickled(self, payload: bytes) -> None:
+        """``add`` for a batch a forked worker sent: kept as those bytes until its block is
+        written (a few bytes a verdict, not a few objects) while the workers still scan."""
+        cols: ResultColumns = pickle.loads(payload)
+        if not len(cols):
+            self.add(cols)
+            return
+        with interrupt.deferred():
+            if self._checkpoint is not None:
+                self._checkpoint.append(cols)
+            block = self._index[(cols.technique, cols.host[0])]
+            del cols
+            while self._current < block:
+                self._flush()
+            self._collected.append(payload)
+
     def _flush(self) -> None:
         from twinscan.engines.checkpoint import sorted_unique
 
         tech, hosts = self._blocks[self._current]
-        parts = restrict(self._earlier.get(tech, []), set(hosts)) + self._collected
+        collected = [pickle.loads(c) if isinstance(c, bytes) else c for c in self._collected]
         self._collected = []
+        parts = restrict(self._earlier.get(tech, []), set(hosts)) + collected
+        del collected
         self._current += 1
         merged = sorted_unique(parts)
         del parts

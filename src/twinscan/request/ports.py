@@ -305,10 +305,11 @@ def parse_ports(spec: str, protos: tuple[Proto, ...] = (Proto.TCP, Proto.UDP)) -
             names_seen.add((lowered, current))
             for proto, ports_ in _by_name(lowered, current).items():
                 named[proto].update(ports_)
-    plan = PortPlan(
-        tcp=tuple(_expand(ranges[Proto.TCP], named[Proto.TCP])),
-        udp=tuple(_expand(ranges[Proto.UDP], named[Proto.UDP])),
-    )
+    tcp = tuple(_expand(ranges[Proto.TCP], named[Proto.TCP]))
+    udp = tuple(_expand(ranges[Proto.UDP], named[Proto.UDP]))
+    # ``-p-`` names every port of both protocols: one tuple, not two copies of 65535 ints
+    # (every forked worker carries them)
+    plan = PortPlan(tcp=tcp, udp=tcp if udp == tcp else udp)
     if not plan.tcp and not plan.udp:
         raise PortSpecError(f"no ports in {spec!r}")
     return plan
