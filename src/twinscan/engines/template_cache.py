@@ -19,10 +19,14 @@ cannot be written is simply not used.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
+
+try:  # the built-in BLAKE2 hashlib wraps: hashlib itself loads OpenSSL (~3.4 MiB resident)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - another Python
+    from hashlib import blake2b
 
 from twinscan.core.vocab import Technique
 from twinscan.protocol.packets import DEFAULT_TTL, PROBE_FLAGS, WINDOW, fold, ones_sum
@@ -99,7 +103,7 @@ def scapy_version() -> str:
 
 
 def _entry(directory: Path, technique: Technique, payload: bytes) -> Path:
-    digest = hashlib.sha256(payload).hexdigest()[:20]
+    digest = blake2b(payload, digest_size=10).hexdigest()
     return directory / f"scapy-{scapy_version()}" / f"{technique.value}-{digest}.bin"
 
 

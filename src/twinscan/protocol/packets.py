@@ -34,10 +34,14 @@ and made, in the other.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final
+
+try:  # the built-in BLAKE2 hashlib wraps: hashlib itself loads OpenSSL (~3.4 MiB resident)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - another Python
+    from hashlib import blake2b
 
 from twinscan.core import errors, rules
 from twinscan.core.rules import IcmpReply, TcpReply, UdpReply
@@ -129,7 +133,7 @@ def internet_checksum(data: bytes) -> int:
 
 def cookie_key(secret: bytes, dst: str) -> int:
     """Per-(scan, host) 32-bit key: a keyed BLAKE2 hash of the destination address."""
-    digest = hashlib.blake2b(aton_any(dst), key=secret, digest_size=4).digest()
+    digest = blake2b(aton_any(dst), key=secret, digest_size=4).digest()
     return int.from_bytes(digest, "big")
 
 
