@@ -383,10 +383,14 @@ def run(
     progress.start(f"{technique.value} scan", session.total)
     reported = 0
     drain = stream.ProbeDrain(session, clock)  # verdicts leave as they become final
+    # (a streamed scan starts with the stop flag cleared, ``engines.streamed``: a flag set now
+    # is a stop deferred during this scan; outside streaming a signal raises at once)
+    streaming = stream.active()
     guard = clock() + _worst_case_s(request, session.total)
     try:
         while not session.done:
-            interrupt.check()  # a stop deferred while verdicts were being written (streamed)
+            if streaming:
+                interrupt.check()  # a stop deferred while verdicts were being written
             now = clock()
             if now > guard:
                 raise ScanFailed("the scan overran its worst-case duration; giving up")
