@@ -136,3 +136,25 @@ def test_worker_errors_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None
     assert raw.shard_count(request, T.UDP) == 1  # a large UDP scan runs in a worker
     with pytest.raises(EnvironmentProblem, match="-sT"):
         raw.scan(request, T.UDP)
+
+
+@BOTH_PATHS
+def test_a_stop_left_from_an_earlier_scan_does_not_stop_the_next(
+    bulk: bool, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop that arrived in a deferred section of an earlier scan leaves the flag set until
+    someone clears it: a later scan in the same process still runs to its end."""
+    import signal
+
+    from twinscan.engines import interrupt
+
+    use_path(bulk, monkeypatch)
+    with interrupt.deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+    assert interrupt.requested()
+    try:
+        ports = tuple(dict.fromkeys((listeners["tcp_open"], *range(1, 300))))
+        got = _scan(Technique.SYN, ports)
+        assert got[listeners["tcp_open"]] == PortState.OPEN.value and len(got) == len(ports)
+    finally:
+        interrupt.clear()
