@@ -15,8 +15,10 @@ limit, and ``twinscan.protocol.packets.parse_reply6`` reads the rest. TCP replie
 bulk as over IPv4 (``recvmmsg`` with each sender and hop limit, ``ProbeBuilder.match_tcp6``).
 One scan is one family.
 
-Over 400 lines: the socket setup, send and receive loops of both families and the forked-worker
-sharding drive one session object; the filters and the ``mmsg`` batching are already out.
+Over 400 lines: the socket setup, the probe-by-probe and bulk send and receive loops of both
+families and the forked worker of large UDP scans drive one session (``ScanSession``, or
+``BulkTcpSession`` for a TCP scan of ``BULK_MIN_PROBES`` or more); the filters and the
+``mmsg`` batching are already out.
 
 The filters are built in ``twinscan.engines.bpf``, the batched ``sendmmsg``/``recvmmsg`` of the
 TCP techniques live in ``twinscan.engines.mmsg``; this module is the driver.
