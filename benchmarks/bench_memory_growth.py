@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_memory_growth.py [--hosts 1,2,4,8,16] [--ports -]
     .venv/bin/python benchmarks/bench_memory_growth.py --render-only
 
-Loopback only (127.0.0.1-N, a connect scan: no privileges needed). Each run is one child
-process measured by ``twinscan.bench.measure``: wall time and the peak, over 50 ms samples, of
+Loopback only (127.0.0.1-N, a connect scan: no privileges needed). Each cell is the median
+of ``--repeat`` runs (3), the tools alternating run by run; each run is one child process:
+wall time and the peak, over 50 ms samples, of
 the summed RSS of its whole process tree (psutil) -- the number the issue's bars are about --
 and of the summed PSS (shared pages divided among the processes that share them: forked
 workers share most of their parent's pages, which RSS counts once per process). Writes
@@ -21,6 +22,7 @@ import contextlib
 import csv
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,6 +70,9 @@ def main() -> int:
     ap.add_argument("--hosts", default="1,2,4,8,16")
     ap.add_argument("--ports", default="-", help="'-' for 1-65535, else an nmap port list")
     ap.add_argument("--tools", default="twinscan,twinscan-dask,nmap")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs per tool and size (medians are recorded)"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "memory_growth.csv")
     ap.add_argument(
         "--render-only", action="store_true", help="no scan: OUT.md and the README from OUT.csv"
@@ -95,22 +100,27 @@ def main() -> int:
                 "twinscan-dask": ["--csv", str(tmp / "d.csv")],
                 "nmap": ["-oX", str(tmp / "n.xml")],
             }
-            for tool in tools:
-                if tool == "nmap" and shutil.which("nmap") is None:
-                    continue
-                wall, rss, pss, code = measure(runs[tool] + outs[tool])
-                row = {
-                    "tool": tool,
-                    "hosts": hosts,
-                    "ports": n_ports or args.ports,
-                    "probes": hosts * (n_ports or 0),
-                    "wall_s": round(wall, 2),
-                    "peak_rss_mib": round(rss, 1),
-                    "peak_pss_mib": round(pss, 1),
-                    "exit": code,
-                }
-                rows.append(row)
-                print(row, flush=True)
+            chosen = [t for t in tools if t != "nmap" or shutil.which("nmap") is not None]
+            # the tools alternate run by run; each cell is the median of --repeat runs
+            samples: dict[str, list[tuple[float, float, float, int]]] = {t: [] for t in chosen}
+            for _ in range(max(1, args.repeat)):
+                for tool in chosen:
+                    samples[tool].append(measure(runs[tool] + outs[tool]))
+            for tool in chosen:
+                got = samples[tool]
+                code = max(g[3] for g in got)
+                cell: dict[str, object] = {"tool": tool, "hosts": hosts}
+                rows.append(cell)
+                cell.update(
+                    ports=n_ports or args.ports,
+                    probes=hosts * (n_ports or 0),
+                    wall_s=round(statistics.median(g[0] for g in got), 2),
+                    peak_rss_mib=round(statistics.median(g[1] for g in got), 1),
+                    peak_pss_mib=round(statistics.median(g[2] for g in got), 1),
+                    exit=code,
+                    runs=len(got),
+                )
+                print(cell, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -106,9 +106,11 @@ def memory_growth(text: str) -> str:
 
     plain = [h for h in hosts if ("twinscan", h) in by]
     text_ = ""
+    if rows and rows[0].get("runs"):
+        text_ = f"Each cell: the median of {rows[0]['runs']} runs, the tools alternating. "
     if plain:
         a, b = plain[0], plain[-1]
-        text_ = (
+        text_ += (
             f"Without Dask: {num(rss('twinscan', b), 0)} MiB at {_hosts(b)} against "
             f"{num(rss('twinscan', a), 0)} MiB at {_hosts(a)} "
             f"({pct(rss('twinscan', b), rss('twinscan', a))}). The main process runs the "
