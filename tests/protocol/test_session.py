@@ -388,21 +388,24 @@ def test_merge_columns_equals_one_session_over_all_ports() -> None:
     assert merge_columns([want]) is want
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    replies=st.lists(
-        st.tuples(
-            st.sampled_from(["198.18.0.10", "198.18.0.11", "198.19.9.9"]),
-            st.integers(1, 12),
-            st.integers(-1, 2),
-            st.sampled_from([rules.RST | rules.ACK, rules.SYN | rules.ACK, rules.ACK, rules.SYN]),
-            st.sampled_from([0, 1024]),
-            st.integers(1, 255),
-        ),
-        max_size=40,
+#: Matched TCP replies as the engine hands them over (host, port, try, flags, window, ttl):
+#: known and unknown hosts, tries sent and not, every flag combination a technique reads.
+TCP_REPLIES = st.lists(
+    st.tuples(
+        st.sampled_from(["198.18.0.10", "198.18.0.11", "198.19.9.9"]),
+        st.integers(1, 12),
+        st.integers(-1, 2),
+        st.sampled_from([rules.RST | rules.ACK, rules.SYN | rules.ACK, rules.ACK, rules.SYN]),
+        st.sampled_from([0, 1024]),
+        st.integers(1, 255),
     ),
-    technique=st.sampled_from([Technique.SYN, Technique.WINDOW, Technique.ACK, Technique.FIN]),
+    max_size=40,
 )
+REPLY_TECHNIQUES = st.sampled_from([Technique.SYN, Technique.WINDOW, Technique.ACK, Technique.FIN])
+
+
+@settings(max_examples=60, deadline=None)
+@given(replies=TCP_REPLIES, technique=REPLY_TECHNIQUES)
 def test_batch_receive_equals_one_by_one(
     replies: list[tuple[str, int, int, int, int, int]], technique: Technique
 ) -> None:
@@ -439,20 +442,7 @@ def test_batch_receive_equals_one_by_one(
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    replies=st.lists(
-        st.tuples(
-            st.sampled_from(["198.18.0.10", "198.18.0.11", "198.19.9.9"]),
-            st.integers(1, 12),
-            st.integers(-1, 2),
-            st.sampled_from([rules.RST | rules.ACK, rules.SYN | rules.ACK, rules.ACK, rules.SYN]),
-            st.sampled_from([0, 1024]),
-            st.integers(1, 255),
-        ),
-        max_size=40,
-    ),
-    technique=st.sampled_from([Technique.SYN, Technique.WINDOW, Technique.ACK, Technique.FIN]),
-)
+@given(replies=TCP_REPLIES, technique=REPLY_TECHNIQUES)
 def test_columnar_batch_equals_probe_session_one_by_one(
     replies: list[tuple[str, int, int, int, int, int]], technique: Technique
 ) -> None:
