@@ -157,7 +157,7 @@ def run_streamed(
             stream.streaming(collector.add, collector.add_pickled),
         ):
             try:
-                stopped = _scan_blocks(request, engine, progress, earlier)
+                stopped = _scan_blocks(request, engine, _WholeScan(progress), earlier)
             except KeyboardInterrupt:  # between blocks (the engines catch their own)
                 stopped = True
     finally:
@@ -168,6 +168,24 @@ def run_streamed(
         if checkpoint is not None:
             checkpoint.finish(stopped=stopped)
     return scan_meta(request, engine, start, dt.datetime.now(dt.UTC), incomplete=stopped)
+
+
+class _WholeScan:
+    """The progress the engines see, block after block: their counts go to the whole scan's
+    task; their own ``start``/``finish`` per block are not passed on (the bar stays one bar
+    over every block)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(n)
+
+    def finish(self) -> None:
+        pass
 
 
 def _scan_blocks(
