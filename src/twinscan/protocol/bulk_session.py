@@ -44,7 +44,7 @@ from twinscan.core.timing import CC_SCALE_MAX, Timing
 from twinscan.core.vocab import Engine, Technique
 
 from .pacing import CongestionWindow, RateLimiter, RttEstimator, retry_budget, sample_all
-from .raw_session import _LOSS_WINDOW, HostStats
+from .raw_session import HostStats, LossSignal
 from .session_columns import column_rows
 
 __all__ = ["BulkTcpSession"]
@@ -120,9 +120,7 @@ class BulkTcpSession:
         self.window = CongestionWindow.for_timing(timing)
         self.rate = RateLimiter.for_timing(timing, start=start, per_host_delay=True)
         self._delay = timing.scan_delay_ms / 1000
-        self._recent_tries: deque[bool] = deque(maxlen=_LOSS_WINDOW)
-        self._recent_retry_ok: deque[bool] = deque(maxlen=_LOSS_WINDOW)
-        self._loss_threshold = 0.4 if timing.level >= 4 else 0.3
+        self._losses = LossSignal(timing)
         self.sent_packets = 0
         self.retransmissions = 0
 
@@ -414,9 +412,7 @@ class BulkTcpSession:
                 host.max_successful_try = int(best[hi])
                 self._revive(hi)
         n = len(idx)
-        tail = min(n, _LOSS_WINDOW)
-        self._recent_tries.extend([False] * tail)
-        self._recent_retry_ok.extend((answered_try[n - tail :] > 0).tolist())
+        self._losses.answered(answered_try.tolist())
         self._outstanding[idx] = False
         self.in_flight -= int(np.count_nonzero(out))
         self.window.ack_many(n, max_cc_scale=max_cc_scale)
@@ -510,20 +506,12 @@ class BulkTcpSession:
         self.in_flight -= 1
         host.in_flight -= 1
         self.window.expected += 1
-        self._loss(float(self._sent_at[i]), now)
+        if self._losses.timed_out():  # (the policy and the cut: ``ScanSession._loss``)
+            self.window.drop_group(self.in_flight, float(self._sent_at[i]), now)
         if self._tries[i] < self.allowed_tries(host):
             self._retry.append(i)
         else:
             self._exhausted.append(i)
-
-    def _loss(self, sent: float, now: float) -> None:
-        """A timeout: ``ScanSession._loss`` (cut the window when losses look like congestion)."""
-        self._recent_tries.append(True)
-        tries = self._recent_tries
-        if len(tries) < 20 or not any(self._recent_retry_ok):
-            return
-        if sum(tries) / len(tries) > self._loss_threshold:
-            self.window.drop_group(self.in_flight, sent, now)
 
     def _has_work(self) -> bool:
         return bool(self._retry) or any(nxt < self._ports for nxt in self._next)

@@ -66,7 +66,7 @@ from .icmp_ratelimit import IcmpBucket, hold
 from .pacing import CongestionWindow, RateLimiter, RttEstimator, retry_budget
 from .session_columns import column_rows, probe_columns
 
-__all__ = ["CANARIES", "HostStats", "Probe", "ScanSession"]
+__all__ = ["CANARIES", "HostStats", "LossSignal", "Probe", "ScanSession"]
 
 #: Ports re-probed together after a quiet interval: the one token the bucket has by then goes to
 #: the first closed one among them (a single canary could pick a port that never answers).
@@ -86,6 +86,38 @@ RIDERS_MAX = 16
 RIDER_SPARED_MAX = 64
 #: How many recent tries and answers the congestion signal looks at.
 _LOSS_WINDOW = 200
+
+
+class LossSignal:
+    """When a raw session's timeouts look like congestion (both sessions' policy, once).
+
+    Congestion: many recent tries timed out (more than nmap's boostScanDelay share: 30%, 40%
+    at -T4/-T5) *and* some ports answered only after a retransmission -- so responsive ports
+    are losing probes, not just filtered ports staying silent. A lossy link's steady 10%
+    costs retries, not speed. The session then cuts its window (nmap's ``drop_group``)."""
+
+    __slots__ = ("tries", "retry_ok", "threshold")
+
+    def __init__(self, timing: Timing) -> None:
+        #: outcome of recently resolved tries (True: timed out), and of recent answers
+        #: (True: it took a retransmission)
+        self.tries: deque[bool] = deque(maxlen=_LOSS_WINDOW)
+        self.retry_ok: deque[bool] = deque(maxlen=_LOSS_WINDOW)
+        self.threshold = 0.4 if timing.level >= 4 else 0.3
+
+    def answered(self, answered_tries: Sequence[int]) -> None:
+        """Ports answered, in order, each on try ``answered_tries[i]`` (0: the first)."""
+        recent = answered_tries[-_LOSS_WINDOW:]
+        self.tries.extend([False] * len(recent))
+        self.retry_ok.extend([k > 0 for k in recent])
+
+    def timed_out(self) -> bool:
+        """A try timed out: True when recent losses now look like congestion."""
+        self.tries.append(True)
+        tries = self.tries
+        if len(tries) < 20 or not any(self.retry_ok):
+            return False
+        return sum(tries) / len(tries) > self.threshold
 
 
 @dataclasses.dataclass(slots=True)
@@ -208,11 +240,7 @@ class ScanSession:
         self.window = CongestionWindow.for_timing(timing)
         self.rate = RateLimiter.for_timing(timing, start=start, per_host_delay=True)
         self._delay = timing.scan_delay_ms / 1000
-        #: outcome of recently resolved tries (True: timed out), and of recent answers
-        #: (True: it took a retransmission) -- the congestion signal
-        self._recent_tries: deque[bool] = deque(maxlen=_LOSS_WINDOW)
-        self._recent_retry_ok: deque[bool] = deque(maxlen=_LOSS_WINDOW)
-        self._loss_threshold = 0.4 if timing.level >= 4 else 0.3
+        self._losses = LossSignal(timing)
         self._any_limited = False
         self.sent_packets = 0
         self._send_seq = 0
@@ -524,8 +552,7 @@ class ScanSession:
             # tries lost on a rate-limited host are the bucket's doing, not the link's
             host.answered += 1
             host.lost_tries += answered_try
-            self._recent_tries.append(False)
-            self._recent_retry_ok.append(answered_try > 0)
+            self._losses.answered((answered_try,))
         if probe.outstanding:
             probe.outstanding = False
             self.in_flight -= 1
@@ -672,18 +699,10 @@ class ScanSession:
         return probe.tries - probe.spared < allowed
 
     def _loss(self, probe: Probe, now: float) -> None:
-        """A timeout: cut the window only when losses look like congestion.
-
-        Congestion: many recent tries timed out (more than nmap's boostScanDelay share) *and*
-        some ports answered only after a retransmission -- so responsive ports are losing
-        probes, not just filtered ports staying silent. The cut is nmap's ``drop_group``,
-        once per burst of losses (only for a probe sent after the previous cut).
-        """
-        self._recent_tries.append(True)
-        tries = self._recent_tries
-        if len(tries) < 20 or not any(self._recent_retry_ok):
-            return
-        if sum(tries) / len(tries) > self._loss_threshold:
+        """A timeout: cut the window only when losses look like congestion (``LossSignal``).
+        The cut is nmap's ``drop_group``, once per burst of losses (only for a probe sent
+        after the previous cut)."""
+        if self._losses.timed_out():
             self.window.drop_group(self.in_flight, probe.sent_at, now)
 
     def _limited_late(self, hi: int, now: float) -> None:
