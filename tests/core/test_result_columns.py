@@ -22,7 +22,6 @@ from twinscan.core.schema import (
     columns_from_frame,
     conform,
     empty_frame,
-    merge_columns,
     to_frame,
 )
 from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
@@ -173,17 +172,3 @@ def test_owner_columns_survive_the_adapter_and_reach_the_report() -> None:
     assert cols.to_frame().equals(frame)
     text = render_text(ScanResult(frame=frame, meta=META))
     assert "PID/PROCESS" in text and "7/sshd" in text
-
-
-def test_merge_columns_sorts_parts_by_address_then_port() -> None:
-    def part(hosts: list[str], ports: list[int]) -> ResultColumns:
-        n = len(ports)
-        return ResultColumns(Engine.NATIVE, Technique.SYN, Proto.TCP, hosts, ports, [0] * n,
-                             [0] * n, rtt_ms=[1.0] * n)  # fmt: skip
-
-    merged = merge_columns([part(["127.0.0.10", "127.0.0.2"], [5, 9]), part(["127.0.0.2"], [1])])
-    assert list(merged.host) == ["127.0.0.2", "127.0.0.2", "127.0.0.10"]
-    assert list(merged.port) == [1, 9, 5] and merged.reason_ttl is None
-    assert list(merged.rtt_ms or []) == [1.0] * 3
-    with pytest.raises(ValueError):
-        merge_columns([part([], []), dataclasses.replace(part([], []), technique=Technique.FIN)])

@@ -364,30 +364,6 @@ def test_columns_are_sorted_by_host_then_port_and_match_verdicts(Session: type[A
     assert by_key[("198.18.0.20", 23)][5] == pytest.approx(2.0, abs=0.01)  # FakeNet's 2 ms rtt
 
 
-def test_merge_columns_equals_one_session_over_all_ports() -> None:
-    from twinscan.core.schema import merge_columns
-
-    net = FakeNet({22: SYNACK, 24: None, 25: ADMIN}, default=RST, rtt=0.0)
-    hosts = ["198.18.0.20", "198.18.0.3"]
-    whole = ScanSession(Technique.SYN, hosts, range(20, 40), resolve(4))
-    drive(whole, net)
-    parts = []
-    for ports in (range(20, 40, 2), range(21, 40, 2)):
-        part = ScanSession(Technique.SYN, hosts, ports, resolve(4))
-        drive(part, net)
-        parts.append(part.columns())
-    merged = merge_columns(parts)
-    want = whole.columns()
-    assert (merged.host, merged.port, merged.state, merged.reason, merged.reason_ttl) == (
-        want.host,
-        want.port,
-        want.state,
-        want.reason,
-        want.reason_ttl,
-    )
-    assert merge_columns([want]) is want
-
-
 #: Matched TCP replies as the engine hands them over (host, port, try, flags, window, ttl):
 #: known and unknown hosts, tries sent and not, every flag combination a technique reads.
 TCP_REPLIES = st.lists(

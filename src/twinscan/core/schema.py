@@ -252,37 +252,6 @@ def columns_from_frame(frame: pd.DataFrame) -> list[ResultColumns]:
     return out
 
 
-def merge_columns(parts: Sequence[ResultColumns]) -> ResultColumns:
-    """Several parts of one (engine, technique, proto) scan as one, sorted by (host address,
-    port) -- what forked workers' shards become. Optional columns absent from any part are
-    absent (None) from the whole."""
-    if len(parts) == 1:
-        return parts[0]
-    import numpy as np
-
-    first = parts[0]
-    if any(
-        (p.engine, p.technique, p.proto) != (first.engine, first.technique, first.proto)
-        for p in parts
-    ):
-        raise ValueError("merge_columns: parts of different scans")
-    hosts = [h for p in parts for h in p.host]
-    rank = {h: r for r, h in enumerate(sorted(set(hosts), key=host_sort_key))}
-    key = np.array([rank[h] for h in hosts], dtype=np.int64) << 16
-    key |= np.array([x for p in parts for x in p.port], dtype=np.int64)
-    order = np.argsort(key, kind="stable").tolist()
-
-    def joined(name: str) -> list[Any] | None:
-        cols = [getattr(p, name) for p in parts]
-        if any(c is None for c in cols):
-            return None
-        flat = [v for c in cols for v in c]
-        return [flat[i] for i in order]
-
-    merged = {f.name: joined(f.name) for f in dataclasses.fields(ResultColumns)[3:]}
-    return ResultColumns(first.engine, first.technique, first.proto, **merged)  # type: ignore[arg-type]
-
-
 class ScanResult:
     """A results frame in the schema, plus how it was made.
 

@@ -40,15 +40,10 @@ def emit(columns: ResultColumns) -> None:
         _sink(columns)
 
 
-def relay(columns: ResultColumns) -> None:
-    """``emit`` for a batch that arrived from a worker: marks (empty batches) pass too."""
-    if _sink is not None:
-        _sink(columns)
-
-
 def relay_pickled(payload: bytes) -> None:
-    """``relay`` of a batch as a worker sent it (pickled): a sink installed with a ``pickled``
-    companion gets the bytes themselves (it may keep them, smaller than the objects)."""
+    """``emit`` for a batch that arrived from a worker, as it sent it (pickled; marks, empty
+    batches, pass too): a sink installed with a ``pickled`` companion gets the bytes
+    themselves (it may keep them, smaller than the objects)."""
     if _pickled_sink is not None:
         _pickled_sink(payload)
     elif _sink is not None:
