@@ -397,55 +397,22 @@ class ProbeBuilder:
         return out
 
     def match_tcp(self, rows: Any, lengths: Any, hosts: Sequence[str]) -> tuple[list[Any], Any]:
+        """``match_tcp_arrays`` as ``(host, port, tryno, flags, window, ttl)`` tuples, ``host``
+        the address; and the slow rows' indices."""
+        cols, slow = self.match_tcp_arrays(rows, lengths, hosts)
+        return _as_tuples(cols, hosts), slow
+
+    def match_tcp_arrays(self, rows: Any, lengths: Any, hosts: Sequence[str]) -> tuple[Any, Any]:
         """Parse and match many raw TCP datagrams at once (numpy), as ``parse_reply`` and
         ``try_of`` would one by one.
 
         ``rows``: ``uint8`` array, datagram *i* in row *i* (at least 40 bytes wide), its true
         length ``lengths[i]``; ``hosts``: the scanned addresses. Returns the matched replies as
-        ``(host, port, tryno, flags, window, ttl)`` tuples, in row order, and the indices of
-        rows this fast path does not handle (IP options, a fragment): parse those one by one.
-        Rows that are no reply to this scan's probes are dropped, as ``try_of`` drops them.
+        arrays ``(host, port, tryno, flags, window, ttl)``, ``host`` the index of the sender
+        in ``hosts``, in row order, and the indices of rows this fast path does not handle
+        (IP options, a fragment): parse those one by one. Rows that are no reply to this
+        scan's probes are dropped, as ``try_of`` drops them.
         """
-        import numpy as np
-
-        u64 = np.uint64
-        lengths = np.asarray(lengths)
-        if not len(lengths):
-            return [], np.zeros(0, dtype=np.int64)
-        r = rows.astype(u64)
-
-        def be(base: int, field: wire.Field) -> Any:
-            """``field`` of the header at ``base`` in every row, as a big-endian number."""
-            at = base + field.offset
-            v = r[:, at]
-            for i in range(1, field.size):
-                v = (v << u64(8)) | r[:, at + i]
-            return v
-
-        b0 = r[:, IP_VER_IHL]
-        simple = (
-            (b0 == IPV4_PLAIN)
-            & (lengths >= IPV4_LEN + TCP_LEN)
-            & (r[:, IP_PROTO] == IPPROTO_TCP)
-            & (be(0, IPV4["frag"]) & FRAG_OFFSET_MASK == 0)
-        )
-        is_v4 = (b0 >> u64(4)) == 4
-        slow = np.nonzero(~simple & (lengths >= IPV4_LEN) & is_v4 & (b0 != IPV4_PLAIN))[0]
-        src = be(0, IPV4["src"])
-        known = np.array(
-            sorted(int.from_bytes(self._host(h).addr, "big") for h in set(hosts)), dtype=u64
-        )
-        pos = np.minimum(np.searchsorted(known, src), len(known) - 1)
-        ok = simple & (known[pos] == src) & (be(IPV4_LEN, TCP["dport"]) == u64(self.sport))
-        idx = np.nonzero(ok)[0]
-        if not len(idx):
-            return [], slow
-        names = [ntoa(int(a).to_bytes(4, "big")) for a in known]
-        return self._matched(r, IPV4_LEN, idx, pos[idx], names, r[idx, IP_TTL]), slow
-
-    def match_tcp_arrays(self, rows: Any, lengths: Any, hosts: Sequence[str]) -> tuple[Any, Any]:
-        """``match_tcp`` as arrays: ``(host, port, tryno, flags, window, ttl)``, ``host`` the
-        index of the reply's sender in ``hosts``; and the slow rows' indices."""
         import numpy as np
 
         u64 = np.uint64
@@ -523,40 +490,15 @@ class ProbeBuilder:
     def match_tcp6(
         self, rows: Any, lengths: Any, senders: Any, hlims: Any, hosts: Sequence[str]
     ) -> list[Any]:
-        """``match_tcp`` for IPv6: ``rows`` hold TCP headers (an ``AF_INET6`` raw socket gives
-        no IPv6 header), ``senders`` their source addresses (numpy ``S16``), ``hlims`` their
-        hop limits. As ``parse_reply6`` and ``try_of`` would one by one; no slow path."""
-        import numpy as np
-
-        lengths = np.asarray(lengths)
-        if not len(lengths):
-            return []
-        r = rows.astype(np.uint64)
-        names = sorted(set(hosts), key=lambda h: self._host(h).addr)
-        known = np.array([self._host(h).addr for h in names], dtype="S16")
-        pos = np.minimum(np.searchsorted(known, senders), len(known) - 1)
-        dport = (r[:, TCP.offset("dport")] << np.uint64(8)) | r[:, TCP.offset("dport") + 1]
-        ok = (lengths >= TCP_LEN) & (known[pos] == senders) & (dport == np.uint64(self.sport))
-        idx = np.nonzero(ok)[0]
-        if not len(idx):
-            return []
-        return self._matched(r, 0, idx, pos[idx], names, np.asarray(hlims)[idx])
-
-    def _matched(
-        self, r: Any, base: int, idx: Any, host_pos: Any, names: Sequence[str], ttl: Any
-    ) -> list[Any]:
-        """The cookie check of ``match_tcp``/``match_tcp6`` over rows ``idx`` of ``r``
-        (``uint64``), whose TCP header starts at ``base`` and whose host is ``names[host_pos]``."""
-        keys = [self._host(n).key for n in names]
-        cols = self._matched_arrays(r, base, idx, host_pos, ttl, keys)
-        host_names = [names[i] for i in cols[0].tolist()]
-        return list(zip(host_names, *(c.tolist() for c in cols[1:]), strict=True))
+        """``match_tcp6_arrays`` as ``match_tcp``'s tuples."""
+        return _as_tuples(self.match_tcp6_arrays(rows, lengths, senders, hlims, hosts), hosts)
 
     def _matched_arrays(
         self, r: Any, base: int, idx: Any, host_pos: Any, ttl: Any, keys: Any
     ) -> tuple[Any, ...]:
-        """``_matched`` as arrays (host_pos, port, tryno, flags, window, ttl) of the kept
-        rows; ``keys``: the cookie key of each host position."""
+        """The cookie check of ``match_tcp_arrays``/``match_tcp6_arrays`` over rows ``idx`` of
+        ``r`` (``uint64``), whose TCP header starts at ``base``: (host_pos, port, tryno, flags,
+        window, ttl) of the kept rows; ``keys``: the cookie key of each host position."""
         import numpy as np
 
         u64 = np.uint64
@@ -623,6 +565,12 @@ class ProbeBuilder:
         if reply.flags & rules.SYN:
             return -1  # split handshake: the peer's own ISN, nothing to check
         return None
+
+
+def _as_tuples(cols: tuple[Any, ...], hosts: Sequence[str]) -> list[Any]:
+    """Matched reply arrays as tuples, the host index replaced by its address."""
+    names = [hosts[i] for i in cols[0].tolist()]
+    return list(zip(names, *(c.tolist() for c in cols[1:]), strict=True))
 
 
 def _no_match() -> tuple[Any, ...]:
