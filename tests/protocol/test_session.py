@@ -382,43 +382,6 @@ REPLY_TECHNIQUES = st.sampled_from([Technique.SYN, Technique.WINDOW, Technique.A
 
 @settings(max_examples=60, deadline=None)
 @given(replies=TCP_REPLIES, technique=REPLY_TECHNIQUES)
-def test_batch_receive_equals_one_by_one(
-    replies: list[tuple[str, int, int, int, int, int]], technique: Technique
-) -> None:
-    """``receive_tcp_batch`` is ``receive`` per reply, only faster."""
-    sessions = []
-    for _ in range(2):
-        s = ScanSession(
-            technique, ["198.18.0.10", "198.18.0.11"], list(range(1, 13)), resolve(4),
-            rng=random.Random(7),
-        )  # fmt: skip
-        s.due(0.0)
-        s.expire(0.6)  # a first timeout: some ports are on their second try
-        s.due(0.6)
-        sessions.append(s)
-    one, batch = sessions
-    for host, port, tryno, flags, window, ttl in replies:
-        one.receive(host, port, tryno, TcpReply(flags, window), 0.7, ttl=ttl, sender=host)
-    batch.receive_tcp_batch(replies, 0.7)
-    assert verdicts(one) == verdicts(batch)
-    for a, b in zip(one.probes, batch.probes, strict=True):
-        assert (a.verdict, a.final, a.ttl, a.rtt, a.outstanding) == (
-            b.verdict, b.final, b.ttl, b.rtt, b.outstanding,
-        )  # fmt: skip
-    assert (one.in_flight, one.cwnd, one.window.received, one.window.expected) == (
-        batch.in_flight,
-        batch.cwnd,
-        batch.window.received,
-        batch.window.expected,
-    )
-    assert [(h.srtt, h.rtt.timeout, h.max_successful_try, h.answered) for h in one.hosts] == [
-        (h.srtt, h.rtt.timeout, h.max_successful_try, h.answered) for h in batch.hosts
-    ]
-    assert (one._group.srtt, one._group.timeout) == (batch._group.srtt, batch._group.timeout)
-
-
-@settings(max_examples=60, deadline=None)
-@given(replies=TCP_REPLIES, technique=REPLY_TECHNIQUES)
 def test_columnar_batch_equals_probe_session_one_by_one(
     replies: list[tuple[str, int, int, int, int, int]], technique: Technique
 ) -> None:

@@ -23,7 +23,7 @@ model, the canaries and token batches are UDP's, which stays on ``ScanSession``)
 ``pacing`` units, ``retry_budget``, the loss-ratio congestion cut, verdicts from
 ``rules``, no-response verdicts deferred to the end. ``tests/protocol/test_session.py``
 drives both sessions through the same simulated networks and holds them to the same
-verdicts; ``receive``, ``due``, ``receive_tcp_batch`` and ``columns`` keep ``ScanSession``'s
+verdicts; ``receive``, ``due`` and ``columns`` keep ``ScanSession``'s
 interface for that and for the I/O loop's per-reply path (ICMP errors, odd datagrams).
 """
 
@@ -330,8 +330,8 @@ class BulkTcpSession:
     def receive_tcp_batch(
         self, matched: Sequence[tuple[str, int, int, int, int, int]], now: float
     ) -> None:
-        """``ScanSession.receive_tcp_batch``: matched replies as (host, port, tryno, flags,
-        window, ttl) tuples."""
+        """``receive_arrays`` of matched replies given as (host, port, tryno, flags, window,
+        ttl) tuples, the host an address (``ProbeBuilder.match_tcp``'s form)."""
         if not matched:
             return
         known = [self._host_index.get(m[0], -1) for m in matched]

@@ -39,8 +39,9 @@ What it does, after nmap's ultra_scan (scan_engine.cc); the pacing arithmetic li
   yet proven don't count (``Probe.spared``), nor do tries on a limited host raise
   ``max_successful_try``.
 
-A port's first answer takes one path, ``_answered``, from ``receive`` and from
-``receive_tcp_batch`` (the bulk entry a loopback ``-p-`` uses for its 65535 RSTs).
+A port's first answer takes one path, ``_answered``. (A TCP scan of 4096 probes or more, such
+as a loopback ``-p-`` with its 65535 RSTs, runs on ``bulk_session.BulkTcpSession`` instead,
+which takes replies in batches.)
 
 Over 400 lines (about 780 with the UDP token batches of the ICMP estimate): RTT, window, rate,
 the ICMP bucket model and the result columns have moved out; what is left (probe queues,
@@ -57,7 +58,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from twinscan.core import rules
-from twinscan.core.rules import IcmpReply, Reply, TcpReply, Verdict
+from twinscan.core.rules import IcmpReply, Reply, Verdict
 from twinscan.core.schema import PortVerdict, ResultColumns
 from twinscan.core.timing import CC_SCALE_MAX, Timing
 from twinscan.core.vocab import Technique
@@ -480,38 +481,6 @@ class ScanSession:
         self._answered(probe, host, verdict, tryno, now, ttl, reason_ip, icmp)
         self._maybe_settle()
         return True
-
-    def receive_tcp_batch(
-        self, matched: Sequence[tuple[str, int, int, int, int, int]], now: float
-    ) -> None:
-        """``receive`` for many matched TCP replies (host, port, tryno, flags, window, ttl):
-        the same bookkeeping, with the lookups hoisted out of the loop. A port's first answer
-        goes through ``_answered`` like ``receive``'s; anything else goes through ``receive``."""
-        replies: dict[tuple[int, int], TcpReply] = {}
-        meaning = self._meaning
-        host_index = self._host_index
-        index = self._index
-        hosts = self.hosts
-        answered = self._answered
-        technique = self.technique
-        for address, port, tryno, flags, window, ttl in matched:
-            reply = replies.get((flags, window))
-            if reply is None:
-                reply = replies[(flags, window)] = TcpReply(flags, window)
-            hi = host_index.get(address)
-            probe = index[hi].get(port) if hi is not None else None
-            if probe is None or probe.final or probe.verdict is not None or probe.tries == 0:
-                self.receive(address, port, tryno, reply, now, ttl=ttl, sender=address)
-                continue
-            if tryno >= probe.tries:
-                continue
-            try:
-                verdict = meaning[reply]
-            except KeyError:
-                verdict = meaning[reply] = rules.interpret(technique, reply)
-            if verdict is not None:
-                answered(probe, hosts[hi], verdict, tryno, now, ttl, None, False)  # type: ignore[index]
-        self._maybe_settle()
 
     def _answered(
         self,
