@@ -39,19 +39,6 @@ _Cells = tuple[int, str, str, str, str, str]  # text_report's row fields
 Counts = Counter[tuple[str, str, str, str]]
 
 
-def _folded(counts: Counter[str], show_closed: bool) -> set[str]:
-    """The states ``text_report._host_lines`` folds into "Not shown" for a host with these
-    counts of rows per state."""
-    from twinscan.formats.text_report import FOLD_THRESHOLD
-
-    hidden: set[str] = set() if show_closed else {PortState.CLOSED.value}
-    if not show_closed and counts:
-        top, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
-        if n > FOLD_THRESHOLD:
-            hidden.add(top)
-    return hidden
-
-
 #: rows turned into text at a time.
 CHUNK_ROWS = 8192
 
@@ -188,7 +175,7 @@ class StreamWriters:
         """Keep what the report will show of each host: its shown rows, and only the counts of
         the rows it folds into "Not shown" (the service names are looked up at the end).
         ``counted``: more rows of these hosts, as counts (never shown: closed ones)."""
-        from twinscan.formats.text_report import _rows
+        from twinscan.formats.text_report import _hidden, _rows
 
         rows_of = _rows([columns]) if columns is not None else {}
         extra: dict[tuple[str, str], Counter[tuple[str, str, str]]] = {}
@@ -199,7 +186,7 @@ class StreamWriters:
             states = Counter(r[2] for r in rows)
             for (_, state, _), n in more.items():
                 states[state] += n
-            hidden = _folded(states, self._show_closed)
+            hidden = _hidden(states, self._show_closed)
             shown = [r for r in rows if r[2] not in hidden]
             folded = Counter((r[1], r[2], r[3]) for r in rows if r[2] in hidden) + more
             # a host block holds every port of its hosts: one entry per (host, technique)
@@ -207,19 +194,24 @@ class StreamWriters:
 
     def report(self, meta: ScanMeta) -> str:
         """The text report ``render_text`` gives for the same verdicts."""
-        from twinscan.formats.text_report import _host_lines, service_names
+        from twinscan.formats.text_report import Row, _hidden, _lines, _Tally, service_names
 
         names = service_names()
         lines: list[str] = []
         keys = sorted(self._hosts, key=lambda g: (_host_key(g[0]), g[1]))
         for host, technique in keys:
             shown, folded = self._hosts[(host, technique)]
-            # the folded rows' ports are never printed: counts stand in for them
-            rows = shown + [
-                (0, p, s, r, "", "") for (p, s, r), n in folded.items() for _ in range(n)
-            ]
+            # the shown rows, then the folded ones as counts (their ports are never printed),
+            # in the order render_text counts them (ties of "Not shown" reasons keep it)
+            tally = _Tally()
+            for row in shown:
+                tally.add(row[1], row[2], row[3])
+            for (proto, state, reason), n in folded.items():
+                tally.add(proto, state, reason, n)
+            hidden = _hidden(tally.ports, self._show_closed)
+            listed = [Row._make(r) for r in shown if r[2] not in hidden]
             lines.append(f"twinscan scan report for {host} ({technique} scan)")
-            lines.extend(_host_lines(rows, names, self._show_closed, False))
+            lines.extend(_lines(tally, hidden, listed, names, False))
             lines.append("")
         hosts = len({host for host, _ in keys})
         status = " (INCOMPLETE: interrupted)" if meta.incomplete else ""

@@ -229,18 +229,6 @@ def _hidden(ports: Mapping[str, int], show_closed: bool) -> set[str]:
     return hidden
 
 
-def _host_lines(
-    rows: list[_Cells], names: Mapping[tuple[int, str], str], show_closed: bool, with_owner: bool
-) -> list[str]:
-    """A (host, technique)'s lines from its rows as ``Row`` fields (the streaming report's)."""
-    tally = _Tally()
-    for row in rows:
-        tally.add(row[_PROTO], row[_STATE], row[_REASON])
-    hidden = _hidden(tally.ports, show_closed)
-    shown = [Row._make(r) for r in rows if r[_STATE] not in hidden]
-    return _lines(tally, hidden, shown, names, with_owner)
-
-
 def _lines(
     tally: _Tally,
     hidden: set[str],
