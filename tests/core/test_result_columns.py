@@ -36,7 +36,9 @@ META = ScanMeta(
 
 #: RTTs as the engines record them: milliseconds rounded to 3 decimals (and a few beyond the
 #: 4096 ms that the CSV writer's plain path takes; from 16384 ms on, float32 rounds them).
-_millis = st.integers(-20_000_000, 20_000_000).map(lambda k: round(k / 1000, 3))
+_millis = st.integers(-20_000_000, 20_000_000).map(lambda k: round(k / 1000, 3)) | st.sampled_from(
+    [0.0, -0.0]  # one key to the writer's memo of texts, two texts
+)
 
 
 @st.composite
@@ -63,19 +65,22 @@ def columns(draw: st.DrawFn) -> ResultColumns:
 
 
 @settings(max_examples=150, deadline=None)
-@given(columns(), st.booleans())
-def test_csv_from_columns_equals_csv_from_the_frame(cols: ResultColumns, plain: bool) -> None:
-    """Both ways of writing columns (plain Python for small results, numpy for large ones)
-    give pandas' bytes."""
+@given(columns(), st.booleans(), st.integers(1, 16))
+def test_csv_from_columns_equals_csv_from_the_frame(
+    cols: ResultColumns, plain: bool, chunk: int
+) -> None:
+    """Both ways of writing columns (plain Python for small results, numpy for large ones),
+    in pieces of any size, give pandas' bytes."""
     from twinscan.formats import csv
 
     fast, slow = io.StringIO(), io.StringIO()
-    saved = csv.PLAIN_MAX_ROWS
-    csv.PLAIN_MAX_ROWS = saved if plain else 0
+    saved = csv.PLAIN_MAX_ROWS, csv.CSV_CHUNK_ROWS
+    csv.PLAIN_MAX_ROWS = saved[0] if plain else 0
+    csv.CSV_CHUNK_ROWS = chunk
     try:
         write_result_csv(ScanResult(columns=cols, meta=META), fast)
     finally:
-        csv.PLAIN_MAX_ROWS = saved
+        csv.PLAIN_MAX_ROWS, csv.CSV_CHUNK_ROWS = saved
     write_csv(cols.to_frame(), slow)
     assert fast.getvalue() == slow.getvalue()
 

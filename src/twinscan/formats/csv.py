@@ -9,8 +9,9 @@ CSV ends with one ``#`` comment line (``INCOMPLETE_PREFIX``), which ``read_csv``
 from __future__ import annotations
 
 import io
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twinscan.core.schema import (
@@ -19,7 +20,6 @@ from twinscan.core.schema import (
     ScanResult,
     category_values,
     conform,
-    iana_codes,
     iana_codes_plain,
 )
 from twinscan.core.vocab import IanaRange
@@ -74,65 +74,108 @@ def columns_csv_text(columns: ResultColumns) -> str:
     newline, so lines are joined directly (the property test holds us to it). Columns with
     owner columns (free text) go through the frame instead (``write_result_csv``).
     """
+    return "".join(columns_csv_chunks(columns))
+
+
+#: Rows per piece of ``columns_csv_chunks``: the text of a -p- scan (65535 rows, ~4 MiB) and
+#: its per-column string lists (~15 MiB more) were the peak of its memory when built whole.
+CSV_CHUNK_ROWS = 4096
+
+
+def columns_csv_chunks(columns: ResultColumns, rows: int | None = None) -> Iterator[str]:
+    """``columns_csv_text`` in pieces of at most ``rows`` (``CSV_CHUNK_ROWS``) rows each, for
+    writing as it goes."""
     n = len(columns)
+    rows = rows or CSV_CHUNK_ROWS
+    # The text of each distinct RTT, made once: a scan's RTTs repeat (milliseconds to 3
+    # decimals), so a lookup per row replaces a ``repr`` per row (65535 rows: ~30 ms less).
+    texts = _Memo(_rtt_text) if n < PLAIN_MAX_ROWS else None
+    for lo in range(0, n, rows):
+        yield _csv_rows(columns, lo, min(n, lo + rows), texts)
+
+
+class _NotPlain(Exception):
+    """A value whose text ``_Texts`` cannot give: the rows go through numpy."""
+
+
+class _Memo(dict[Any, str]):
+    """``make(value)`` for each distinct value, made once. Zero is made each time: 0.0 and
+    -0.0 are one key but two texts (pandas writes "-0.0")."""
+
+    def __init__(self, make: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Any) -> str:
+        text = self._make(key)
+        if key is None or key != 0:
+            self[key] = text
+        return text
+
+
+def _rtt_text(value: float | None) -> str:
+    """pandas writes RTTs as float32 text, which is Python's ``repr`` only for the values
+    ``_millisecond`` accepts; any other raises ``_NotPlain``."""
+    if value is None:
+        return ""
+    if not _millisecond(value):
+        raise _NotPlain
+    return repr(float(value))
+
+
+def _millisecond(value: float) -> bool:
+    """Whether ``value`` is what the engines record, milliseconds rounded to 3 decimals, and
+    under 4096 ms. For those, Python's ``repr`` is the float32 text pandas writes (one float32
+    holds each such value uniquely and its shortest decimal is the value's own: checked for
+    every one of them, and by tests/core/test_result_columns.py)."""
+    return abs(value) < 4096 and round(value, 3) == value
+
+
+def _csv_rows(columns: ResultColumns, lo: int, hi: int, texts: _Memo | None) -> str:
     states = category_values("state")
     reasons = category_values("reason")
     ranges = [r.value for r in IanaRange]
-    plain = n < PLAIN_MAX_ROWS and _millisecond_rtts(columns.rtt_ms)
-    if plain:
-        ports: list[int] = [int(p) for p in columns.port]
-        iana = [ranges[i] for i in iana_codes_plain(ports)]
-    else:
-        import numpy as np
+    n = hi - lo
+    ports: list[int] = list(map(int, columns.port[lo:hi]))
+    iana = [ranges[i] for i in iana_codes_plain(ports)]
+    ttl = [""] * n if columns.reason_ttl is None else _column_text(columns.reason_ttl[lo:hi])
+    rip = [""] * n if columns.reason_ip is None else _column_text(columns.reason_ip[lo:hi])
+    rtt: list[str] = [""] * n
+    if columns.rtt_ms is not None:
+        rtts = columns.rtt_ms[lo:hi]
+        try:
+            if texts is None:
+                raise _NotPlain
+            rtt = list(map(texts.__getitem__, rtts))
+        except _NotPlain:
+            import numpy as np
 
-        ports = np.asarray(columns.port, dtype=np.int64).tolist()
-        iana = [ranges[i] for i in iana_codes(ports).tolist()]
-    ttl = (
-        [""] * n
-        if columns.reason_ttl is None
-        else ["" if v is None else str(v) for v in columns.reason_ttl]
-    )
-    rip = (
-        [""] * n
-        if columns.reason_ip is None
-        else ["" if v is None else v for v in columns.reason_ip]
-    )
-    if columns.rtt_ms is None:
-        rtt = [""] * n
-    elif plain:
-        rtt = ["" if v is None else repr(float(v)) for v in columns.rtt_ms]
-    else:
-        import numpy as np
-
-        floats = np.array([np.nan if v is None else v for v in columns.rtt_ms], dtype=np.float32)
-        rtt = ["" if t == "nan" else t for t in floats.astype(str).tolist()]
+            floats = np.array([np.nan if v is None else v for v in rtts], dtype=np.float32)
+            rtt = ["" if t == "nan" else t for t in floats.astype(str).tolist()]
     prefix = f"{columns.engine.value},{columns.technique.value},"
     proto = columns.proto.value
     return "".join(
         f"{prefix}{h},{proto},{p},{states[st]},{reasons[r]},{t},{ip},{ms},{rng}\n"
         for h, p, st, r, t, ip, ms, rng in zip(
-            columns.host, ports, columns.state, columns.reason, ttl, rip, rtt, iana,
-            strict=True,
+            columns.host[lo:hi], ports, columns.state[lo:hi], columns.reason[lo:hi], ttl, rip,
+            rtt, iana, strict=True,
         )
     )  # fmt: skip
 
 
-#: Columns of fewer rows than this are written without numpy whenever their RTTs allow it
-#: (``_millisecond_rtts``): numpy is no faster per row here (65535 rows: 0.10 s either way),
-#: its import costs a small scan more than the rows, and a streamed scan's main process would
-#: carry it into every worker it forks for the next block. The numpy path remains for other
-#: RTTs (and tests force it by lowering this).
+def _column_text(values: Sequence[Any]) -> list[str]:
+    """TTLs or addresses as text, "" for None (few distinct values: one ``str`` each)."""
+    memo = _Memo(lambda v: "" if v is None else str(v))
+    return list(map(memo.__getitem__, values))
+
+
+#: Columns of this many rows or more are written through numpy (tests force that path by
+#: lowering it). Below it, RTTs that are what the engines record are written as Python's
+#: ``repr`` (``_Texts``), which is the float32 text pandas writes; any other RTT takes its
+#: chunk through numpy. numpy is no faster per row here, its import costs a small scan more
+#: than the rows, and a streamed scan's main process would carry it into every worker it
+#: forks for the next block.
 PLAIN_MAX_ROWS = 1 << 62
-
-
-def _millisecond_rtts(rtts: Sequence[float | None] | None) -> bool:
-    """Whether every RTT is what the engines record, milliseconds rounded to 3 decimals, and
-    under 4096 ms. For those, Python's ``repr`` is the float32 text pandas writes (one float32
-    holds each such value uniquely and its shortest decimal is the value's own: checked for
-    every one of them, and by tests/core/test_result_columns.py)."""
-    if rtts is None:
-        return True
-    return all(v is None or (abs(v) < 4096 and round(v, 3) == v) for v in rtts)
 
 
 def write_result_csv(result: ScanResult, path_or_buf: Any) -> None:
@@ -148,13 +191,15 @@ def write_result_csv(result: ScanResult, path_or_buf: Any) -> None:
             return
         text = result.frame.to_csv(index=False)
         rows = len(result.frame)
+        pieces: Iterable[str] = (text,)
     else:
-        text = ",".join(COLUMNS) + "\n" + columns_csv_text(columns)
+        pieces = itertools.chain((",".join(COLUMNS) + "\n",), columns_csv_chunks(columns))
         rows = len(columns)
     if result.meta.incomplete:
-        text += f"# twinscan: {incomplete_note(rows)}\n"
+        pieces = itertools.chain(pieces, (f"# twinscan: {incomplete_note(rows)}\n",))
     if isinstance(path_or_buf, (str, bytes)) or hasattr(path_or_buf, "__fspath__"):
         with open(path_or_buf, "w", newline="") as f:
-            f.write(text)
+            f.writelines(pieces)
     else:
-        path_or_buf.write(text)
+        for piece in pieces:
+            path_or_buf.write(piece)
