@@ -357,7 +357,7 @@ class BulkTcpSession:
         ok &= ~self._final[safe] & (tries > 0) & (tryno < tries)
         keys = (np.asarray(flags, dtype=np.int64) << 16) | np.asarray(window, dtype=np.int64)
         codes = np.full(len(keys), -1, dtype=np.int64)
-        for key in np.unique(keys[ok]).tolist():
+        for key in _distinct(keys[ok]).tolist():
             code = self._meaning.get(key)
             if code is None:
                 reply = TcpReply(key >> 16, key & 0xFFFF)
@@ -368,7 +368,7 @@ class BulkTcpSession:
         if not len(sel):
             return
         idx = idx[sel]
-        _, first = np.unique(idx, return_index=True)  # a port's first reply in the batch
+        first = _first_of_each(idx)  # a port's first reply in the batch
         if len(first) < len(sel):
             sel = sel[np.sort(first)]
             idx = safe[sel]
@@ -587,6 +587,20 @@ class BulkTcpSession:
             reason_ip=[rips.get(i) for i in idx.tolist()] if rips else [None] * n,
             rtt_ms=_with_none(rtt, np.isnan(rtt)),
         )
+
+
+def _distinct(values: Any) -> Any:
+    """``np.unique(values)``, which imports numpy.ma on its first call (7 ms, 1.4 MiB)."""
+    s = np.sort(values)
+    return s[np.concatenate(([True], s[1:] != s[:-1]))] if len(s) else s
+
+
+def _first_of_each(values: Any) -> Any:
+    """``np.unique(values, return_index=True)[1]``: the index of each value's first
+    occurrence, ordered by value (without numpy.ma, as ``_distinct``)."""
+    order = np.argsort(values, kind="stable")
+    s = values[order]
+    return order[np.concatenate(([True], s[1:] != s[:-1]))] if len(s) else order
 
 
 def _objects(values: Sequence[Any]) -> Any:
