@@ -150,3 +150,16 @@ def test_all_ports_of_both_protocols_are_one_tuple() -> None:
     assert plan.tcp == plan.udp == tuple(range(1, 65536)) and plan.udp is plan.tcp
     mixed = parse_ports("T:1-10,U:5")
     assert mixed.tcp == tuple(range(1, 11)) and mixed.udp == (5,)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 300), st.integers(0, 40)), max_size=12),
+    st.sets(st.integers(0, 400), max_size=20),
+)
+def test_expanded_ports_are_the_sorted_union(spans: list[tuple[int, int]], extra: set[int]) -> None:
+    """Ranges (overlapping, touching, empty, in any order) and named ports: sorted, each once."""
+    from twinscan.request.ports import _expand
+
+    ranges = [range(lo, lo + width) for lo, width in spans]
+    expected = sorted(extra.union(*(set(r) for r in ranges)))
+    assert _expand(ranges, extra) == expected

@@ -16,7 +16,9 @@ Two grammars, one range parser (``_range``) and one error type (``PortSpecError`
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
@@ -236,16 +238,17 @@ def parse_port_list(text: str) -> list[int]:
 def _expand(ranges: Iterable[range], extra: Iterable[int] = ()) -> list[int]:
     """The sorted unique ports of ``ranges`` (merged first: a spec repeating ``1-65535`` a
     thousand times costs one pass over the ports, not a thousand) and ``extra``."""
-    ports: set[int] = set(extra)
     merged: list[list[int]] = []
     for r in sorted(((r.start, r.stop) for r in ranges if r), key=lambda t: t[0]):
         if merged and r[0] <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], r[1])
         else:
             merged.append([r[0], r[1]])
-    for lo, stop in merged:
-        ports.update(range(lo, stop))
-    return sorted(ports)
+    # merged runs are sorted and disjoint: no set of 65536 ports to sort (-p-: 15 -> 3 ms)
+    ports = list(itertools.chain.from_iterable(range(lo, stop) for lo, stop in merged))
+    starts = [lo for lo, _ in merged]
+    more = {p for p in extra if (i := bisect.bisect_right(starts, p) - 1) < 0 or p >= merged[i][1]}
+    return sorted(itertools.chain(ports, more)) if more else ports
 
 
 def format_port_list(ports: Iterable[int]) -> str:
@@ -306,7 +309,8 @@ def parse_ports(spec: str, protos: tuple[Proto, ...] = (Proto.TCP, Proto.UDP)) -
             for proto, ports_ in _by_name(lowered, current).items():
                 named[proto].update(ports_)
     tcp = tuple(_expand(ranges[Proto.TCP], named[Proto.TCP]))
-    udp = tuple(_expand(ranges[Proto.UDP], named[Proto.UDP]))
+    same = ranges[Proto.UDP] == ranges[Proto.TCP] and named[Proto.UDP] == named[Proto.TCP]
+    udp = tcp if same else tuple(_expand(ranges[Proto.UDP], named[Proto.UDP]))
     # ``-p-`` names every port of both protocols: one tuple, not two copies of 65535 ints
     # (every forked worker carries them)
     plan = PortPlan(tcp=tcp, udp=tcp if udp == tcp else udp)
