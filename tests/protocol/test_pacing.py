@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from twinscan.core.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, resolve
@@ -275,16 +275,28 @@ def test_sample_all_equals_sample_one_by_one(
     n=st.integers(0, 400),
     expected=st.integers(0, 500),
     received=st.integers(0, 500),
-    cwnd=st.floats(1.0, 300.0),
+    cwnd=st.floats(1.0, 400.0),
     ssthresh=st.floats(2.0, 300.0),
+    ceiling=st.floats(10.0, 400.0) | st.just(300.0),
     icmp=st.booleans(),
 )
+@example(n=0, expected=5, received=5, cwnd=350.0, ssthresh=100.0, ceiling=300.0, icmp=False)
+@example(n=3, expected=9, received=9, cwnd=299.5, ssthresh=50.0, ceiling=300.0, icmp=False)
+@example(n=1, expected=0, received=0, cwnd=300.0, ssthresh=300.0, ceiling=300.0, icmp=True)
 def test_ack_many_equals_expect_and_ack_per_reply(
-    n: int, expected: int, received: int, cwnd: float, ssthresh: float, icmp: bool
+    n: int,
+    expected: int,
+    received: int,
+    cwnd: float,
+    ssthresh: float,
+    ceiling: float,
+    icmp: bool,
 ) -> None:
+    """Including a window at or above its ceiling (``ack_many``'s shortcut)."""
     one, many = CongestionWindow(), CongestionWindow()
     for w in (one, many):
         w.expected, w.received, w.cwnd, w.ssthresh = expected, received, cwnd, ssthresh
+        w.ceiling = ceiling
     cap = 1.0 if icmp else CC_SCALE_MAX
     for _ in range(n):
         one.expected += 1

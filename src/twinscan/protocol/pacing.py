@@ -252,6 +252,11 @@ class CongestionWindow:
         locals (the columnar session acks a whole batch of replies at once)."""
         expected, received, cwnd = self.expected, self.received, self.cwnd
         ssthresh, ceiling, incr = self.ssthresh, self.ceiling, self.ca_incr
+        if n > 0 and cwnd >= ceiling:
+            # Every ack raises cwnd or keeps it (cc > 0), and the cap takes it back to the
+            # ceiling: a window at its ceiling stays there (a large scan's steady state).
+            self.expected, self.received, self.cwnd = expected + n, received + n, ceiling
+            return
         for _ in range(n):
             expected += 1
             received += 1
