@@ -34,6 +34,7 @@ and made, in the other.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -58,7 +59,6 @@ from twinscan.protocol.wire import (
     IP_PROTO,
     IP_SRC,
     IP_SUM,
-    IP_TTL,
     IP_VER_IHL,
     IPPROTO_ICMP,
     IPPROTO_TCP,
@@ -370,30 +370,27 @@ class ProbeBuilder:
         keys, sums, addrs = table
         key, hsum, addr = keys[hosts], sums[hosts], addrs[hosts]
         dport = np.asarray(dports, dtype=u64)
-        ck = _mix_cookies(key, dport, self.sport)
-        seq = (ck + np.asarray(trynos, dtype=u64)) & u64(0xFFFFFFFF)
+        seq = _mix_cookies(key, dport, self.sport) + np.asarray(trynos).astype(np.uint32)
         ip_id = (u64(self.ip_id_base + self._counter + 1) + np.arange(n, dtype=u64)) & u64(0xFFFF)
         self._counter = (self._counter + n) & 0xFFFF
-        ack = seq if self._with_ack else np.zeros(n, dtype=u64)
+        ack = seq if self._with_ack else np.zeros(n, dtype=np.uint32)
         ip_csum = _fold(u64(tmpl.ip_sum) + hsum + ip_id)
-        l4 = u64(tmpl.l4_sum) + hsum + dport + (seq >> u64(16)) + (seq & u64(0xFFFF))
-        l4 += (ack >> u64(16)) + (ack & u64(0xFFFF))
+        l4 = u64(tmpl.l4_sum) + hsum + dport + (seq >> 16) + (seq & 0xFFFF)
+        l4 += (ack >> 16) + (ack & 0xFFFF)
         out = np.empty((n, len(tmpl.data)), dtype=np.uint8)
         out[:] = np.frombuffer(tmpl.data, dtype=np.uint8)
         if self.v6:
             out[:, _IP6_DST : _IP6_DST + 16] = addr
-            _put(out, IPV6_LEN, TCP["dport"], dport)
-            _put(out, IPV6_LEN, TCP["seq"], seq)
-            _put(out, IPV6_LEN, TCP["ack"], ack)
-            _put(out, IPV6_LEN, TCP["sum"], _fold(l4))
-            return out
-        _put(out, 0, IPV4["id"], ip_id)
-        _put(out, 0, IPV4["sum"], ip_csum)
-        out[:, IP_DST:_IP_DST_END] = addr
-        _put(out, IPV4_LEN, TCP["dport"], dport)
-        _put(out, IPV4_LEN, TCP["seq"], seq)
-        _put(out, IPV4_LEN, TCP["ack"], ack)
-        _put(out, IPV4_LEN, TCP["sum"], _fold(l4))
+            v = _fields_view(out, _V6_PROBE)
+        else:
+            out[:, IP_DST:_IP_DST_END] = addr
+            v = _fields_view(out, _V4_PROBE)
+            v["ip_id"] = ip_id
+            v["ip_sum"] = ip_csum
+        v["dport"] = dport
+        v["seq"] = seq
+        v["ack"] = ack
+        v["sum"] = _fold(l4)
         return out
 
     def match_tcp(self, rows: Any, lengths: Any, hosts: Sequence[str]) -> tuple[list[Any], Any]:
@@ -419,33 +416,24 @@ class ProbeBuilder:
         lengths = np.asarray(lengths)
         if not len(lengths):
             return _no_match(), np.zeros(0, dtype=np.int64)
-        r = rows.astype(u64)
-        b0 = r[:, IP_VER_IHL]
-        frag = (r[:, IPV4["frag"].offset] << u64(8)) | r[:, IPV4["frag"].offset + 1]
+        v = _fields_view(rows, _V4_REPLY)
+        b0 = v["ver_ihl"]
         simple = (
             (b0 == IPV4_PLAIN)
             & (lengths >= IPV4_LEN + TCP_LEN)
-            & (r[:, IP_PROTO] == IPPROTO_TCP)
-            & (frag & FRAG_OFFSET_MASK == 0)
+            & (v["proto"] == IPPROTO_TCP)
+            & (v["frag"] & FRAG_OFFSET_MASK == 0)
         )
-        slow = np.nonzero(
-            ~simple & (lengths >= IPV4_LEN) & ((b0 >> u64(4)) == 4) & (b0 != IPV4_PLAIN)
-        )[0]
-        at = IPV4["src"].offset
-        src = (
-            (r[:, at] << u64(24))
-            | (r[:, at + 1] << u64(16))
-            | (r[:, at + 2] << u64(8))
-            | r[:, at + 3]
-        )
+        slow = np.nonzero(~simple & (lengths >= IPV4_LEN) & ((b0 >> 4) == 4) & (b0 != IPV4_PLAIN))[
+            0
+        ]
+        src = v["src"].astype(u64)
         known, to_target, keys = self._known(hosts)
         pos = np.minimum(np.searchsorted(known, src), len(known) - 1)
-        at = IPV4_LEN + TCP.offset("dport")
-        dport = (r[:, at] << u64(8)) | r[:, at + 1]
-        idx = np.nonzero(simple & (known[pos] == src) & (dport == u64(self.sport)))[0]
+        idx = np.nonzero(simple & (known[pos] == src) & (v["dport"] == self.sport))[0]
         if not len(idx):
             return _no_match(), slow
-        cols = self._matched_arrays(r, IPV4_LEN, idx, pos[idx], r[idx, IP_TTL], keys)
+        cols = self._matched_arrays(v, idx, pos, v["ttl"], keys)
         return (to_target[cols[0]], *cols[1:]), slow
 
     def match_tcp6_arrays(
@@ -454,19 +442,17 @@ class ProbeBuilder:
         """``match_tcp6`` as arrays, as ``match_tcp_arrays`` gives them (no slow rows)."""
         import numpy as np
 
-        u64 = np.uint64
         lengths = np.asarray(lengths)
         if not len(lengths):
             return _no_match()
-        r = rows.astype(u64)
+        v = _fields_view(rows, _V6_REPLY)
         known, to_target, keys = self._known(hosts)
         pos = np.minimum(np.searchsorted(known, senders), len(known) - 1)
-        dport = (r[:, TCP.offset("dport")] << u64(8)) | r[:, TCP.offset("dport") + 1]
-        ok = (lengths >= TCP_LEN) & (known[pos] == senders) & (dport == u64(self.sport))
+        ok = (lengths >= TCP_LEN) & (known[pos] == senders) & (v["dport"] == self.sport)
         idx = np.nonzero(ok)[0]
         if not len(idx):
             return _no_match()
-        cols = self._matched_arrays(r, 0, idx, pos[idx], np.asarray(hlims)[idx], keys)
+        cols = self._matched_arrays(v, idx, pos, np.asarray(hlims), keys)
         return (to_target[cols[0]], *cols[1:])
 
     def _known(self, hosts: Sequence[str]) -> tuple[Any, Any, Any]:
@@ -494,44 +480,38 @@ class ProbeBuilder:
         return _as_tuples(self.match_tcp6_arrays(rows, lengths, senders, hlims, hosts), hosts)
 
     def _matched_arrays(
-        self, r: Any, base: int, idx: Any, host_pos: Any, ttl: Any, keys: Any
+        self, v: Any, idx: Any, host_pos: Any, ttl: Any, keys: Any
     ) -> tuple[Any, ...]:
-        """The cookie check of ``match_tcp_arrays``/``match_tcp6_arrays`` over rows ``idx`` of
-        ``r`` (``uint64``), whose TCP header starts at ``base``: (host_pos, port, tryno, flags,
-        window, ttl) of the kept rows; ``keys``: the cookie key of each host position."""
+        """The cookie check of ``match_tcp_arrays``/``match_tcp6_arrays`` over the candidate
+        replies ``idx`` of ``v`` (``_fields_view`` rows with the TCP fields), each from host
+        position ``host_pos`` with ``ttl``: (host_pos, port, tryno, flags, window, ttl) of the
+        kept ones; ``keys``: the cookie key of each host position."""
         import numpy as np
 
-        u64 = np.uint64
-        m = u64(0xFFFFFFFF)
+        if len(idx) < len(v):  # (usually every row is a candidate: no copy of the rows)
+            v, host_pos, ttl = v[idx], host_pos[idx], ttl[idx]
 
-        def be(field: wire.Field) -> Any:
-            at = base + field.offset
-            v = r[idx, at]
-            for i in range(1, field.size):
-                v = (v << u64(8)) | r[idx, at + i]
-            return v
-
-        port = be(TCP["sport"])
-        seq, ack, flags = be(TCP["seq"]), be(TCP["ack"]), r[idx, base + TCP.offset("flags")]
-        window = be(TCP["win"])
-        ck = _mix_cookies(np.asarray(keys, dtype=u64)[host_pos], port, self.sport)
-        from_seq = (seq - ck) & m
-        consumed = u64(0 if self._with_ack else self.consumed)
-        from_ack = (ack - ck - consumed) & m
-        has_ack = (flags & u64(rules.ACK)) != 0
+        u32 = np.uint32  # (sequence arithmetic wraps as TCP's does)
+        port = v["sport"]
+        seq, ack = v["seq"].astype(u32), v["ack"].astype(u32)
+        flags = v["flags"]
+        ck = _mix_cookies(np.asarray(keys)[host_pos], port, self.sport)
+        from_seq = seq - ck
+        from_ack = ack - ck - u32(0 if self._with_ack else self.consumed)
+        has_ack = (flags & rules.ACK) != 0
         tryno = np.where(has_ack, from_ack, from_seq).astype(np.int64)
         valid = tryno < MAX_TRIES
-        bare_syn = ~has_ack & ((flags & u64(rules.RST)) == 0) & ((flags & u64(rules.SYN)) != 0)
+        bare_syn = ~has_ack & ((flags & rules.RST) == 0) & ((flags & rules.SYN) != 0)
         tryno = np.where(bare_syn, -1, tryno)
-        valid = np.where(bare_syn, True, valid & (has_ack | ((flags & u64(rules.RST)) != 0)))
-        looped = (flags == u64(self.flags)) & (from_seq < MAX_TRIES)
+        valid = np.where(bare_syn, True, valid & (has_ack | ((flags & rules.RST) != 0)))
+        looped = (flags == self.flags) & (from_seq < MAX_TRIES)
         keep = np.nonzero(valid & ~looped)[0]
         return (
             np.asarray(host_pos)[keep],
             port[keep].astype(np.int64),
             tryno[keep],
             flags[keep].astype(np.int64),
-            window[keep].astype(np.int64),
+            v["win"][keep].astype(np.int64),
             np.asarray(ttl)[keep].astype(np.int64),
         )
 
@@ -580,17 +560,17 @@ def _no_match() -> tuple[Any, ...]:
 
 
 def _mix_cookies(key: Any, dport: Any, sport: int) -> Any:
-    """``mix_cookie`` over numpy ``uint64`` arrays (values kept below 2**32)."""
+    """``mix_cookie`` over numpy arrays (keys below 2**32), as ``uint32``: the arithmetic
+    wraps modulo 2**32 by itself, no masking step after each operation."""
     import numpy as np
 
-    u64 = np.uint64
-    m = u64(0xFFFFFFFF)
-    h = (key ^ ((dport << u64(16)) | u64(sport))) & m
-    h ^= h >> u64(16)
-    h = (h * u64(0x85EBCA6B)) & m
-    h ^= h >> u64(13)
-    h = (h * u64(0xC2B2AE35)) & m
-    h ^= h >> u64(16)
+    u32 = np.uint32
+    h = np.asarray(key).astype(u32) ^ ((np.asarray(dport).astype(u32) << u32(16)) | u32(sport))
+    h ^= h >> u32(16)
+    h *= u32(0x85EBCA6B)
+    h ^= h >> u32(13)
+    h *= u32(0xC2B2AE35)
+    h ^= h >> u32(16)
     return h
 
 
@@ -604,11 +584,46 @@ def _fold(total: Any) -> Any:
     return ~total & u64(0xFFFF)
 
 
-def _put(out: Any, base: int, field: wire.Field, values: Any) -> None:
-    """Write ``values`` big-endian into ``field`` (of the header at ``base``) in every row."""
-    at, width = base + field.offset, field.size
-    for i in range(width):
-        out[:, at + i] = (values >> (8 * (width - 1 - i))) & 0xFF
+#: What the reply matchers read: (name, header field, the header's offset in a row).
+_TCP_REPLY = tuple(
+    (name, TCP[name], IPV4_LEN) for name in ("sport", "dport", "seq", "ack", "flags", "win")
+)
+_V4_REPLY = (
+    *((name, IPV4[name], 0) for name in ("ver_ihl", "frag", "ttl", "proto", "src")),
+    *_TCP_REPLY,
+)
+_V6_REPLY = tuple((name, field, 0) for name, field, _ in _TCP_REPLY)  # no IPv6 header
+#: What ``tcp_rows`` writes into its copies of the template (the destination aside).
+_V6_PROBE = tuple((name, TCP[name], IPV6_LEN) for name in ("dport", "seq", "ack", "sum"))
+_V4_PROBE = (
+    ("ip_id", IPV4["id"], 0),
+    ("ip_sum", IPV4["sum"], 0),
+    *((name, TCP[name], IPV4_LEN) for name in ("dport", "seq", "ack", "sum")),
+)
+
+
+def _fields_view(rows: Any, fields: tuple[tuple[str, wire.Field, int], ...]) -> Any:
+    """``rows`` (``uint8``, one datagram per row) as a structured array of ``fields``, each
+    in network byte order, without copying: one numpy operation per field, not per byte."""
+    import numpy as np
+
+    rows = np.ascontiguousarray(rows)
+    return rows.view(_row_dtype(rows.shape[1], fields)).reshape(len(rows))
+
+
+@functools.lru_cache(maxsize=32)
+def _row_dtype(width: int, fields: tuple[tuple[str, wire.Field, int], ...]) -> Any:
+    import numpy as np
+
+    kinds = {"B": "u1", "H": ">u2", "I": ">u4", "4s": ">u4"}  # (an IPv4 address as a number)
+    return np.dtype(
+        {
+            "names": [name for name, _, _ in fields],
+            "formats": [kinds.get(f.fmt) or ("u1", (f.size,)) for _, f, _ in fields],
+            "offsets": [base + f.offset for _, f, base in fields],
+            "itemsize": width,
+        }
+    )
 
 
 # Per-probe field writers (bound ``Struct.pack_into``: the probe-by-probe path is hot).
