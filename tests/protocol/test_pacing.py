@@ -253,7 +253,14 @@ def test_next_time_is_when_allowance_opens(rate: float, now: float) -> None:
     first=st.none() | st.floats(0.0, 3.0),
     deltas=st.lists(
         st.floats(-0.1, 10.0) | st.sampled_from([0.0, -0.01, 8.0, 2.5, 0.0001]), max_size=60
-    ),
+    )
+    | st.lists(  # runs of one delta, as a batch's replies give them
+        st.tuples(
+            st.floats(-0.1, 10.0) | st.sampled_from([0.0, 1.5, 2.3, 2.31, 4.6, 0.0001]),
+            st.integers(1, 30),
+        ),
+        max_size=8,
+    ).map(lambda runs: [d for d, k in runs for _ in range(k)]),
     level=st.sampled_from([3, 4, 5]),
 )
 def test_sample_all_equals_sample_one_by_one(
