@@ -350,8 +350,10 @@ def run(
     bulk = technique is not Technique.UDP and total >= BULK_MIN_PROBES
     session: Session
     if bulk:
+        from twinscan.engines.heap import unmap_large_frees
         from twinscan.protocol.bulk_session import BulkTcpSession
 
+        unmap_large_frees()  # the session's arrays leave no resident pages once freed
         session = BulkTcpSession(
             technique,
             request.targets,

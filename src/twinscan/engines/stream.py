@@ -129,5 +129,5 @@ def columns_left(session: Any) -> ResultColumns:
     ``ProbeDrain`` emitted them)."""
     if active():
         return empty_columns(session.technique)
-    cols: ResultColumns = session.columns()
+    cols: ResultColumns = session.columns(last=True)
     return cols

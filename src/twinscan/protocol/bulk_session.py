@@ -540,9 +540,13 @@ class BulkTcpSession:
 
     # -- results
 
-    def columns(self) -> ResultColumns:
-        """Every port with a verdict, column by column, sorted by (host address, port)."""
-        return self._columns(np.flatnonzero(self._verdict >= 0))
+    def columns(self, *, last: bool = False) -> ResultColumns:
+        """Every port with a verdict, column by column, sorted by (host address, port).
+
+        ``last``: the session's final act. Its per-probe arrays go as soon as the values
+        are read, before the result lists are built: the two together were the peak of a
+        -p- scan's memory. The session answers nothing after that."""
+        return self._columns(np.flatnonzero(self._verdict >= 0), last=last)
 
     def verdicts(self) -> list[PortVerdict]:
         """Every port with a verdict as ``PortVerdict`` rows, in ``columns()`` order."""
@@ -554,39 +558,75 @@ class BulkTcpSession:
         self._emitted[new] = True
         return self._columns(new)
 
-    def _columns(self, idx: Any) -> ResultColumns:
+    def _columns(self, idx: Any, *, last: bool = False) -> ResultColumns:
         h = self._h
         addrs = [host.address for host in self.hosts]
-        ranks = np.empty(h, dtype=np.int64)
-        ranks[sorted(range(h), key=lambda i: host_sort_key(addrs[i]))] = np.arange(h)
         ranks_of = idx // h
         ports = self._order[ranks_of]
-        hosts = idx % h
-        order = np.argsort((ranks[hosts] << 16) | ports, kind="stable")
-        idx, ranks_of, hosts = idx[order], ranks_of[order], hosts[order]
-        table = [
-            (category_code("state", v.state.value), category_code("reason", v.reason.value))
-            for v in self._verdicts
-        ]
-        codes = np.asarray(table or [(0, 0)], dtype=np.int64)[self._verdict[idx]]
-        # Lists built from object arrays: no temporary list of every value first (the peak of
-        # a -p- scan's memory is here).
+        if h == 1:
+            hosts = None
+            order = np.argsort(ports, kind="stable")
+        else:
+            ranks = np.empty(h, dtype=np.int64)
+            ranks[sorted(range(h), key=lambda i: host_sort_key(addrs[i]))] = np.arange(h)
+            hosts = idx % h
+            order = np.argsort((ranks[hosts] << 16) | ports, kind="stable")
+            hosts = hosts[order]
+        del ports
+        idx, ranks_of = idx[order], ranks_of[order]
+        del order
+        verdicts = self._verdict[idx]
+        # code tables by verdict number ([0]: none yet, for an empty ``idx``)
+        state = np.array([category_code("state", v.state.value) for v in self._verdicts] or [0])
+        reason = np.array([category_code("reason", v.reason.value) for v in self._verdicts] or [0])
+        state, reason = state.astype(np.int8), reason.astype(np.int8)
+        state, reason = state[verdicts], reason[verdicts]
+        port_objects = self._port_objects[ranks_of]
         ttl = self._ttl[idx]
         rtt = np.round(self._rtt[idx] * 1000, 3)
         rips = self._reason_ip
+        reason_ip = [rips.get(i) for i in idx.tolist()] if rips else None
         n = len(idx)
+        del verdicts, ranks_of, idx
+        if last:
+            self._drop_probe_arrays()
         return ResultColumns(
             engine=Engine.NATIVE,
             technique=self.technique,
             proto=self.technique.proto,
-            host=[addrs[0]] * n if h == 1 else _objects(addrs)[hosts].tolist(),
-            port=self._port_objects[ranks_of].tolist(),
-            state=codes[:, 0].tolist(),
-            reason=codes[:, 1].tolist(),
+            host=[addrs[0]] * n if hosts is None else _objects(addrs)[hosts].tolist(),
+            port=port_objects.tolist(),
+            state=state.tolist(),
+            reason=reason.tolist(),
             reason_ttl=_with_none(ttl, ttl < 0),
-            reason_ip=[rips.get(i) for i in idx.tolist()] if rips else [None] * n,
-            rtt_ms=_with_none(rtt, np.isnan(rtt)),
+            reason_ip=[None] * n if reason_ip is None else reason_ip,
+            rtt_ms=_shared_floats(rtt),
         )
+
+    def _drop_probe_arrays(self) -> None:
+        for name in (
+            "_tries", "_sent_at", "_outstanding", "_final", "_emitted", "_verdict", "_ttl",
+            "_rtt", "_log", "_rank", "_order", "_port_objects",
+        ):  # fmt: skip
+            setattr(self, name, None)
+
+
+def _shared_floats(values: Any) -> list[float | None]:
+    """``values.tolist()`` (float64, NaN: None) with one float object per distinct value (bit
+    pattern: 0.0 and -0.0 stay apart): a scan's RTTs repeat (milliseconds to 3 decimals), so
+    65535 of them are a few hundred objects, not 65535 (1.5 MiB)."""
+    bits = values.view(np.int64)
+    order = np.argsort(bits, kind="stable")
+    ranked = bits[order]
+    starts = np.empty(len(ranked), dtype=bool)
+    starts[:1] = True
+    np.not_equal(ranked[1:], ranked[:-1], out=starts[1:])
+    inverse = np.empty(len(ranked), dtype=np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    firsts = order[starts]
+    missing = np.isnan(values[firsts]).tolist()
+    objects = [None if m else v for v, m in zip(values[firsts].tolist(), missing, strict=True)]
+    return list(map(objects.__getitem__, inverse.tolist()))
 
 
 def _distinct(values: Any) -> Any:

@@ -758,8 +758,9 @@ class ScanSession:
 
     # -- results
 
-    def columns(self) -> ResultColumns:
-        """Every port with a verdict, column by column, sorted by (host address, port)."""
+    def columns(self, *, last: bool = False) -> ResultColumns:
+        """Every port with a verdict, column by column, sorted by (host address, port).
+        (``last``: as ``BulkTcpSession.columns`` takes it; nothing to drop here.)"""
         return probe_columns(self.probes, [h.address for h in self.hosts], self.technique)
 
     def verdicts(self) -> list[PortVerdict]:

@@ -1,0 +1,96 @@
+"""The bulk session's helpers: its replacements for ``np.unique`` (which imports numpy.ma
+when first called) give what ``np.unique`` gives; its result lists share their float objects;
+its last ``columns`` call equals the others and lets the per-probe arrays go."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from twinscan.core.timing import resolve
+from twinscan.core.vocab import Technique
+from twinscan.protocol.bulk_session import (
+    BulkTcpSession,
+    _distinct,
+    _first_of_each,
+    _shared_floats,
+)
+
+_values = st.lists(st.integers(-5, 40), max_size=60).map(lambda v: np.array(v, dtype=np.int64))
+
+
+@given(_values)
+def test_distinct_is_np_unique(values: np.ndarray) -> None:
+    assert _distinct(values).tolist() == np.unique(values).tolist()
+
+
+@given(_values)
+def test_first_of_each_is_np_unique_return_index(values: np.ndarray) -> None:
+    assert _first_of_each(values).tolist() == np.unique(values, return_index=True)[1].tolist()
+
+
+def test_a_batch_of_replies_does_not_import_numpy_ma() -> None:
+    """Every reply batch went through np.unique, and a -p- scan paid numpy.ma's import."""
+    code = """
+import sys
+from twinscan.core.timing import resolve
+from twinscan.core.vocab import Technique
+from twinscan.protocol.bulk_session import BulkTcpSession
+s = BulkTcpSession(Technique.SYN, ["h"], range(1, 5000), resolve(4), randomize=False)
+host, port, tryno = s.due_arrays(0.0)
+n = len(port)
+s.receive_arrays(host, port, [-1] * n, [0x14] * n, [0] * n, [64] * n, now=0.001)
+assert s.finished == n > 0, (s.finished, n)
+print("numpy.ma" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+_rtts = st.lists(
+    st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 0.125, 0.5]),
+    max_size=60,
+)
+
+
+@given(_rtts)
+def test_shared_floats_is_tolist_with_none_for_nan(values: list[float]) -> None:
+    array = np.array(values, dtype=np.float64)
+    out = _shared_floats(array)
+    expected = [None if v != v else v for v in array.tolist()]
+    assert len(out) == len(expected)
+    for got, want in zip(out, expected, strict=True):
+        if want is None:
+            assert got is None
+        else:  # the same value and the same bits (0.0 and -0.0 apart)
+            assert got is not None and np.float64(got).tobytes() == np.float64(want).tobytes()
+    shared: dict[bytes, float] = {}  # one object per distinct value (bit pattern)
+    for v in out:
+        if v is not None:
+            assert shared.setdefault(np.float64(v).tobytes(), v) is v
+
+
+def _answered_session() -> BulkTcpSession:
+    session = BulkTcpSession(Technique.SYN, ["h2", "h1"], range(1, 3000), resolve(4), rng=None)
+    for now in (0.0, 0.001, 0.002, 0.003):
+        host, port, _ = session.due_arrays(now)
+        n = len(port)
+        rst = np.full(n, 0x14)
+        rst[port % 7 == 0] = 0x12  # some open
+        session.receive_arrays(
+            host, port, np.full(n, -1), rst, np.zeros(n), np.full(n, 64), now=now + 0.0005
+        )
+    return session
+
+
+def test_last_columns_equal_the_others_and_drop_the_probe_arrays() -> None:
+    session = _answered_session()
+    before = session.columns()
+    assert len(before) > 0
+    last = session.columns(last=True)
+    assert last == before
+    assert session._tries is None and session._verdict is None
