@@ -84,7 +84,8 @@ class ServiceNames(Mapping[tuple[int, str], str]):
         self._looked_up = 0
         # the byte search finds the "name<TAB>port/proto<TAB>" form nmap ships; a file in
         # another layout is indexed whole at once
-        first = next((ln for ln in data.splitlines()[:50] if ln and not ln.startswith(b"#")), b"")
+        head = data.split(b"\n", 50)[:50]  # (not splitlines: 27,000 lines for 50, ~2 ms)
+        first = next((ln for ln in head if ln.strip() and not ln.startswith(b"#")), b"")
         if first and b"\t" not in first:
             self._index = self._parse_all()
 
