@@ -424,9 +424,9 @@ class ProbeBuilder:
             & (v["proto"] == IPPROTO_TCP)
             & (v["frag"] & FRAG_OFFSET_MASK == 0)
         )
-        slow = np.nonzero(~simple & (lengths >= IPV4_LEN) & ((b0 >> 4) == 4) & (b0 != IPV4_PLAIN))[
-            0
-        ]
+        slow = np.flatnonzero(
+            ~simple & (lengths >= IPV4_LEN) & ((b0 >> 4) == 4) & (b0 != IPV4_PLAIN)
+        )
         src = v["src"].astype(u64)
         known, to_target, keys = self._known(hosts)
         pos = np.minimum(np.searchsorted(known, src), len(known) - 1)
