@@ -8,6 +8,7 @@ and twinscan's readers with the schema's dtypes.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import subprocess
 import sys
@@ -15,9 +16,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from twinscan.core.schema import COLUMNS, ResultColumns, ScanMeta, category_code, dtypes
-from twinscan.core.vocab import Engine, Technique
+from twinscan.core.schema import (
+    COLUMNS,
+    ResultColumns,
+    ScanMeta,
+    ScanResult,
+    category_code,
+    dtypes,
+    host_sort_key,
+)
+from twinscan.core.vocab import Engine, Proto, Technique
 from twinscan.engines import streamed
 from twinscan.formats.csv import read_csv
 from twinscan.formats.jsonl import read_jsonl
@@ -173,3 +184,63 @@ def test_diff_and_audit_baseline_read_parquet(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@st.composite
+def _host_blocks(draw: st.DrawFn) -> list[ResultColumns]:
+    """Blocks of whole hosts in host order, each host's ports sorted, states drawn so that
+    some hosts fold a state (over 25 ports of it) and some list every port."""
+    hosts = draw(st.lists(st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.10", "::1"]),
+                          min_size=1, max_size=4, unique=True))  # fmt: skip
+    hosts.sort(key=host_sort_key)
+    per_host = []
+    for host in hosts:
+        ports = sorted(draw(st.sets(st.integers(1, 400), min_size=1, max_size=60)))
+        verdicts = draw(st.lists(
+            st.sampled_from([("closed", "reset"), ("open", "syn-ack"), ("filtered", "no-response"),
+                             ("closed", "conn-refused"), ("open", "conn-refused")]),
+            min_size=len(ports), max_size=len(ports)))  # fmt: skip
+        per_host.append((host, ports, verdicts))
+    cuts = draw(st.lists(st.booleans(), min_size=len(hosts), max_size=len(hosts)))
+    blocks: list[list[tuple[str, list[int], list[tuple[str, str]]]]] = [[]]
+    for cut, entry in zip(cuts, per_host, strict=True):
+        if cut and blocks[-1]:
+            blocks.append([])
+        blocks[-1].append(entry)
+    out = []
+    for block in blocks:
+        names = [h for h, ports, _ in block for _ in ports]
+        verdicts = [v for _, _, vs in block for v in vs]
+        out.append(ResultColumns(
+            engine=Engine.NATIVE, technique=Technique.SYN, proto=Proto.TCP, host=names,
+            port=[p for _, ports, _ in block for p in ports],
+            state=[category_code("state", s) for s, _ in verdicts],
+            reason=[category_code("reason", r) for _, r in verdicts],
+            reason_ttl=[64] * len(names),
+        ))  # fmt: skip
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(_host_blocks(), st.booleans())
+def test_streaming_report_equals_render_text(blocks: list[ResultColumns], closed: bool) -> None:
+    """The report a streamed scan builds block by block is the one ``render_text`` gives for
+    all its verdicts at once (it counts by codes and builds rows only for shown ports)."""
+    from twinscan.formats.text_report import render_text
+
+    meta = ScanMeta(
+        Engine.NATIVE, dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(2026, 1, 1, 0, 0, 3, tzinfo=dt.UTC), "twinscan scan", "twinscan test",
+        (Technique.SYN,),
+    )  # fmt: skip
+    writers = StreamWriters(show_closed=closed)
+    for block in blocks:
+        writers.block(block)
+    whole = ResultColumns(
+        engine=Engine.NATIVE, technique=Technique.SYN, proto=Proto.TCP,
+        host=[h for b in blocks for h in b.host], port=[p for b in blocks for p in b.port],
+        state=[s for b in blocks for s in b.state], reason=[r for b in blocks for r in b.reason],
+        reason_ttl=[t for b in blocks for t in b.reason_ttl or []],
+    )  # fmt: skip
+    expected = render_text(ScanResult(columns=whole, meta=meta), show_closed=closed)
+    assert writers.report(meta) == expected

@@ -24,7 +24,7 @@ import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from twinscan.core.schema import COLUMNS, ResultColumns, ScanMeta, category_code, category_values
 from twinscan.core.schema import host_sort_key as _host_key
@@ -32,8 +32,8 @@ from twinscan.core.vocab import PortState, Technique
 from twinscan.core.wording import count
 from twinscan.formats.incomplete import incomplete_note
 
-_Cells = tuple[int, str, str, str, str, str]  # text_report's row fields
-
+if TYPE_CHECKING:
+    from twinscan.formats.text_report import Row
 
 #: (host, proto, state, reason) -> rows: verdicts the report counts without their ports.
 Counts = Counter[tuple[str, str, str, str]]
@@ -128,7 +128,7 @@ class StreamWriters:
             self._parquet = ParquetWriter(parquet)
         self._report = report
         self._show_closed = show_closed
-        self._hosts: dict[tuple[str, str], tuple[list[_Cells], Counter[tuple[str, str, str]]]] = {}
+        self._hosts: dict[tuple[str, str], tuple[list[Row], Counter[tuple[str, str, str]]]] = {}
         self.rows = 0
         if self._csv is not None:
             self._csv.write(",".join(COLUMNS) + "\n")
@@ -174,27 +174,39 @@ class StreamWriters:
     ) -> None:
         """Keep what the report will show of each host: its shown rows, and only the counts of
         the rows it folds into "Not shown" (the service names are looked up at the end).
-        ``counted``: more rows of these hosts, as counts (never shown: closed ones)."""
-        from twinscan.formats.text_report import _hidden, _rows
+        ``counted``: more rows of these hosts, as counts (never shown: closed ones).
 
-        rows_of = _rows([columns]) if columns is not None else {}
+        Rows are counted by their (state, reason) codes, as ``render_text`` counts them, and
+        built only for the ports shown: a -p- host block makes a few rows, not 65535."""
+        from twinscan.formats.text_report import _hidden, _parts, _shown
+
+        states, reasons = category_values("state"), category_values("reason")
+        parts = _parts([columns]) if columns is not None else {}
         extra: dict[tuple[str, str], Counter[tuple[str, str, str]]] = {}
         for (host, proto, state, reason), n in counted.items():
             extra.setdefault((host, technique.value), Counter())[(proto, state, reason)] = n
-        for key in rows_of.keys() | extra.keys():
-            rows, more = rows_of.get(key, []), extra.get(key, Counter())
-            states = Counter(r[2] for r in rows)
-            for (_, state, _), n in more.items():
-                states[state] += n
-            hidden = _hidden(states, self._show_closed)
-            shown = [r for r in rows if r[2] not in hidden]
-            folded = Counter((r[1], r[2], r[3]) for r in rows if r[2] in hidden) + more
+        for key in parts.keys() | extra.keys():
+            more = extra.get(key, Counter())
+            # (proto, state, reason) of the block's rows, in the order of their first rows
+            here: Counter[tuple[str, str, str]] = Counter()
+            for part in parts.get(key, []):
+                proto = part.cols.proto.value
+                for (state_code, reason_code), n in part.pairs.items():
+                    here[(proto, states[state_code], reasons[reason_code])] += n
+            per_state: Counter[str] = Counter()
+            for (_, state, _), n in (*here.items(), *more.items()):
+                per_state[state] += n
+            hidden = _hidden(per_state, self._show_closed)
+            shown = [
+                row for part in parts.get(key, []) for row in _shown(part, hidden, states, reasons)
+            ]
+            folded = Counter({k: n for k, n in here.items() if k[1] in hidden}) + more
             # a host block holds every port of its hosts: one entry per (host, technique)
             self._hosts[key] = (shown, folded)
 
     def report(self, meta: ScanMeta) -> str:
         """The text report ``render_text`` gives for the same verdicts."""
-        from twinscan.formats.text_report import Row, _hidden, _lines, _Tally, service_names
+        from twinscan.formats.text_report import _hidden, _lines, _Tally, service_names
 
         names = service_names()
         lines: list[str] = []
@@ -205,11 +217,11 @@ class StreamWriters:
             # in the order render_text counts them (ties of "Not shown" reasons keep it)
             tally = _Tally()
             for row in shown:
-                tally.add(row[1], row[2], row[3])
+                tally.add(row.proto, row.state, row.reason)
             for (proto, state, reason), n in folded.items():
                 tally.add(proto, state, reason, n)
             hidden = _hidden(tally.ports, self._show_closed)
-            listed = [Row._make(r) for r in shown if r[2] not in hidden]
+            listed = [row for row in shown if row.state not in hidden]
             lines.append(f"twinscan scan report for {host} ({technique} scan)")
             lines.extend(_lines(tally, hidden, listed, names, False))
             lines.append("")

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from itertools import groupby, islice
 from operator import countOf
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from twinscan.core.schema import category_values, host_sort_key
 from twinscan.core.vocab import PortState
@@ -38,36 +38,6 @@ def service_names() -> ServiceNames:
     """(port, proto) -> nmap's service name, from the installed nmap-services (read lazily:
     ``request.ports.ServiceNames``)."""
     return installed_service_names()
-
-
-#: ``Row``'s fields as a plain tuple: one per port (a NamedTuple per port costs twice as much).
-#: Only the streaming report (``formats.streaming``) still holds its blocks' rows this way.
-_Cells = tuple[int, str, str, str, str, str]
-_PROTO: Final = 1
-_STATE: Final = 2
-_REASON: Final = 3
-assert Row._fields[_PROTO : _REASON + 1] == ("proto", "state", "reason")
-
-
-def _rows(runs: list[ResultColumns]) -> dict[tuple[str, str], list[_Cells]]:
-    """Every verdict as ``Row`` fields, grouped by (host, technique), in row order (for the
-    streaming report's blocks; ``render_text`` builds rows only for the ports it shows)."""
-    states, reasons = category_values("state"), category_values("reason")
-    groups: dict[tuple[str, str], list[_Cells]] = {}
-    for cols in runs:
-        n = len(cols)
-        _check_lengths(cols, n)
-        technique, proto = cols.technique.value, cols.proto.value
-        ttls = ["" if t is None else str(t) for t in cols.reason_ttl or [None] * n]
-        owners = [_owner(cols, i) for i in range(n)] if cols.has_owners else [""] * n
-        names = [states[s] for s in cols.state]
-        whys = [reasons[r] for r in cols.reason]
-        for host, port, state, reason, ttl, owner in zip(
-            cols.host, cols.port, names, whys, ttls, owners, strict=True
-        ):
-            row = (int(port), proto, state, reason, ttl, owner)
-            groups.setdefault((host, technique), []).append(row)
-    return groups
 
 
 def _owner(cols: ResultColumns, i: int) -> str:
