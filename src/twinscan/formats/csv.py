@@ -95,7 +95,7 @@ def columns_csv_chunks(columns: ResultColumns, rows: int | None = None) -> Itera
 
 
 class _NotPlain(Exception):
-    """A value whose text ``_Texts`` cannot give: the rows go through numpy."""
+    """An RTT whose text ``_rtt_text`` cannot give: its piece's RTTs go through numpy."""
 
 
 class _Memo(dict[Any, str]):
@@ -171,7 +171,7 @@ def _column_text(values: Sequence[Any]) -> list[str]:
 
 #: Columns of this many rows or more are written through numpy (tests force that path by
 #: lowering it). Below it, RTTs that are what the engines record are written as Python's
-#: ``repr`` (``_Texts``), which is the float32 text pandas writes; any other RTT takes its
+#: ``repr`` (``_rtt_text``), which is the float32 text pandas writes; any other RTT takes its
 #: chunk through numpy. numpy is no faster per row here, its import costs a small scan more
 #: than the rows, and a streamed scan's main process would carry it into every worker it
 #: forks for the next block.

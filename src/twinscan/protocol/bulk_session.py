@@ -577,9 +577,9 @@ class BulkTcpSession:
         del order
         verdicts = self._verdict[idx]
         # code tables by verdict number ([0]: none yet, for an empty ``idx``)
-        state = np.array([category_code("state", v.state.value) for v in self._verdicts] or [0])
-        reason = np.array([category_code("reason", v.reason.value) for v in self._verdicts] or [0])
-        state, reason = state.astype(np.int8), reason.astype(np.int8)
+        table = self._verdicts
+        state = np.array([category_code("state", v.state.value) for v in table] or [0], np.int8)
+        reason = np.array([category_code("reason", v.reason.value) for v in table] or [0], np.int8)
         state, reason = state[verdicts], reason[verdicts]
         port_objects = self._port_objects[ranks_of]
         ttl = self._ttl[idx]
