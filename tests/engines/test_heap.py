@@ -1,4 +1,5 @@
-"""glibc's mmap threshold, fixed: a large block freed leaves no resident pages behind."""
+"""glibc's mmap threshold, fixed: a large block is mapped on its own and unmapped when freed,
+even after a larger one was freed (which raises the threshold unless it is fixed)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,16 @@ import sys
 import pytest
 
 _PROBE = """
-import sys
+import ctypes, sys
 from twinscan.engines.heap import unmap_large_frees
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+mallinfo2 = ctypes.CDLL(None).mallinfo2
+mallinfo2.restype = Mallinfo2
 
 def rss_kib():
     with open("/proc/self/status") as f:
@@ -17,24 +26,28 @@ def rss_kib():
 
 if sys.argv[1] == "fixed":
     assert unmap_large_frees()
-block = bytearray(4 << 20)  # an mmap'd block; freeing it raises glibc's threshold
+block = bytearray(8 << 20)  # mapped on its own; freeing it raises a dynamic threshold
 del block
+mapped = mallinfo2().hblkhd
 before = rss_kib()
-block = bytearray(4 << 20)  # the same size again: from the heap unless the threshold is fixed
+block = bytearray(b"x") * (1 << 20)  # 1 MiB, every page touched
+own_mapping = mallinfo2().hblkhd - mapped >= 1 << 20
 del block
-print(rss_kib() - before)
+print(own_mapping, rss_kib() - before)
 """
 
 
-def _growth_kib(mode: str) -> int:
+def _probe(mode: str) -> tuple[bool, int]:
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True
     )
-    return int(out.stdout)
+    mapped, growth = out.stdout.split()
+    return mapped == "True", int(growth)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_a_freed_large_block_leaves_no_resident_pages_once_the_threshold_is_fixed() -> None:
-    assert _growth_kib("fixed") < 1024
-    # the condition it fixes: without it, the second block's 4 MiB stay resident
-    assert _growth_kib("default") >= 3 * 1024
+def test_a_large_block_is_mapped_on_its_own_once_the_threshold_is_fixed() -> None:
+    mapped, growth_kib = _probe("fixed")
+    assert mapped and growth_kib < 512  # unmapped when freed: nothing stays resident
+    # the condition it fixes: after the 8 MiB free, glibc serves 1 MiB from its heap
+    assert not _probe("default")[0]
