@@ -300,3 +300,23 @@ def test_run_measured_times_out_and_counts() -> None:
     m = run_measured(["sleep", "30"], timeout_s=0.3, packets=lambda: next(ticks) * 7)
     assert m.timed_out and m.exit_code is None and m.wall_s < 5
     assert m.packets == 7
+
+
+def test_twinscan_runs_as_the_installed_script_when_there_is_one(tmp_path: Path) -> None:
+    """As a user runs it (``twinscan scan``), not through runpy; a source tree without the
+    install falls back to ``python -m twinscan``."""
+    from twinscan.bench.plan import twinscan_command
+
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    assert twinscan_command(str(python)) == [str(python), "-m", "twinscan"]
+    script = python.parent / "twinscan"
+    script.write_text("#!/bin/sh\n")
+    assert twinscan_command(str(python)) == [str(python), "-m", "twinscan"]  # not executable
+    script.chmod(0o755)
+    assert twinscan_command(str(python)) == [str(script)]
+    w = Workload("w", "g", Technique.SYN, (), 10)
+    assert argv_for(BenchEngine.NATIVE, w, ["127.0.0.1"], "o", python=str(python))[:2] == [
+        str(script),
+        "scan",
+    ]
