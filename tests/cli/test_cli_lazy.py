@@ -22,10 +22,14 @@ def test_every_command_has_its_module() -> None:
 
 @pytest.mark.parametrize("technique", ["-sT", "-sS", "-sU"])
 def test_a_small_scan_imports_no_other_command_module_nor_numpy(technique: str) -> None:
+    """Nor pickle and json (only streamed scans and lab addresses need them); and the command
+    leaves its objects frozen (no last collection over them at exit)."""
     code = (
-        f"import sys; from twinscan.cli import main; sys.argv = ['twinscan', 'scan', '{technique}', "
-        "'-p', '1-1000', '127.0.0.1']\n"
+        f"import gc, sys; from twinscan.cli import main; sys.argv = ['twinscan', 'scan', "
+        f"'{technique}', '-p', '1-1000', '127.0.0.1']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert gc.get_freeze_count() > 0\n"
+        "assert 'pickle' not in sys.modules and 'json' not in sys.modules\n"
         "mods = sorted(m for m in sys.modules if m.startswith('twinscan.cli.'))\n"
         "print(mods, 'numpy' in sys.modules, 'pandas' in sys.modules, file=sys.stderr)"
     )

@@ -11,6 +11,7 @@ Exit codes (``core.errors``; ``twinscan --help`` lists them): 0 success / no dif
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from typing import TYPE_CHECKING, Any
@@ -72,4 +73,10 @@ def main() -> None:
         if hint is not None:
             fail(hint)
             raise SystemExit(EXIT_USAGE)
-    app(prog_name="twinscan")
+    try:
+        app(prog_name="twinscan")
+    finally:
+        # The process ends with the command. Frozen, what it allocated is spared the
+        # interpreter's last collections over every object (~10 ms of a ~140 ms 1000-port
+        # scan); every output is closed by now, and garbage in reference cycles is left to the OS.
+        gc.freeze()

@@ -12,7 +12,6 @@ scan's verdicts are never held twice.
 from __future__ import annotations
 
 import contextlib
-import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -47,6 +46,8 @@ def relay_pickled(payload: bytes) -> None:
     if _pickled_sink is not None:
         _pickled_sink(payload)
     elif _sink is not None:
+        import pickle  # (here: only a worker's batches are pickled)
+
         _sink(pickle.loads(payload))
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import pickle
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -261,6 +260,8 @@ class _Collector:
     def add_pickled(self, payload: bytes) -> None:
         """``add`` for a batch a forked worker sent: kept as those bytes until its block is
         written (a few bytes a verdict, not a few objects) while the workers still scan."""
+        import pickle  # (here: a scan that does not stream never loads it)
+
         cols: ResultColumns = pickle.loads(payload)
         if not len(cols):
             self.add(cols)
@@ -275,6 +276,8 @@ class _Collector:
             self._collected.append(payload)
 
     def _flush(self) -> None:
+        import pickle
+
         from twinscan.engines.checkpoint import sorted_unique
 
         tech, hosts = self._blocks[self._current]

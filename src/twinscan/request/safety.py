@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
 import os
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -174,6 +173,8 @@ def _ip(args: Sequence[str], stdin: str | None = None) -> str | None:
 
 def _json_values(text: str) -> list[Any]:
     """Every JSON value in ``text`` (``ip -j -batch`` prints one array per command)."""
+    import json  # (here: only lab addresses need it, not a loopback scan's start-up)
+
     decoder = json.JSONDecoder()
     out: list[Any] = []
     pos = 0
@@ -309,6 +310,8 @@ def lab_namespaces(state_dir: Path | None = None) -> list[LabNamespace]:
         return out
     for path in files:
         try:
+            import json
+
             state = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
