@@ -3,6 +3,7 @@ even after a larger one was freed (which raises the threshold unless it is fixed
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -38,8 +39,11 @@ print(own_mapping, rss_kib() - before)
 
 
 def _probe(mode: str) -> tuple[bool, int]:
+    # glibc's MALLOC_* variables turn the dynamic threshold off by themselves: Dask's nanny
+    # sets MALLOC_TRIM_THRESHOLD_ in os.environ, and earlier tests leave it to later ones
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True, env=env
     )
     mapped, growth = out.stdout.split()
     return mapped == "True", int(growth)
