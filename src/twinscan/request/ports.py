@@ -245,7 +245,7 @@ def _expand(ranges: Iterable[range], extra: Iterable[int] = ()) -> list[int]:
             merged[-1][1] = max(merged[-1][1], r[1])
         else:
             merged.append([r[0], r[1]])
-    # merged runs are sorted and disjoint: no set of 65536 ports to sort (-p-: 15 -> 3 ms)
+    # merged runs are sorted and disjoint: no set of 65536 ports to sort (-p-: 5.4 -> 1.3 ms)
     ports = list(itertools.chain.from_iterable(range(lo, stop) for lo, stop in merged))
     starts = [lo for lo, _ in merged]
     more = {p for p in extra if (i := bisect.bisect_right(starts, p) - 1) < 0 or p >= merged[i][1]}
