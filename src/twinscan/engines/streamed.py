@@ -250,12 +250,7 @@ class _Collector:
             if not len(cols):
                 self._flush()
                 return
-            if self._checkpoint is not None:
-                self._checkpoint.append(cols)
-            block = self._index[(cols.technique, cols.host[0])]
-            while self._current < block:
-                self._flush()
-            self._collected.append(cols)
+            self._keep(self._logged_block(cols), cols)
 
     def add_pickled(self, payload: bytes) -> None:
         """``add`` for a batch a forked worker sent: kept as those bytes until its block is
@@ -267,13 +262,22 @@ class _Collector:
             self.add(cols)
             return
         with interrupt.deferred():
-            if self._checkpoint is not None:
-                self._checkpoint.append(cols)
-            block = self._index[(cols.technique, cols.host[0])]
-            del cols
-            while self._current < block:
-                self._flush()
-            self._collected.append(payload)
+            block = self._logged_block(cols)
+            del cols  # (not held while earlier blocks are written)
+            self._keep(block, payload)
+
+    def _logged_block(self, cols: ResultColumns) -> int:
+        """The block of a batch (one host block's verdicts), once the checkpoint has it."""
+        if self._checkpoint is not None:
+            self._checkpoint.append(cols)
+        return self._index[(cols.technique, cols.host[0])]
+
+    def _keep(self, block: int, batch: ResultColumns | bytes) -> None:
+        """Write every block before ``block`` (finished: the engines scan in block order),
+        then keep ``batch`` for its own."""
+        while self._current < block:
+            self._flush()
+        self._collected.append(batch)
 
     def _flush(self) -> None:
         import pickle
