@@ -271,3 +271,52 @@ def test_prose_never_starts_a_line_markdown_would_misread(text: str) -> None:
     assert len(lines) > 1
     assert not any(results_md.BLOCK_START.match(line) for line in lines[1:])
     assert " ".join(lines) == " ".join(text.split())
+
+
+# --- phases.csv -----------------------------------------------------------------------------------
+
+_TW_MARKS = [
+    ("twinscan.cli imported", 40),
+    ("options parsed", 50),
+    ("targets, ports and plan checked", 60),
+    ("syn: engine starts", 62),
+    ("syn: sockets open, probing starts", 80),
+    ("syn: probing done", 100),
+    ("command returned", 104),
+    ("exit", 110),
+]
+
+
+def _phases_csv(shift: float) -> str:
+    """Runs 0 and 1 of twinscan (run 1 every mark ``shift`` ms later) and of nmap (90, 94 ms)."""
+    lines = ["# benchmarks/bench_phases.py --runs 2, 2026-12-01 04:00 UTC, 2 CPUs",
+             "workload,tool,run,mark,ms"]  # fmt: skip
+    for run, extra in ((0, 0.0), (1, shift)):
+        lines += [f'1000-port SYN,twinscan,{run},"{m}",{ms + extra}' for m, ms in _TW_MARKS]
+        lines.append(f"1000-port SYN,nmap,{run},exit,{90 + 4 * run}")
+    return "\n".join(lines) + "\n"
+
+
+def test_phases_renders_medians_per_phase_and_the_ratio() -> None:
+    out = results_md.phases(_phases_csv(shift=2.0))
+    table = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1].rstrip(" |")
+        for line in out.splitlines()
+        if line.startswith("| ")
+    }
+    assert table["start-up: Python, imports, typer parses the options"] == "51.0"  # 50, 52
+    assert table["targets, ports, safety check, output plan"] == "10.0"
+    assert table["engine set-up: templates, probe plan, sockets"] == "20.0"
+    assert table["probing: first probe to last verdict"] == "20.0"
+    assert table["exit: the interpreter's teardown"] == "6.0"
+    assert table["**twinscan, whole process**"] == "**111**"  # 110, 112
+    assert table["nmap `-T4`, whole process"] == "92.0"
+    assert table["twinscan / nmap"] == "1.21"  # 111 / 92
+    words = " ".join(out.split())  # the prose is wrapped
+    assert "Measured 2026-12-01 04:00 UTC on 2 CPUs" in words
+    assert "spends 81.0 ms before its first probe, against 20.0 ms of probing" in words
+
+
+def test_phases_skips_runs_without_every_mark() -> None:
+    broken = _phases_csv(shift=0.0).replace("syn: probing done", "syn: something else")
+    assert results_md.phases(broken) == "No complete run in the CSV.\n"

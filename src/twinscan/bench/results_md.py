@@ -304,6 +304,100 @@ def ipv6(text: str) -> str:
     return (head + " (medians):\n\n" if head else "") + "\n".join(lines) + "\n"
 
 
+# --- phases.csv (benchmarks/bench_phases.py) ------------------------------------------------------
+
+#: (row label, the mark that ends the phase: a name, or "*" + a suffix every technique's mark has)
+PHASES: Final = (
+    ("start-up: Python, imports, typer parses the options", "options parsed"),
+    ("targets, ports, safety check, output plan", "targets, ports and plan checked"),
+    ("engine set-up: templates, probe plan, sockets", "*: sockets open, probing starts"),
+    ("probing: first probe to last verdict", "*: probing done"),
+    ("result, files (`--csv`), report", "command returned"),
+    ("exit: the interpreter's teardown", "exit"),
+)
+
+
+def _phase_ends(marks: list[tuple[str, float]]) -> list[float] | None:
+    """Each phase's end (ms since the spawn) in one run; None when a mark is missing. A suffix
+    mark ends at its first occurrence for the set-up, at its last for probing (several
+    techniques)."""
+    ends: list[float] = []
+    for _label, mark in PHASES:
+        if mark.startswith("*"):
+            hits = [ms for name, ms in marks if name.endswith(mark[1:])]
+            if not hits:
+                return None
+            ends.append(hits[0] if "starts" in mark else hits[-1])
+        else:
+            hits = [ms for name, ms in marks if name == mark]
+            if not hits:
+                return None
+            ends.append(hits[-1])
+    return ends
+
+
+def phases(text: str) -> str:
+    """Median duration of each phase per workload, twinscan's and nmap's whole runs."""
+    head = next((line for line in text.splitlines() if line.startswith("#")), "")
+    found = re.search(r"--runs (\d+), (.+ UTC), (\d+) CPUs", head)
+    runs: dict[tuple[str, str, str], list[tuple[str, float]]] = {}
+    for r in rows_of(text):
+        runs.setdefault((r["workload"], r["tool"], r["run"]), []).append(
+            (r["mark"], float(r["ms"]))
+        )
+    workloads = list(dict.fromkeys(w for w, _, _ in runs))
+    durations: dict[str, list[list[float]]] = {w: [] for w in workloads}
+    nmap: dict[str, list[float]] = {w: [] for w in workloads}
+    whole: dict[str, list[float]] = {w: [] for w in workloads}
+    for (workload, tool, _run), marks in runs.items():
+        if tool == "nmap":
+            nmap[workload].append(marks[-1][1])
+            continue
+        ends = _phase_ends(marks)
+        if ends is None:
+            continue
+        durations[workload].append([b - a for a, b in zip([0.0, *ends], ends, strict=False)])
+        whole[workload].append(ends[-1])
+    shown = [w for w in workloads if durations[w] and nmap[w]]
+    if not shown:
+        return "No complete run in the CSV.\n"
+
+    def ms(value: float) -> str:
+        return num(value, 0 if value >= 100 else 1)
+
+    lines = [
+        "| phase, ms (median) | " + " | ".join(shown) + " |",
+        "|---|" + "--:|" * len(shown),
+    ]
+    med = {w: [statistics.median(col) for col in zip(*durations[w], strict=True)] for w in shown}
+    for i, (label, _mark) in enumerate(PHASES):
+        lines.append(f"| {label} | " + " | ".join(ms(med[w][i]) for w in shown) + " |")
+    tw = {w: statistics.median(whole[w]) for w in shown}
+    nm = {w: statistics.median(nmap[w]) for w in shown}
+    lines.append(
+        "| **twinscan, whole process** | " + " | ".join(f"**{ms(tw[w])}**" for w in shown) + " |"
+    )
+    lines.append("| nmap `-T4`, whole process | " + " | ".join(ms(nm[w]) for w in shown) + " |")
+    lines.append("| twinscan / nmap | " + " | ".join(num(tw[w] / nm[w], 2) for w in shown) + " |")
+    first = shown[0]
+    before = sum(med[first][:3])
+    intro = (
+        f"Measured {found.group(2)} on {found.group(3)} CPUs with `sudo .venv/bin/python "
+        f"benchmarks/bench_phases.py --runs {found.group(1)}`: "
+        if found
+        else "Measured with `sudo .venv/bin/python benchmarks/bench_phases.py`: "
+    )
+    text_ = prose(
+        intro + "twinscan and nmap scan 127.0.0.1 alternately, and every phase is timed from the "
+        "moment the benchmark spawns the process (twinscan's `--debug-timing` marks are on the "
+        "same monotonic clock) to the moment it has reaped it; each cell is a median over the "
+        "runs, so a column's phases need not add up to its whole. "
+        f"On the {first} scan twinscan spends {ms(before)} ms before its first probe, against "
+        f"{ms(med[first][3])} ms of probing and {ms(nm[first])} ms for nmap's whole run."
+    )
+    return text_ + "\n\n" + "\n".join(lines) + "\n"
+
+
 # --- the blocks -----------------------------------------------------------------------------------
 
 
@@ -350,6 +444,11 @@ BLOCKS: Final = {
             "detect_speed",
             ".venv/bin/python -m benchmarks.detect_speed --render-only",
             detect_speed,
+        ),
+        Block(
+            "phases",
+            ".venv/bin/python benchmarks/bench_phases.py --render-only",
+            phases,
         ),
         Block(
             "ipv6",

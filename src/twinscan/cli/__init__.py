@@ -17,6 +17,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from twinscan.cli.base import SCANNING_COMMANDS, fail, funnel
+from twinscan.core import phases
 
 if TYPE_CHECKING:
     from twinscan.cli.base import app
@@ -57,6 +58,7 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
+    phases.mark("twinscan.cli imported")
     from twinscan.cli.base import app
     from twinscan.core.errors import EXIT_USAGE
 
@@ -66,6 +68,7 @@ def main() -> None:
         register_all()
     else:
         importlib.import_module(module)
+    phases.mark("command module imported")
     if args and args[0] in SCANNING_COMMANDS:
         from twinscan.cli.options import nmap_only_hint
 
@@ -76,6 +79,11 @@ def main() -> None:
     try:
         app(prog_name="twinscan")
     finally:
+        phases.mark("command returned")
+        if phases.shown():
+            from twinscan.cli.debug_timing import print_timing
+
+            print_timing()
         # The process ends with the command. Frozen, what it allocated is spared the
         # interpreter's last collections over every object (~10 ms of a ~140 ms 1000-port
         # scan); every output is closed by now, and garbage in reference cycles is left to the OS.

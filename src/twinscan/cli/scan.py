@@ -10,6 +10,7 @@ import typer
 
 from twinscan.cli.base import app, funnel
 from twinscan.cli.options import ScanOptions, describe_request, scan_options
+from twinscan.core import phases
 from twinscan.core.errors import UsageError
 from twinscan.core.vocab import ScanEngine
 from twinscan.engines.job import plan_job
@@ -84,6 +85,14 @@ def scan(
             "ports; the outputs cover the whole scan",
         ),
     ] = None,
+    debug_timing: Annotated[
+        bool,
+        typer.Option(
+            "--debug-timing",
+            help="print on stderr, at exit, where the time went (ms since the process started: "
+            "start-up, planning, probing, writing)",
+        ),
+    ] = False,
 ) -> None:
     """Scan TARGETs like nmap does, with twinscan's native engine (or nmap with --engine nmap).
 
@@ -93,6 +102,9 @@ def scan(
 
     Exit status: 0 done, 2 bad input, 3 missing root or nmap, 4 the scan failed, 130 interrupted (what finished is written, marked incomplete).
     """
+    if debug_timing:
+        phases.show()
+    phases.mark("options parsed")
     from twinscan.cli.progress_bar import progress_for_terminal
     from twinscan.engines.job import Job, Outputs, run_job
     from twinscan.formats.outpaths import check_output_paths
@@ -139,6 +151,7 @@ def scan(
         job = dataclasses.replace(
             job, checkpoint=CheckpointLog.create(checkpoint, request, job.engine)
         )
+    phases.mark("targets, ports and plan checked")
     if opts.verbose:
         for line in describe_request(request):
             typer.echo(line, err=True)
@@ -146,6 +159,7 @@ def scan(
         outcome = run_job(job, progress)
     if job.outputs.print_report:
         typer.echo(outcome.report, err=job.outputs.report_to_stderr)
+        phases.mark("report printed")
     if opts.verbose:
         typer.echo(
             f"{len(request.techniques)} technique(s) in {outcome.meta.elapsed_s:.2f} s", err=True

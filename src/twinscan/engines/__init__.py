@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from twinscan.core import phases
 from twinscan.core.progress import NoProgress, Progress
 from twinscan.core.vocab import Engine, Technique
 from twinscan.engines import interrupt
@@ -69,12 +70,14 @@ def run_scan(
     stopped = False
     with interrupt.terminate_as_interrupt():
         for tech in request.techniques:
+            phases.mark(f"{tech.value}: engine starts")
             try:
                 results.append(
                     runner(engine, tech)(request, tech, progress=progress or NoProgress())
                 )
             except KeyboardInterrupt:
                 results.append(empty_result(request, engine, tech))
+            phases.mark(f"{tech.value}: result built")
             if results[-1].meta.incomplete or interrupt.requested():
                 stopped = True
                 break  # keep what finished, run nothing more

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from twinscan.core import phases
 from twinscan.core.errors import UsageError
 from twinscan.core.vocab import Engine
 
@@ -123,6 +124,7 @@ def run_job(job: Job, progress: Progress | None = None) -> JobOutcome:
     from twinscan.formats.text_report import render_text
 
     result = run_scan(job.request, job.engine, progress=progress, checkpoint=job.checkpoint)
+    phases.mark("scan done")
     if job.owners:
         from twinscan.local.owners import add_owners
 
@@ -130,7 +132,10 @@ def run_job(job: Job, progress: Progress | None = None) -> JobOutcome:
     if job.only_open:
         result.frame = keep_open(result.frame)
     write_outputs(result, job.outputs)
-    return JobOutcome(result.meta, render_text(result, show_closed=job.outputs.show_closed))
+    phases.mark("files written")
+    report = render_text(result, show_closed=job.outputs.show_closed)
+    phases.mark("report rendered")
+    return JobOutcome(result.meta, report)
 
 
 def keep_open(frame: pd.DataFrame) -> pd.DataFrame:
@@ -189,7 +194,10 @@ def _run_streamed(job: Job, progress: Progress | None) -> JobOutcome:
             start=start,
         )
     writers.close(meta)
-    return JobOutcome(meta, writers.report(meta))
+    phases.mark("scan done, files written")
+    report = writers.report(meta)
+    phases.mark("report rendered")
+    return JobOutcome(meta, report)
 
 
 def _run_dask(

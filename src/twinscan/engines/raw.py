@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Union
 
 from twinscan import __version__
+from twinscan.core import phases
 from twinscan.core.errors import EnvironmentProblem, ScanFailed, UsageError
 from twinscan.core.progress import NoProgress, Progress
 from twinscan.core.schema import ResultColumns
@@ -375,6 +376,7 @@ def run(
             defeat_icmp_ratelimit=request.defeat_icmp_ratelimit,
             start=clock(),
         )
+    phases.mark(f"{technique.value}: probes planned")
     if session.done:
         return session, False
     v6 = bool(request.targets) and ":" in request.targets[0]
@@ -387,6 +389,7 @@ def run(
     progress.start(f"{technique.value} scan", session.total)
     reported = 0
     drain = stream.ProbeDrain(session, clock)  # verdicts leave as they become final
+    phases.mark(f"{technique.value}: sockets open, probing starts")
     # (a streamed scan starts with the stop flag cleared, ``engines.streamed``: a flag set now
     # is a stop deferred during this scan; outside streaming a signal raises at once)
     streaming = stream.active()
@@ -426,6 +429,7 @@ def run(
     except KeyboardInterrupt:
         return session, True
     finally:
+        phases.mark(f"{technique.value}: probing done")
         net.close()
         drain.flush()
         progress.finish()
