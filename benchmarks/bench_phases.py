@@ -5,10 +5,11 @@
 
 For each workload (1000 TCP ports with SYN, 1000 UDP ports, all 65535 TCP ports with SYN, on
 127.0.0.1, ``-T4``) it runs ``twinscan scan ... --debug-timing`` and ``nmap ... -oX`` one after
-the other, who goes first swapping every run, after one warm-up pair. twinscan prints its marks
-on the monotonic clock (``twinscan.core.phases``); this script notes the same clock just before
-it spawns the scan and when it has reaped it, so every mark is measured from the spawn (Python's
-own start-up included) and the exit (the interpreter's teardown) is measured too.
+the other, who goes first swapping every run, round by round over the workloads, after one
+warm-up pair of each. twinscan prints its marks on the monotonic clock
+(``twinscan.core.phases``); this script notes the same clock just before it spawns the scan and
+when it has reaped it, so every mark is measured from the spawn (Python's own start-up
+included) and the exit (the interpreter's teardown) is measured too.
 
 Writes benchmarks/results/phases.csv (every mark of every run) and renders it into phases.md and
 the README's ``results:phases`` block (``twinscan.bench.results_md``; ``--render-only`` does only
@@ -81,9 +82,12 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("SYN and UDP scans need root: run with sudo")
     rows: list[dict[str, object]] = []
-    for workload, scan_args in WORKLOADS:
-        run_twinscan(scan_args), run_nmap(scan_args)  # warm-up: caches, page cache
-        for run in range(args.runs):
+    for _workload, scan_args in WORKLOADS:  # warm-up: caches, page cache
+        run_twinscan(scan_args), run_nmap(scan_args)
+    # Round by round over every workload, so that a machine getting slower or faster for a
+    # while touches each workload and both tools alike.
+    for run in range(args.runs):
+        for workload, scan_args in WORKLOADS:
             for tool in ("twinscan", "nmap") if run % 2 == 0 else ("nmap", "twinscan"):
                 if tool == "nmap":
                     marks = [("exit", run_nmap(scan_args))]
