@@ -246,3 +246,29 @@ def test_ctrl_c_keeps_what_finished_and_exits_130(tmp_path: Path, ports: str) ->
     frame = read_csv(out)
     assert 50 < len(frame) < int(ports.split("-")[1])  # some, not all, at 400 probes/s
     assert set(frame["state"].astype(str)) <= {"open", "closed"}
+
+
+def test_a_streaming_worker_hands_over_verdicts_by_count_as_well_as_by_time() -> None:
+    """A batch leaves every ``EMIT_MAX_ROWS`` verdicts even when the clock stands still (at
+    loopback speed a quarter second is ~16,000 verdicts, built and pickled at once), and the
+    rest on the interval; nothing is emitted twice."""
+    from twinscan.core.rules import Verdict
+    from twinscan.core.vocab import PortState, Reason
+    from twinscan.engines import stream
+    from twinscan.protocol.connect_plan import Outcome
+
+    closed = Outcome(Verdict(PortState.CLOSED, Reason.CONN_REFUSED), 0.1, 1)
+    plan = type("Plan", (), {"outcomes": {}})()
+    now = [0.0]
+    batches: list[int] = []
+    with stream.streaming(lambda cols: batches.append(len(cols))):
+        emitter = connect._OutcomeStream(plan, lambda: now[0])
+        for port in range(1, stream.EMIT_MAX_ROWS + 11):
+            plan.outcomes[("127.0.0.1", port)] = closed
+            emitter.poll()
+        assert batches == [stream.EMIT_MAX_ROWS]  # by count, at the clock's first reading
+        emitter.poll()
+        assert batches == [stream.EMIT_MAX_ROWS]  # 10 waiting, no time passed
+        now[0] += stream.EMIT_INTERVAL_S
+        emitter.poll()
+        assert batches == [stream.EMIT_MAX_ROWS, 10]

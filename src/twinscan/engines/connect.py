@@ -196,7 +196,10 @@ class _OutcomeStream:
         self.last = clock()
 
     def poll(self) -> None:
-        if self.on and self.clock() - self.last >= stream.EMIT_INTERVAL_S:
+        if self.on and (
+            len(self.plan.outcomes) - self.sent >= stream.EMIT_MAX_ROWS
+            or self.clock() - self.last >= stream.EMIT_INTERVAL_S
+        ):
             self.flush()
             interrupt.check()  # a stop deferred while the verdicts were being written
 

@@ -24,6 +24,10 @@ Sink = Callable[["ResultColumns"], None]
 
 #: how often an engine loop hands over what became final (the checkpoint's "last second").
 EMIT_INTERVAL_S = 0.25
+#: ... or as soon as this many verdicts are waiting: a forked worker's batch is built, pickled
+#: and sent in one go, and at loopback speed a quarter second is ~16,000 verdicts, whose
+#: transient objects stayed in the worker's heap.
+EMIT_MAX_ROWS = 2048
 
 _sink: Sink | None = None
 _pickled_sink: Callable[[bytes], None] | None = None
