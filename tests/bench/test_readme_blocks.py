@@ -304,7 +304,7 @@ def test_phases_renders_medians_per_phase_and_the_ratio() -> None:
         for line in out.splitlines()
         if line.startswith("| ")
     }
-    assert table["start-up: Python, imports, typer parses the options"] == "51.0"  # 50, 52
+    assert table["start-up: Python, imports, options parsed"] == "51.0"  # 50, 52
     assert table["targets, ports, safety check, output plan"] == "10.0"
     assert table["engine set-up: templates, probe plan, sockets"] == "20.0"
     assert table["probing: first probe to last verdict"] == "20.0"

@@ -26,7 +26,8 @@ def test_every_command_has_its_module() -> None:
 def test_a_small_scan_imports_no_other_command_module_nor_numpy(
     technique: str, tmp_path: Path
 ) -> None:
-    """Nor pickle and json (only streamed scans and lab addresses need them), nor scapy once
+    """Nor typer (a common command line is parsed without it: ``cli.scan_fast``), nor pickle
+    and json (only streamed scans and lab addresses need them), nor scapy once
     the probe templates are cached; and the command leaves its objects frozen (no last
     collection over them at exit).
 
@@ -43,7 +44,8 @@ def test_a_small_scan_imports_no_other_command_module_nor_numpy(
         "    assert 'scapy' not in sys.modules, 'scapy: the template cache was not used'\n"
         "    assert 'pickle' not in sys.modules and 'json' not in sys.modules\n"
         "mods = sorted(m for m in sys.modules if m.startswith('twinscan.cli.'))\n"
-        "print(mods, 'numpy' in sys.modules, 'pandas' in sys.modules, file=sys.stderr)"
+        "heavy = [m in sys.modules for m in ('typer', 'numpy', 'pandas')]\n"
+        "print(mods, *heavy, file=sys.stderr)"
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     for run in ("fill", "measure"):
@@ -59,8 +61,9 @@ def test_a_small_scan_imports_no_other_command_module_nor_numpy(
         assert any((tmp_path / "twinscan" / "templates").iterdir())
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("[") and "twinscan.cli.audit" not in last, last
-    assert "twinscan.cli.scan" in last
-    assert last.endswith("False False"), last  # a small scan needs neither numpy nor pandas
+    assert "twinscan.cli.scan_run" in last  # the command ran, parsed without typer
+    assert "twinscan.cli.scan'" not in last  # (typer's declaration of it was not needed)
+    assert last.endswith("False False False"), last  # neither typer, numpy nor pandas
 
 
 def test_help_lists_every_command() -> None:

@@ -16,7 +16,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root
 #: the marks a whole-result raw scan takes, in order
 SYN_MARKS = [
     "twinscan.cli imported",
-    "command module imported",
+    "options parsed without typer",
     "options parsed",
     "targets, ports and plan checked",
     "syn: engine starts",
@@ -73,4 +73,14 @@ def test_a_connect_scan_marks_its_technique() -> None:
     assert parsed is not None
     names = [name for name, _ in parsed[1]]
     assert names.index("connect: engine starts") < names.index("connect: result built")
+    assert "command module imported" not in names  # (parsed without typer)
+
+
+def test_a_command_line_typer_parses_is_timed_too() -> None:
+    proc, _, _ = _scan("-sT", "-p", "1-5", "--debug-timing", "--", "127.0.0.1")
+    assert proc.returncode == 0, proc.stderr
+    parsed = phases.parse(proc.stderr.splitlines())
+    assert parsed is not None
+    names = [name for name, _ in parsed[1]]
+    assert names[:3] == ["twinscan.cli imported", "command module imported", "options parsed"]
     assert names[-1] == "command returned"

@@ -308,7 +308,7 @@ def ipv6(text: str) -> str:
 
 #: (row label, the mark that ends the phase: a name, or "*" + a suffix every technique's mark has)
 PHASES: Final = (
-    ("start-up: Python, imports, typer parses the options", "options parsed"),
+    ("start-up: Python, imports, options parsed", "options parsed"),
     ("targets, ports, safety check, output plan", "targets, ports and plan checked"),
     ("engine set-up: templates, probe plan, sockets", "*: sockets open, probing starts"),
     ("probing: first probe to last verdict", "*: probing done"),

@@ -16,11 +16,11 @@ import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from twinscan.cli.base import SCANNING_COMMANDS, fail, funnel
+from twinscan.cli.scan_request import SCANNING_COMMANDS, nmap_only_hint
 from twinscan.core import phases
 
 if TYPE_CHECKING:
-    from twinscan.cli.base import app
+    from twinscan.cli.base import app, fail, funnel
 
 __all__ = ["SCANNING_COMMANDS", "app", "fail", "funnel", "main"]
 
@@ -48,35 +48,49 @@ def register_all() -> None:
 
 
 def __getattr__(name: str) -> Any:
-    """``twinscan.cli.app``: the app with every command registered (tests, library users)."""
-    if name == "app":
+    """``twinscan.cli.app``: the app with every command registered (tests, library users);
+    ``fail`` and ``funnel`` from ``cli.base`` (imported when asked for: it imports typer)."""
+    if name in ("app", "fail", "funnel"):
         from twinscan.cli import base
 
-        register_all()
-        return base.app
+        if name == "app":
+            register_all()
+        return getattr(base, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     phases.mark("twinscan.cli imported")
-    from twinscan.cli.base import app
     from twinscan.core.errors import EXIT_USAGE
 
     args = sys.argv[1:]
-    module = COMMAND_MODULES.get(args[0]) if args else None
-    if module is None:
-        register_all()
-    else:
-        importlib.import_module(module)
-    phases.mark("command module imported")
     if args and args[0] in SCANNING_COMMANDS:
-        from twinscan.cli.options import nmap_only_hint
-
         hint = nmap_only_hint(args[1:])
         if hint is not None:
-            fail(hint)
+            print(f"twinscan: error: {hint}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE)
+    fast = None
+    if args and args[0] == "scan":
+        from twinscan.cli.scan_fast import parse
+
+        fast = parse(args[1:])
     try:
+        if fast is not None:  # a command line typer would read the same way: no typer
+            from twinscan.cli.scan_fast import run
+
+            phases.mark("options parsed without typer")
+            code = run(fast)
+            if code:
+                raise SystemExit(code)
+            return
+        from twinscan.cli.base import app
+
+        module = COMMAND_MODULES.get(args[0]) if args else None
+        if module is None:
+            register_all()
+        else:
+            importlib.import_module(module)
+        phases.mark("command module imported")
         app(prog_name="twinscan")
     finally:
         phases.mark("command returned")

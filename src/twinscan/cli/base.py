@@ -11,6 +11,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
+from twinscan.cli.scan_request import SCANNING_COMMANDS
 from twinscan.core.errors import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
@@ -27,6 +28,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+__all__ = ["SCANNING_COMMANDS", "app", "fail", "funnel"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,7 +61,3 @@ def _root() -> None:
     # an explicit callback keeps ``twinscan COMMAND`` a group when only one command module is
     # imported (Typer runs a lone command without its name otherwise)
     pass
-
-
-#: commands that take nmap's scanning options (see ``twinscan.cli.options``).
-SCANNING_COMMANDS = frozenset({"scan", "compare", "audit"})

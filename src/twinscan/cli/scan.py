@@ -1,22 +1,21 @@
-"""``twinscan scan``: nmap-style options over ``twinscan.engines.run_scan``."""
+"""``twinscan scan``: nmap-style options over ``twinscan.engines.run_scan``.
+
+The options are declared here for typer (``--help``, errors, the rare spellings); what the
+command does with them is ``cli.scan_run.run_scan_command``, which ``cli.scan_fast`` also calls
+for the common command lines without importing typer.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from twinscan.cli.base import app, funnel
-from twinscan.cli.options import ScanOptions, describe_request, scan_options
-from twinscan.core import phases
-from twinscan.core.errors import UsageError
+from twinscan.cli.options import ScanOptions, scan_options
+from twinscan.cli.scan_run import run_scan_command
 from twinscan.core.vocab import ScanEngine
-from twinscan.engines.job import plan_job
-
-if TYPE_CHECKING:
-    from twinscan.engines.checkpoint import CheckpointLog
 
 
 @app.command()
@@ -102,67 +101,21 @@ def scan(
 
     Exit status: 0 done, 2 bad input, 3 missing root or nmap, 4 the scan failed, 130 interrupted (what finished is written, marked incomplete).
     """
-    if debug_timing:
-        phases.show()
-    phases.mark("options parsed")
-    from twinscan.cli.progress_bar import progress_for_terminal
-    from twinscan.engines.job import Job, Outputs, run_job
-    from twinscan.formats.outpaths import check_output_paths
-
-    if all_formats is not None:
-        if any(p is not None for p in (xml, normal, grepable)):
-            raise UsageError("-oA writes the -oX, -oN and -oG files: give either -oA or those")
-        if all_formats in ("", "-"):
-            raise UsageError("-oA needs a base file name (it writes three files)")
-        xml, normal, grepable = (Path(f"{all_formats}.{ext}") for ext in ("xml", "nmap", "gnmap"))
-    check_output_paths(
-        {"--csv": csv, "--json": json, "-oX": xml, "-oN": normal, "-oG": grepable},
-        {"--parquet": parquet},
-    )
-    log: CheckpointLog | None = None
-    if resume is not None:
-        from twinscan.engines.checkpoint import CheckpointLog
-        from twinscan.request.safety import check_targets
-
-        if opts.targets or opts.input_list or checkpoint is not None:
-            raise UsageError(
-                f"--resume {resume} continues the scan saved there (its targets, ports and "
-                "options, appending to it): give no targets, -iL or --checkpoint"
-            )
-        log = CheckpointLog.resume(resume)
-        request = log.request
-        relay = (request.bounce.host,) if request.bounce else ()
-        check_targets((*request.targets, *relay), allow_external=opts.allow_external)
-    else:
-        request = opts.request(owners=owners)
-    job = Job(
-        request=request,
-        engine=log.engine if log else engine.engine,
-        outputs=Outputs(csv, json, xml, normal, grepable, parquet, show_closed),
-        checkpoint=log,
+    run_scan_command(
+        opts,
+        engine=engine,
+        csv=csv,
+        json=json,
+        xml=xml,
+        normal=normal,
+        grepable=grepable,
+        all_formats=all_formats,
         owners=owners,
         only_open=only_open,
+        show_closed=show_closed,
+        parquet=parquet,
         dask=dask,
+        checkpoint=checkpoint,
+        resume=resume,
+        debug_timing=debug_timing,
     )
-    plan_job(job)
-    if resume is None and checkpoint is not None:
-        from twinscan.engines.checkpoint import CheckpointLog
-
-        job = dataclasses.replace(
-            job, checkpoint=CheckpointLog.create(checkpoint, request, job.engine)
-        )
-    phases.mark("targets, ports and plan checked")
-    if opts.verbose:
-        for line in describe_request(request):
-            typer.echo(line, err=True)
-    with progress_for_terminal() as progress:
-        outcome = run_job(job, progress)
-    if job.outputs.print_report:
-        typer.echo(outcome.report, err=job.outputs.report_to_stderr)
-        phases.mark("report printed")
-    if opts.verbose:
-        typer.echo(
-            f"{len(request.techniques)} technique(s) in {outcome.meta.elapsed_s:.2f} s", err=True
-        )
-    if outcome.meta.incomplete:
-        raise typer.Exit(130)
