@@ -1,7 +1,7 @@
 """``twinscan scan`` without typer, for the command lines typer would read the same way.
 
 Importing typer (and the click it carries) and building the command from its signatures takes
-longer than nmap's whole scan of 1000 loopback ports, and a fifth of a 65535-port scan's peak
+longer than nmap's whole scan of 1000 loopback ports, and a sixth of a 65535-port scan's peak
 memory (benchmarks/results/phases.md: the start-up row). ``parse`` reads a ``scan`` command
 line with the option table ``cli.scan_spec.SPEC`` -- generated from the typer command itself
 (``python -m twinscan.cli.scan_fast`` rewrites it; tests/cli/test_scan_fast.py fails while it
@@ -71,8 +71,12 @@ def parse(argv: Sequence[str]) -> Parsed | None:
 
     by_opt: dict[str, tuple[str, str, str]] = {}
     values: dict[str, Any] = {}
+    positional: list[str] = []
     for name, opts, kind, value_type, default in SPEC:
-        if kind in (MULTIPLE, ARGUMENTS):
+        if kind == ARGUMENTS:
+            values[name] = positional
+            continue
+        if kind == MULTIPLE:
             values[name] = []
         elif value_type.startswith("choice:") and default is not None:
             values[name] = _convert(value_type, default)  # typer hands over the enum member
@@ -80,11 +84,9 @@ def parse(argv: Sequence[str]) -> Parsed | None:
             values[name] = default
         for opt in opts:
             by_opt[opt] = (name, kind, value_type)
-    given: set[str] = set()
 
     def take(opt: str, value: str | None) -> bool:
         name, kind, value_type = by_opt[opt]
-        given.add(name)
         if kind == FLAG:
             values[name] = True
         elif kind == COUNT:
@@ -105,7 +107,7 @@ def parse(argv: Sequence[str]) -> Parsed | None:
         token = argv[i]
         i += 1
         if token[:1] != "-":
-            values["targets"].append(token)
+            positional.append(token)
             continue
         if token in ("-", "--") or "=" in token and not token.startswith("--"):
             return None
