@@ -61,13 +61,13 @@ def __getattr__(name: str) -> Any:
 
 def main() -> None:
     phases.mark("twinscan.cli imported")
-    from twinscan.core.errors import EXIT_USAGE
+    from twinscan.core.errors import EXIT_USAGE, error_line
 
     args = sys.argv[1:]
     if args and args[0] in SCANNING_COMMANDS:
         hint = nmap_only_hint(args[1:])
         if hint is not None:
-            print(f"twinscan: error: {hint}", file=sys.stderr)
+            print(error_line(hint), file=sys.stderr)
             raise SystemExit(EXIT_USAGE)
     fast = None
     if args and args[0] == "scan":

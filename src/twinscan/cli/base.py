@@ -14,9 +14,10 @@ import typer
 from twinscan.cli.scan_request import SCANNING_COMMANDS
 from twinscan.core.errors import (
     EXIT_CODES_HELP,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     TwinscanError,
+    error_line,
+    failure,
 )
 
 app = typer.Typer(
@@ -37,7 +38,7 @@ R = TypeVar("R")
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``twinscan: error: message`` to stderr and return the Exit to raise."""
-    typer.echo(f"twinscan: error: {message}", err=True)
+    typer.echo(error_line(message), err=True)
     return typer.Exit(code)
 
 
@@ -48,10 +49,8 @@ def funnel(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except TwinscanError as exc:
-            raise fail(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", EXIT_INTERRUPTED) from None
+        except (TwinscanError, KeyboardInterrupt) as exc:
+            raise fail(*failure(exc)) from None
 
     return wrapper
 

@@ -150,17 +150,15 @@ def run(parsed: Parsed) -> int:
     """``twinscan scan`` with options ``parse`` read: what the typer command does, its errors
     funneled the same way (one line, the error's exit code). Returns the exit code."""
     from twinscan.cli.scan_run import run_scan_command
-    from twinscan.core.errors import EXIT_INTERRUPTED, TwinscanError
+    from twinscan.core.errors import TwinscanError, error_line, failure
 
     opts, own = parsed
     try:
         run_scan_command(opts, **own)
-    except TwinscanError as exc:
-        print(f"twinscan: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("twinscan: error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (TwinscanError, KeyboardInterrupt) as exc:  # as cli.base.funnel
+        message, code = failure(exc)
+        print(error_line(message), file=sys.stderr)
+        return code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0

@@ -51,6 +51,18 @@ EXIT_CODES_HELP = (
 )
 
 
+def error_line(message: str) -> str:
+    """The one line a command prints on stderr when it fails."""
+    return f"twinscan: error: {message}"
+
+
+def failure(exc: TwinscanError | KeyboardInterrupt) -> tuple[str, int]:
+    """What a command says and exits with for a project error or a Ctrl-C."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
+    return str(exc), exc.exit_code
+
+
 def _rebuild(cls: type[TwinscanError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
     exc = cls.__new__(cls)
     exc.args = args
