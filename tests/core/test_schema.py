@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strategies import verdicts
-from twinscan.core.schema import COLUMNS, PortVerdict, conform, to_frame
+from twinscan.core.schema import (
+    COLUMNS,
+    PortVerdict,
+    conform,
+    iana_codes,
+    iana_codes_plain,
+    to_frame,
+)
 from twinscan.core.vocab import Engine, IanaRange, PortState, Proto, Reason, Technique
 from twinscan.formats.csv import read_csv, write_csv
 
@@ -59,6 +66,16 @@ def test_dtypes_are_compact() -> None:
 )  # fmt: skip
 def test_iana_range_boundaries(port: int, expected: str) -> None:
     assert IanaRange.of(port).value == expected
+
+
+def test_iana_codes_agree_on_every_port() -> None:
+    """The table behind the CSV writer, numpy's searchsorted and ``IanaRange.of`` give every
+    port 0-65535 the same range."""
+    ports = range(65536)
+    plain = iana_codes_plain(ports)
+    assert plain == iana_codes(ports).tolist()
+    ranges = list(IanaRange)
+    assert [ranges[c] for c in plain] == [IanaRange.of(p) for p in ports]
 
 
 def test_conform_rejects_unknown_state() -> None:

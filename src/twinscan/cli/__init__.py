@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,9 @@ def __getattr__(name: str) -> Any:
 
 def main() -> None:
     phases.mark("twinscan.cli imported")
+    # No command does linear algebra, but numpy's OpenBLAS starts a thread per CPU when it is
+    # loaded, and they spin: about 0.1 s of CPU per large scan on two CPUs (/usr/bin/time).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from twinscan.core.errors import EXIT_USAGE, error_line
 
     args = sys.argv[1:]

@@ -8,6 +8,7 @@ CSV ends with one ``#`` comment line (``INCOMPLETE_PREFIX``), which ``read_csv``
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import os
@@ -20,7 +21,7 @@ from twinscan.core.schema import (
     ScanResult,
     category_values,
     conform,
-    iana_codes_plain,
+    iana_code_table,
 )
 from twinscan.core.vocab import IanaRange
 from twinscan.formats.incomplete import incomplete_note, mark_incomplete
@@ -134,10 +135,9 @@ def _millisecond(value: float) -> bool:
 def _csv_rows(columns: ResultColumns, lo: int, hi: int, texts: _Memo | None) -> str:
     states = category_values("state")
     reasons = category_values("reason")
-    ranges = [r.value for r in IanaRange]
     n = hi - lo
     ports: list[int] = list(map(int, columns.port[lo:hi]))
-    iana = [ranges[i] for i in iana_codes_plain(ports)]
+    iana = list(map(_iana_texts().__getitem__, ports))
     ttl = [""] * n if columns.reason_ttl is None else _column_text(columns.reason_ttl[lo:hi])
     rip = [""] * n if columns.reason_ip is None else _column_text(columns.reason_ip[lo:hi])
     rtt: list[str] = [""] * n
@@ -154,13 +154,28 @@ def _csv_rows(columns: ResultColumns, lo: int, hi: int, texts: _Memo | None) -> 
             rtt = ["" if t == "nan" else t for t in floats.astype(str).tolist()]
     prefix = f"{columns.engine.value},{columns.technique.value},"
     proto = columns.proto.value
+    hosts, state, reason = columns.host[lo:hi], columns.state[lo:hi], columns.reason[lo:hi]
+    if n and all(len(set(c)) == 1 for c in (hosts, state, reason, ttl, rip)):
+        # One host, state, reason, TTL and reason IP for the whole piece, as in the closed
+        # ports of a large scan: two fields made once, three per row (65535 rows: 30 -> 21 ms).
+        head = f"{prefix}{hosts[0]},{proto},"
+        mid = f"{states[state[0]]},{reasons[reason[0]]},{ttl[0]},{rip[0]},"
+        return "".join(
+            f"{head}{p},{mid}{ms},{rng}\n" for p, ms, rng in zip(ports, rtt, iana, strict=True)
+        )
     return "".join(
         f"{prefix}{h},{proto},{p},{states[st]},{reasons[r]},{t},{ip},{ms},{rng}\n"
         for h, p, st, r, t, ip, ms, rng in zip(
-            columns.host[lo:hi], ports, columns.state[lo:hi], columns.reason[lo:hi], ttl, rip,
-            rtt, iana, strict=True,
+            hosts, ports, state, reason, ttl, rip, rtt, iana, strict=True,
         )
     )  # fmt: skip
+
+
+@functools.cache
+def _iana_texts() -> tuple[str, ...]:
+    """The ``iana_range`` text of every port, indexed by port."""
+    ranges = [r.value for r in IanaRange]
+    return tuple(ranges[c] for c in iana_code_table())
 
 
 def _column_text(values: Sequence[Any]) -> list[str]:
