@@ -6,7 +6,6 @@ typer) both end here, with the same values.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,9 +95,7 @@ def run_scan_command(
     if resume is None and checkpoint is not None:
         from twinscan.engines.checkpoint import CheckpointLog
 
-        job = dataclasses.replace(
-            job, checkpoint=CheckpointLog.create(checkpoint, request, job.engine)
-        )
+        job = job._replace(checkpoint=CheckpointLog.create(checkpoint, request, job.engine))
     phases.mark("targets, ports and plan checked")
     if opts.verbose:
         for line in describe_request(request):

@@ -17,11 +17,10 @@ Either way it returns the text report and the scan's metadata; the caller prints
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from twinscan.core import phases
 from twinscan.core.errors import UsageError
@@ -40,8 +39,7 @@ if TYPE_CHECKING:
 OPEN_STATES = ("open", "open|filtered", "unfiltered")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Outputs:
+class Outputs(NamedTuple):
     """Where a scan's verdicts go (``-`` = stdout) and what the text report shows."""
 
     csv: Path | None = None
@@ -71,8 +69,7 @@ class Outputs:
         return not self.files or any(str(p) != "-" for p in self.files)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
     request: ScanRequest
     engine: Engine
     outputs: Outputs
@@ -82,8 +79,7 @@ class Job:
     dask: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class JobOutcome:
+class JobOutcome(NamedTuple):
     meta: ScanMeta
     report: str
 

@@ -175,7 +175,7 @@ def _csv_rows(columns: ResultColumns, lo: int, hi: int, texts: _Memo | None) -> 
 def _iana_texts() -> tuple[str, ...]:
     """The ``iana_range`` text of every port, indexed by port."""
     ranges = [r.value for r in IanaRange]
-    return tuple(ranges[c] for c in iana_code_table())
+    return tuple(map(ranges.__getitem__, iana_code_table()))
 
 
 def _column_text(values: Sequence[Any]) -> list[str]:

@@ -103,7 +103,7 @@ class BulkTcpSession:
         self._reason_ip: dict[int, str] = {}
         self._verdicts: list[Verdict] = []
         self._verdict_code: dict[Verdict, int] = {}
-        self._meaning: dict[tuple[int, int], int] = {}  # (flags, window) -> code, -1: none
+        self._meaning: dict[int, int] = {}  # flags << 16 | window -> code, -1: none
         self._no_response = self._code(rules.no_response(technique))
         #: per host: the rank of its next fresh port
         self._next = [0] * h
@@ -347,23 +347,33 @@ class BulkTcpSession:
         not say --, flags, window, ttl), in arrival order: each port's first answer counts."""
         host = np.asarray(host, dtype=np.int64)
         port = np.asarray(port, dtype=np.int64)
-        ok = (host >= 0) & (port >= 0) & (port < 65536)
-        rank = np.where(ok, self._rank[np.where(ok, port, 0)], -1)
+        if not len(port):
+            return
+        # (the matchers give hosts >= 0 and 16-bit ports: two reductions check it, instead of
+        # masking every reply for a case that does not come from them)
+        if host.min() >= 0 and port.min() >= 0 and port.max() < 65536:
+            rank = self._rank[port]
+            ok = rank >= 0
+        else:
+            ok = (host >= 0) & (port >= 0) & (port < 65536)
+            rank = np.where(ok, self._rank[np.where(ok, port, 0)], -1)
+            ok &= rank >= 0
         idx = rank * self._h + host
-        ok &= rank >= 0
         safe = np.where(ok, idx, 0)
         tries = self._tries[safe]
         tryno = np.asarray(tryno, dtype=np.int64)
         ok &= ~self._final[safe] & (tries > 0) & (tryno < tries)
         keys = (np.asarray(flags, dtype=np.int64) << 16) | np.asarray(window, dtype=np.int64)
-        codes = np.full(len(keys), -1, dtype=np.int64)
-        for key in _distinct(keys[ok]).tolist():
-            code = self._meaning.get(key)
-            if code is None:
-                reply = TcpReply(key >> 16, key & 0xFFFF)
-                code = self._meaning[key] = self._code(rules.interpret(self.technique, reply))
-            codes[keys == key] = code
-        ok &= codes >= 0
+        lo, hi = int(keys.min()), int(keys.max())
+        if lo == hi:  # one kind of reply in the batch, as usual: one lookup
+            code = self._meaning_of(lo)
+            if code < 0:
+                return
+        else:
+            codes = np.full(len(keys), -1, dtype=np.int64)
+            for key in _distinct(keys[ok]).tolist():
+                codes[keys == key] = self._meaning_of(key)
+            ok &= codes >= 0
         sel = np.flatnonzero(ok)
         if not len(sel):
             return
@@ -372,9 +382,19 @@ class BulkTcpSession:
         if len(first) < len(sel):
             sel = sel[np.sort(first)]
             idx = safe[sel]
-        answered = np.where(tryno[sel] >= 0, tryno[sel], tries[sel] - 1)
-        self._answered(idx, codes[sel], answered, np.asarray(ttl, dtype=np.int64)[sel], now)
+        tries, tryno = tries[sel], tryno[sel]
+        answered = np.where(tryno >= 0, tryno, tries - 1)
+        verdicts = code if lo == hi else codes[sel]
+        self._answered(idx, verdicts, answered, np.asarray(ttl, dtype=np.int64)[sel], now)
         self._maybe_settle()
+
+    def _meaning_of(self, key: int) -> int:
+        """The verdict code of a reply's (flags << 16 | window), -1: no verdict."""
+        code = self._meaning.get(key)
+        if code is None:
+            reply = TcpReply(key >> 16, key & 0xFFFF)
+            code = self._meaning[key] = self._code(rules.interpret(self.technique, reply))
+        return code
 
     def _answered(
         self,
@@ -395,22 +415,33 @@ class BulkTcpSession:
         sampled = idx[latest]
         rtts = now - self._sent_at[sampled]
         self._rtt[sampled] = rtts
-        hosts = idx % h
-        self._sample(hosts[latest], rtts)
-        best = np.full(h, -1, dtype=np.int64)
-        np.maximum.at(best, hosts, answered_try)
-        answered = np.bincount(hosts, minlength=h)
-        lost = np.bincount(hosts, weights=answered_try, minlength=h)
         out = self._outstanding[idx]
-        gone = np.bincount(hosts[out], minlength=h)
-        for hi in np.flatnonzero(answered).tolist():
-            host = self.hosts[hi]
-            host.answered += int(answered[hi])
-            host.lost_tries += int(lost[hi])
-            host.in_flight -= int(gone[hi])
-            if best[hi] > host.max_successful_try:
-                host.max_successful_try = int(best[hi])
-                self._revive(hi)
+        if h == 1 and len(idx):  # one host: sums, not per-host counts
+            self._sample(np.zeros(len(rtts), dtype=np.int64), rtts)
+            host = self.hosts[0]
+            host.answered += len(idx)
+            host.lost_tries += int(answered_try.sum())
+            host.in_flight -= int(np.count_nonzero(out))
+            best = int(answered_try.max())
+            if best > host.max_successful_try:
+                host.max_successful_try = best
+                self._revive(0)
+        else:
+            hosts = idx % h
+            self._sample(hosts[latest], rtts)
+            most = np.full(h, -1, dtype=np.int64)
+            np.maximum.at(most, hosts, answered_try)
+            answered = np.bincount(hosts, minlength=h)
+            lost = np.bincount(hosts, weights=answered_try, minlength=h)
+            gone = np.bincount(hosts[out], minlength=h)
+            for hi in np.flatnonzero(answered).tolist():
+                host = self.hosts[hi]
+                host.answered += int(answered[hi])
+                host.lost_tries += int(lost[hi])
+                host.in_flight -= int(gone[hi])
+                if most[hi] > host.max_successful_try:
+                    host.max_successful_try = int(most[hi])
+                    self._revive(hi)
         n = len(idx)
         self._losses.answered(answered_try.tolist())
         self._outstanding[idx] = False

@@ -26,14 +26,12 @@ transport header; an ICMPv6 error quotes our probe's IPv6 header and transport h
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import struct
-from typing import Final
+from typing import Final, NamedTuple
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Field:
+class Field(NamedTuple):
     """One header field: its name, ``struct`` format, offset in the header and size."""
 
     name: str

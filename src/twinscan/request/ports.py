@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar, overload
+from typing import NamedTuple, TypeVar, overload
 
 from twinscan.core.errors import PortSpecError, TargetError
 from twinscan.core.vocab import IanaRange, Proto
@@ -45,8 +45,7 @@ class PortPlan:
         return self.tcp if proto is Proto.TCP else self.udp
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ServiceEntry:
+class ServiceEntry(NamedTuple):
     name: str
     port: int
     proto: Proto

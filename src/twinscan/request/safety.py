@@ -26,13 +26,11 @@ costs a handful of processes, not 65536.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
-import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from twinscan.core.errors import TargetError
 
@@ -46,8 +44,7 @@ LAB_EXEC_HINT = "scan lab hosts with `twinscan lab exec -- twinscan ...`"
 NsId = tuple[int, int]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Route:
+class Route(NamedTuple):
     """The kernel's answer to ``ip route get ADDRESS`` in the namespace ``netns``."""
 
     netns: NsId | None  # the namespace the lookup ran in (None: unknown)
@@ -58,8 +55,7 @@ class Route:
     error: str | None = None  # why there is no route (the kernel's or ip's message)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class LabNamespace:
+class LabNamespace(NamedTuple):
     """A namespace of a running lab and the interfaces the lab created in it."""
 
     prefix: str
@@ -68,8 +64,7 @@ class LabNamespace:
     devices: frozenset[str]  # e.g. {"tsbr"} in the scanner namespace, {"eth0"} in a host's
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     accepted: bool
     reason: str  # why, as a clause: "the route to it leaves through eth0 via 192.0.2.1, ..."
     in_lab: bool = False  # the lookup ran inside a lab namespace (no `lab exec` hint then)
@@ -162,6 +157,8 @@ def route_groups(
 
 def _ip(args: Sequence[str], stdin: str | None = None) -> str | None:
     """stdout of ``ip ARGS`` (also when it failed part-way, as ``-force -batch`` does)."""
+    import subprocess  # (only a lab address needs it: a loopback scan does without, ~3 ms)
+
     try:
         proc = subprocess.run(
             ["ip", *args], input=stdin, capture_output=True, text=True, timeout=60
