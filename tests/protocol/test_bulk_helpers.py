@@ -94,3 +94,22 @@ def test_last_columns_equal_the_others_and_drop_the_probe_arrays() -> None:
     last = session.columns(last=True)
     assert last == before
     assert session._tries is None and session._verdict is None
+
+
+def test_one_hosts_columns_are_in_port_order_with_their_own_verdicts() -> None:
+    """A one-host scan of more ports than a chunk puts its rows in order with a table by port
+    instead of an argsort: every row still carries its own port's verdict."""
+    session = BulkTcpSession(Technique.SYN, ["h1"], range(1, 9001), resolve(4))
+    for step in range(400):  # bounded: the window lets the whole plan out well before
+        host, port, _ = session.due_arrays(step * 0.001)
+        if not len(port):
+            break
+        n = len(port)
+        flags = np.where(port % 7 == 0, 0x12, 0x14)  # some open, the rest closed
+        session.receive_arrays(
+            host, port, np.full(n, -1), flags, np.zeros(n), np.full(n, 64), now=step * 0.001
+        )
+    cols = session.columns()
+    assert cols.port == list(range(1, 9001))
+    open_code = session.columns().state[6]  # port 7
+    assert [st == open_code for st in cols.state] == [p % 7 == 0 for p in cols.port]

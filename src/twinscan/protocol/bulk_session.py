@@ -596,7 +596,12 @@ class BulkTcpSession:
         ports = self._order[ranks_of]
         if h == 1:
             hosts = None
-            order = np.argsort(ports, kind="stable")
+            if len(ports) >= _CHUNK:  # each port once: a table by port puts them in order
+                place = np.full(65536, -1, dtype=np.int64)  # (an argsort of 65535: ~3 ms)
+                place[ports] = np.arange(len(ports))
+                order = place[place >= 0]
+            else:
+                order = np.argsort(ports, kind="stable")
         else:
             ranks = np.empty(h, dtype=np.int64)
             ranks[sorted(range(h), key=lambda i: host_sort_key(addrs[i]))] = np.arange(h)
