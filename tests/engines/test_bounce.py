@@ -80,13 +80,20 @@ def ftp_relay(*, privileged: bool = True, port_reply: str | None = None) -> Iter
 
 @contextlib.contextmanager
 def targets() -> Iterator[dict[str, int]]:
-    """Ports on 127.0.0.1: ``open`` accepts then closes, ``closed`` has no listener,
-    ``dropped`` silently drops SYNs."""
+    """Ports on 127.0.0.1: ``open`` accepts and holds each connection (as a service would),
+    ``closed`` has no listener, ``dropped`` silently drops SYNs.
+
+    (``open`` used to close each connection at once, so the target's FIN or RST could reach
+    the relay while it still handled the connect or the transfer, and a 425 or 426 would make
+    the port closed. One CI run reported this test's open port closed; 40 runs under load did
+    not repeat it, so that race is the suspect, not a proven cause. Holding the connection as a
+    service would leaves the relay nothing to race.)"""
     acceptor = socket.socket()
     acceptor.bind(("127.0.0.1", 0))
     acceptor.listen(64)
     acceptor.settimeout(0.2)
     stop = threading.Event()
+    held: list[socket.socket] = []
 
     def accept_and_close() -> None:
         while not stop.is_set():
@@ -94,7 +101,7 @@ def targets() -> Iterator[dict[str, int]]:
                 conn, _ = acceptor.accept()
             except OSError:
                 continue
-            conn.close()
+            held.append(conn)  # closed when the fixture ends
 
     full = socket.socket()
     full.bind(("127.0.0.1", 0))
@@ -120,7 +127,7 @@ def targets() -> Iterator[dict[str, int]]:
     finally:
         stop.set()
         thread.join(timeout=5)
-        for s in (acceptor, full, *fillers):
+        for s in (acceptor, full, *fillers, *held):
             s.close()
 
 
