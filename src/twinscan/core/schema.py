@@ -16,6 +16,7 @@ agree cell for cell, and keeping them in one module keeps that contract in one p
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import functools
@@ -145,14 +146,14 @@ def iana_codes(ports: Sequence[int] | Any) -> Any:
 
 
 def iana_codes_plain(ports: Iterable[int]) -> list[int]:
-    """``iana_codes`` as a list, without numpy (its import costs more than a small result):
-    one read of ``iana_code_table`` per port (65535 ports: ~2 ms, a bisect each took ~8)."""
-    return list(map(iana_code_table().__getitem__, ports))
+    """``iana_codes`` as a list, without numpy (its import costs more than a small result)."""
+    return [bisect.bisect_left(_IANA_UPPERS, p) for p in ports]
 
 
 @functools.cache
 def iana_code_table() -> tuple[int, ...]:
-    """The ``iana_range`` code of every port 0-65535, indexed by port (built once)."""
+    """The ``iana_range`` code of every port 0-65535, indexed by port (built once, ~1.5 ms:
+    for a large result a read per port is cheaper than a bisect per port, ~8 ms for 65535)."""
     table: list[int] = []
     for code, upper in enumerate(_IANA_UPPERS):
         table += [code] * (upper + 1 - len(table))

@@ -22,6 +22,7 @@ from twinscan.core.schema import (
     category_values,
     conform,
     iana_code_table,
+    iana_codes_plain,
 )
 from twinscan.core.vocab import IanaRange
 from twinscan.formats.incomplete import incomplete_note, mark_incomplete
@@ -137,7 +138,11 @@ def _csv_rows(columns: ResultColumns, lo: int, hi: int, texts: _Memo | None) -> 
     reasons = category_values("reason")
     n = hi - lo
     ports: list[int] = list(map(int, columns.port[lo:hi]))
-    iana = list(map(_iana_texts().__getitem__, ports))
+    if len(columns) >= CSV_CHUNK_ROWS:  # (the table costs more than a small result's rows)
+        iana = list(map(_iana_texts().__getitem__, ports))
+    else:
+        ranges = [r.value for r in IanaRange]
+        iana = [ranges[c] for c in iana_codes_plain(ports)]
     ttl = [""] * n if columns.reason_ttl is None else _column_text(columns.reason_ttl[lo:hi])
     rip = [""] * n if columns.reason_ip is None else _column_text(columns.reason_ip[lo:hi])
     rtt: list[str] = [""] * n
