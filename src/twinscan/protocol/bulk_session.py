@@ -74,14 +74,18 @@ class BulkTcpSession:
         self.technique = technique
         self.timing = timing
         rng = rng or random.Random()
-        #: the caller's port numbers as objects (the result lists share them, not 65535 new ints)
+        #: the caller's port numbers as objects, in the caller's order (the result lists share
+        #: them, not 65535 new ints), and the caller's index of each rank's port (None: the same)
         self._port_objects = np.empty(len(ports), dtype=object)
         self._port_objects[:] = list(ports)
         order = self._port_objects.astype(np.int64)
-        if randomize:  # sorted by random keys from ``rng``: 65535 ports in 5 ms, not 50
+        self._shuffle: Any = None
+        if randomize:  # sorted by random keys from ``rng``: 65535 ports in 2 ms, not 50
+            # (64-bit keys do not tie, so the default sort gives the stable sort's order, 4x
+            # faster; the objects are not permuted, ``_shuffle`` leads to them: 3.5 ms less)
             keys = np.frombuffer(rng.randbytes(8 * len(order)), dtype=np.uint64)
-            shuffle = np.argsort(keys, kind="stable")
-            order, self._port_objects = order[shuffle], self._port_objects[shuffle]
+            self._shuffle = np.argsort(keys)
+            order = order[self._shuffle]
         self.hosts = [HostStats(a, RttEstimator.for_timing(timing)) for a in targets]
         self._host_index = {a: i for i, a in enumerate(targets)}
         h, p = len(self.hosts), len(order)
@@ -617,7 +621,8 @@ class BulkTcpSession:
         state = np.array([category_code("state", v.state.value) for v in table] or [0], np.int8)
         reason = np.array([category_code("reason", v.reason.value) for v in table] or [0], np.int8)
         state, reason = state[verdicts], reason[verdicts]
-        port_objects = self._port_objects[ranks_of]
+        at = ranks_of if self._shuffle is None else self._shuffle[ranks_of]
+        port_objects = self._port_objects[at]
         ttl = self._ttl[idx]
         rtt = np.round(self._rtt[idx] * 1000, 3)
         rips = self._reason_ip
@@ -642,7 +647,7 @@ class BulkTcpSession:
     def _drop_probe_arrays(self) -> None:
         for name in (
             "_tries", "_sent_at", "_outstanding", "_final", "_emitted", "_verdict", "_ttl",
-            "_rtt", "_log", "_rank", "_order", "_port_objects",
+            "_rtt", "_log", "_rank", "_order", "_port_objects", "_shuffle",
         ):  # fmt: skip
             setattr(self, name, None)
 
