@@ -111,5 +111,5 @@ def test_one_hosts_columns_are_in_port_order_with_their_own_verdicts() -> None:
         )
     cols = session.columns()
     assert cols.port == list(range(1, 9001))
-    open_code = session.columns().state[6]  # port 7
+    open_code = cols.state[6]  # port 7
     assert [st == open_code for st in cols.state] == [p % 7 == 0 for p in cols.port]

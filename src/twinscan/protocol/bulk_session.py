@@ -420,16 +420,21 @@ class BulkTcpSession:
         rtts = now - self._sent_at[sampled]
         self._rtt[sampled] = rtts
         out = self._outstanding[idx]
-        if h == 1 and len(idx):  # one host: sums, not per-host counts
+        # per answering host: (host, ports answered, their lost tries, probes no longer out,
+        # the highest answered try) -- one host's are sums, not per-host counts
+        per_host: list[tuple[int, int, int, int, int]] = []
+        if h == 1:
             self._sample(np.zeros(len(rtts), dtype=np.int64), rtts)
-            host = self.hosts[0]
-            host.answered += len(idx)
-            host.lost_tries += int(answered_try.sum())
-            host.in_flight -= int(np.count_nonzero(out))
-            best = int(answered_try.max())
-            if best > host.max_successful_try:
-                host.max_successful_try = best
-                self._revive(0)
+            if len(idx):
+                per_host.append(
+                    (
+                        0,
+                        len(idx),
+                        int(answered_try.sum()),
+                        int(np.count_nonzero(out)),
+                        int(answered_try.max()),
+                    )
+                )
         else:
             hosts = idx % h
             self._sample(hosts[latest], rtts)
@@ -438,14 +443,18 @@ class BulkTcpSession:
             answered = np.bincount(hosts, minlength=h)
             lost = np.bincount(hosts, weights=answered_try, minlength=h)
             gone = np.bincount(hosts[out], minlength=h)
-            for hi in np.flatnonzero(answered).tolist():
-                host = self.hosts[hi]
-                host.answered += int(answered[hi])
-                host.lost_tries += int(lost[hi])
-                host.in_flight -= int(gone[hi])
-                if most[hi] > host.max_successful_try:
-                    host.max_successful_try = int(most[hi])
-                    self._revive(hi)
+            per_host = [
+                (hi, int(answered[hi]), int(lost[hi]), int(gone[hi]), int(most[hi]))
+                for hi in np.flatnonzero(answered).tolist()
+            ]
+        for hi, n_answered, n_lost, n_gone, best in per_host:
+            host = self.hosts[hi]
+            host.answered += n_answered
+            host.lost_tries += n_lost
+            host.in_flight -= n_gone
+            if best > host.max_successful_try:
+                host.max_successful_try = best
+                self._revive(hi)
         n = len(idx)
         self._losses.answered(answered_try.tolist())
         self._outstanding[idx] = False

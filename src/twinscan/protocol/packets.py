@@ -33,7 +33,6 @@ and made, in the other.
 
 from __future__ import annotations
 
-import functools
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple
@@ -618,7 +617,6 @@ def _fields_view(rows: Any, fields: tuple[tuple[str, wire.Field, int], ...]) -> 
 _DTYPES: dict[tuple[int, int], tuple[Any, Any]] = {}
 
 
-@functools.lru_cache(maxsize=32)
 def _row_dtype(width: int, fields: tuple[tuple[str, wire.Field, int], ...]) -> Any:
     import numpy as np
 
