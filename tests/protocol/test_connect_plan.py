@@ -245,25 +245,37 @@ def test_every_probe_ends_with_exactly_one_legal_verdict(
 
 
 def test_a_paid_off_retransmission_on_a_clean_path_earns_nmaps_one_more_try() -> None:
-    # 99 ports answer their first try, one its second: loss 1%, nmap's rule decides (3 tries)
-    plan = ConnectPlan(keys(101), dataclasses.replace(T4, max_retries=6), start=0, max_sockets=999)
+    # 999 ports answer their first try, one its second: loss 0.1%, nmap's rule decides (3 tries)
+    plan = ConnectPlan(keys(1001), dataclasses.replace(T4, max_retries=6), start=0, max_sockets=999)
     now = 0.0
     launched = plan.launches(now)
-    while len(launched) < 101:
+    while len(launched) < 1001:
         for key in launched[-10:]:
-            if key[1] <= 99:
+            if key[1] <= 999:
                 plan.completed(key, errno.ECONNREFUSED, now)
         launched += plan.launches(now)
     for key in launched:
-        if key[1] <= 99 and key not in plan.outcomes:
+        if key[1] <= 999 and key not in plan.outcomes:
             plan.completed(key, errno.ECONNREFUSED, now)
     now = 1.0
-    plan.expired(now)  # ports 100 and 101 time out
+    plan.expired(now)  # ports 1000 and 1001 time out
     plan.launches(now)
-    plan.completed(("127.0.0.1", 100), errno.ECONNREFUSED, now + 0.01)
+    plan.completed(("127.0.0.1", 1000), errno.ECONNREFUSED, now + 0.01)
     assert plan.tries_allowed("127.0.0.1") == 3
     run_silent(plan, now + 0.01)
-    assert plan.outcomes[("127.0.0.1", 101)].tries == 3
+    assert plan.outcomes[("127.0.0.1", 1001)].tries == 3
+
+
+def test_a_small_scan_whose_ports_all_answered_first_time_still_insures_its_silent_port() -> None:
+    # 9 of 10 ports answered their first try: no loss seen, but ten samples cannot show a
+    # clean path -- the silent port gets more than nmap's two tries
+    plan = ConnectPlan(keys(10), dataclasses.replace(T4, max_retries=6), start=0, max_sockets=99)
+    for key in plan.launches(0.0):
+        if key[1] <= 9:
+            plan.completed(key, errno.ECONNREFUSED, 0.001)
+    assert plan.tries_allowed("127.0.0.1") >= 4
+    run_silent(plan, 0.01)
+    assert plan.outcomes[("127.0.0.1", 10)].tries == plan.tries_allowed("127.0.0.1")
 
 
 def _lossy_run(plan: ConnectPlan, loss: float, seed: int) -> None:

@@ -9,7 +9,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from twinscan.core.timing import CC_SCALE_MAX, INITIAL_CWND, INITIAL_SSTHRESH, MAX_CWND, resolve
-from twinscan.protocol.pacing import CongestionWindow, RateLimiter, RttEstimator, sample_all
+from twinscan.protocol.pacing import (
+    CongestionWindow,
+    RateLimiter,
+    RttEstimator,
+    loss_estimate,
+    retry_budget,
+    sample_all,
+)
 
 T3 = resolve(3)
 T4 = resolve(4)
@@ -310,3 +317,28 @@ def test_ack_many_equals_expect_and_ack_per_reply(
         one.ack(max_cc_scale=cap)
     many.ack_many(n, max_cc_scale=cap)
     assert (many.cwnd, many.expected, many.received) == (one.cwnd, one.expected, one.received)
+
+
+@pytest.mark.parametrize(
+    ("lost", "answered", "host_ports", "expected"),
+    [
+        (0, 0, 10, 0.0),  # nothing answered: no evidence either way
+        (0, 1, 40, 0.0),  # mostly silent host: the raw ratio
+        (3, 10, 1000, 3 / 13),
+        (0, 10, 10, 1 / 12),  # every port answered first time: Laplace's rule
+        (0, 5, 10, 1 / 7),  # half answered counts as mostly answering
+        (1, 999, 1001, 2 / 1002),
+    ],
+)
+def test_loss_estimate_table(lost: int, answered: int, host_ports: int, expected: float) -> None:
+    assert loss_estimate(lost, answered, host_ports) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("answered", "host_ports", "tries"),
+    [(10, 10, 5), (3, 4, 7), (1, 40, 2), (65535, 65535, 2), (1000, 1000, 3)],
+)
+def test_retry_budget_with_no_loss_seen(answered: int, host_ports: int, tries: int) -> None:
+    """No port needed a retransmission: how many tries a silent port gets at -T4 (cap 7)."""
+    ratio = loss_estimate(0, answered, host_ports)
+    assert retry_budget(-1, ratio, host_ports, max_retries=6) == tries

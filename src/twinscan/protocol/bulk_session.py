@@ -149,7 +149,10 @@ class BulkTcpSession:
     def allowed_tries(self, host: HostStats) -> int:
         """How many times a port of ``host`` may be sent (``pacing.retry_budget``)."""
         return retry_budget(
-            host.max_successful_try, host.loss_ratio(), self.total, self.timing.max_retries
+            host.max_successful_try,
+            host.loss_ratio(self._ports),
+            self.total,
+            self.timing.max_retries,
         )
 
     def wakeup(self, now: float) -> float | None:

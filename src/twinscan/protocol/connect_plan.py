@@ -16,7 +16,7 @@ every call and reports what each ``connect()`` did. The verdict of a finished pr
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -24,7 +24,7 @@ from twinscan.core import rules
 from twinscan.core.timing import Timing
 from twinscan.core.vocab import Technique
 
-from .pacing import CongestionWindow, RateLimiter, RttEstimator, retry_budget
+from .pacing import CongestionWindow, RateLimiter, RttEstimator, loss_estimate, retry_budget
 
 #: (address, port): one port of one target.
 ProbeKey = tuple[str, int]
@@ -69,6 +69,8 @@ class ConnectPlan:
         self.start = start
         self.queue: deque[tuple[ProbeKey, int]] = deque((k, 0) for k in keys)
         self.total = len(self.queue)
+        #: host -> how many of its ports the scan probes (``pacing.loss_estimate``)
+        self._host_ports = Counter(key[0] for key, _ in self.queue)
         self.in_flight: dict[ProbeKey, _InFlight] = {}
         self.outcomes: dict[ProbeKey, Outcome] = {}
         self.rtt = RttEstimator.for_timing(timing)
@@ -98,10 +100,9 @@ class ConnectPlan:
         answers a retransmission costs two tries per port, not eleven), raised on a lossy path
         to what its measured loss ratio needs."""
         answered, lost = self._loss.get(host, (0, 0))
-        ratio = lost / (answered + lost) if answered else 0.0
         return retry_budget(
             self.max_successful_tryno.get(host, -1),
-            ratio,
+            loss_estimate(lost, answered, self._host_ports[host]),
             self.total,
             self.timing.max_retries,
         )

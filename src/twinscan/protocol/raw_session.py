@@ -64,7 +64,7 @@ from twinscan.core.timing import CC_SCALE_MAX, Timing
 from twinscan.core.vocab import Technique
 
 from .icmp_ratelimit import IcmpBucket, hold
-from .pacing import CongestionWindow, RateLimiter, RttEstimator, retry_budget
+from .pacing import CongestionWindow, RateLimiter, RttEstimator, loss_estimate, retry_budget
 from .session_columns import column_rows, probe_columns
 
 __all__ = ["CANARIES", "HostStats", "LossSignal", "Probe", "ScanSession"]
@@ -187,9 +187,9 @@ class HostStats:
     def limited(self) -> bool:
         return self.icmp.limited
 
-    def loss_ratio(self) -> float:
-        total = self.answered + self.lost_tries
-        return self.lost_tries / total if total else 0.0
+    def loss_ratio(self, host_ports: int) -> float:
+        """``pacing.loss_estimate`` of this host, scanned on ``host_ports`` ports."""
+        return loss_estimate(self.lost_tries, self.answered, host_ports)
 
 
 class ScanSession:
@@ -275,7 +275,7 @@ class ScanSession:
         """How many times a port of ``host`` may be sent (``pacing.retry_budget``)."""
         return retry_budget(
             host.max_successful_try,
-            host.loss_ratio(),
+            host.loss_ratio(len(self.probes) // len(self.hosts)),
             len(self.probes),
             self.timing.max_retries,
             host.bonus_tries,
