@@ -1,6 +1,7 @@
 """The bulk session's helpers: its replacements for ``np.unique`` (which imports numpy.ma
 when first called) give what ``np.unique`` gives; its result lists share their float objects;
-its last ``columns`` call equals the others and lets the per-probe arrays go."""
+its last ``columns`` call equals the others and lets the per-probe arrays go; its closed-form
+RTT averages are nmap's per-reply loop."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import subprocess
 import sys
 
 import numpy as np
-from hypothesis import given
+import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from twinscan.core.timing import resolve
@@ -18,7 +20,9 @@ from twinscan.protocol.bulk_session import (
     _distinct,
     _first_of_each,
     _shared_floats,
+    sample_many,
 )
+from twinscan.protocol.pacing import RttEstimator, sample_all
 
 _values = st.lists(st.integers(-5, 40), max_size=60).map(lambda v: np.array(v, dtype=np.int64))
 
@@ -113,3 +117,39 @@ def test_one_hosts_columns_are_in_port_order_with_their_own_verdicts() -> None:
     assert cols.port == list(range(1, 9001))
     open_code = cols.state[6]  # port 7
     assert [st == open_code for st in cols.state] == [p % 7 == 0 for p in cols.port]
+
+
+def _estimator(srtt: float | None, rttvar: float) -> RttEstimator:
+    est = RttEstimator(1.0, 0.1, 1.25, scan_delay_s=0.0)
+    est.srtt, est.rttvar = srtt, rttvar
+    return est
+
+
+_deltas = st.lists(
+    st.one_of(
+        st.floats(0.0, 0.05),  # loopback and LAN
+        st.floats(0.0, 3.0),  # a slow path, with jumps past 1.5 s (outliers)
+        st.floats(-0.1, 9.0),  # negative and ignored samples
+    ),
+    max_size=2500,
+)
+
+
+@given(st.one_of(st.none(), st.floats(0.0, 3.0)), st.floats(0.0, 3.0), _deltas, st.integers(0, 2))
+@example(0.0001, 0.005, [0.0001] * 300, 0)  # loopback: the closed form's usual case
+@example(0.01, 0.0, [0.01 + i * 1e-6 for i in range(2100)], 0)  # more than one chunk
+@example(0.5, 2.3, [2.0] * 40, 0)  # rttvar at the reset bound
+@example(1.0, 0.2, [2.4] * 40, 0)  # jumps of 1.4 s: no outliers, rttvar grows
+def test_sample_many_is_the_per_reply_loop(
+    srtt: float | None, rttvar: float, deltas: list[float], timing: int
+) -> None:
+    loop, many = _estimator(srtt, rttvar), _estimator(srtt, rttvar)
+    loop.floor = many.floor = (0.0, 0.2, 2.0)[timing]
+    sample_all(loop, deltas)
+    sample_many(many, np.array(deltas, dtype=np.float64))
+    if loop.srtt is None:
+        assert many.srtt is None
+        return
+    assert many.srtt == pytest.approx(loop.srtt, rel=1e-9, abs=1e-12)
+    assert many.rttvar == pytest.approx(loop.rttvar, rel=1e-9, abs=1e-12)
+    assert many.timeout == pytest.approx(loop.timeout, rel=1e-9, abs=1e-12)
