@@ -56,6 +56,36 @@ def test_tcp_techniques_on_loopback(
     assert len(got) == len(set(ports))
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+@pytest.mark.parametrize("tech", [T.SYN, T.FIN])
+def test_prebuilt_first_tries_give_the_same_verdicts(
+    tech: Technique, chunk: int, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One target on the bulk path: its first tries come from chunks built ahead (batches
+    straddle chunks when they are small); the verdicts are those of the per-batch build."""
+    from twinscan.engines import raw
+
+    use_path(True, monkeypatch)
+    monkeypatch.setattr(raw, "FIRST_TRIES_CHUNK", chunk)
+    prebuilt = []
+    real = raw._BulkIO._first_tries
+
+    def counted(self, *args):  # type: ignore[no-untyped-def]
+        rows = real(self, *args)
+        prebuilt.append(0 if rows is None else len(rows))
+        return rows
+
+    monkeypatch.setattr(raw._BulkIO, "_first_tries", counted)
+    ports = tuple(dict.fromkeys((listeners["tcp_open"], listeners["tcp_closed"], *range(1, 600))))
+    got = _scan(tech, ports)
+    assert sum(prebuilt) == len(ports)  # every first try came prebuilt
+    monkeypatch.setattr(raw._BulkIO, "_first_tries", lambda *_: None)
+    assert _scan(tech, ports) == got
+    want_open, want_closed = TCP_EXPECTED[tech]
+    assert got[listeners["tcp_open"]] == want_open.value
+    assert got[listeners["tcp_closed"]] == want_closed.value
+
+
 def test_udp_on_loopback(listeners: dict[str, int]) -> None:
     closed = 19
     got = _scan(T.UDP, (), (listeners["udp_open"], listeners["udp_silent"], closed))

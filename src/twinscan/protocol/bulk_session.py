@@ -155,6 +155,11 @@ class BulkTcpSession:
         rank = int(self._rank[port]) if 0 <= port < 65536 else -1
         return -1 if rank < 0 else rank * self._h + host
 
+    def port_order(self) -> Any:
+        """The ports in the order their first tries go out: rank ``r``'s port is
+        ``port_order()[r]``, and each host's fresh probes leave in rank order."""
+        return self._order
+
     def allowed_tries(self, host: HostStats) -> int:
         """How many times a port of ``host`` may be sent (``pacing.retry_budget``)."""
         return retry_budget(
