@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -320,3 +321,43 @@ def test_twinscan_runs_as_the_installed_script_when_there_is_one(tmp_path: Path)
         str(script),
         "scan",
     ]
+
+
+#: A bench killed (SIGTERM) during its first workload: the bench lab is faked, and its
+#: up/down events go to the file named by argv[1].
+_KILLED_BENCH = """
+import contextlib, os, signal, sys
+from pathlib import Path
+from twinscan.bench import harness
+events = Path(sys.argv[1])
+
+@contextlib.contextmanager
+def fake_lab(spec, log):
+    events.write_text("up\\n")
+    try:
+        yield None
+    finally:
+        events.write_text(events.read_text() + "down\\n")
+
+def killed(*args):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return []
+
+harness.bench_lab = fake_lab
+harness.check_environment = lambda workloads: None
+harness.run_workload = killed
+harness.run_bench(harness.BenchConfig(out_dir=Path(sys.argv[2]), quick=True))
+"""
+
+
+def test_a_killed_bench_takes_its_lab_down(tmp_path: Path) -> None:
+    """``kill`` (SIGTERM) stops the bench as Ctrl-C does: its lab does not outlive it."""
+    events = tmp_path / "events"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_BENCH, str(events), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert events.read_text().split() == ["up", "down"], proc.stderr

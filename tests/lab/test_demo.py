@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,33 @@ def test_a_crashed_comparison_fails_the_demo(fake_lab: FakeLab, tmp_path: Path) 
     with pytest.raises(ScanFailed, match="exit 4"):
         demo.run_demo(tmp_path, say=lambda s: None, execute=lambda a, p, t: 4)
     assert fake_lab.events[-1] == "down tsdemo"
+
+
+#: A demo whose first comparison is killed (SIGTERM to the process): the lab is faked, and
+#: its up/down events go to the file named by argv[1].
+_KILLED_DEMO = """
+import os, signal, sys
+from pathlib import Path
+from twinscan.lab import demo, netns
+events = Path(sys.argv[1])
+netns.up = lambda spec, prefix: events.write_text("up\\n")
+netns.down = lambda prefix: events.write_text(events.read_text() + "down\\n")
+demo.native_available = lambda t: True
+def execute(argv, prefix, timeout):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return 0
+demo.run_demo(Path(sys.argv[2]), say=lambda s: None, execute=execute)
+"""
+
+
+def test_a_killed_demo_takes_its_lab_down(tmp_path: Path) -> None:
+    """``kill`` (SIGTERM) stops the demo as Ctrl-C does: its namespaces do not outlive it."""
+    events = tmp_path / "events"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_DEMO, str(events), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert events.read_text().split() == ["up", "down"], proc.stderr

@@ -149,6 +149,7 @@ def check_environment(workloads: Sequence[Workload]) -> None:
 
 def run_bench(config: BenchConfig, log: Log = lambda _: None) -> BenchOutcome:
     """Run the selected workloads and write runs.csv, summary.csv, summary.md and bench.png."""
+    from twinscan.engines import interrupt
     from twinscan.lab import load_spec
 
     workloads = select_workloads(config)
@@ -161,6 +162,7 @@ def run_bench(config: BenchConfig, log: Log = lambda _: None) -> BenchOutcome:
     complete = False
     try:
         with (
+            interrupt.terminate_as_interrupt(),  # (a kill takes the lab down as Ctrl-C does)
             bench_lab(spec, log) as lab,
             tempfile.TemporaryDirectory(prefix="twinscan-bench-") as tmp,
         ):

@@ -204,6 +204,7 @@ def run_demo(
     ``audit`` (default: when the lab is real, i.e. ``execute`` is the lab's own) adds a
     ``twinscan audit`` of the lab against ``fixtures/policies/lab-violated.toml`` (SYN + UDP).
     """
+    from twinscan.engines import interrupt
     from twinscan.lab import load_spec, netns
 
     spec = load_spec(spec_path)
@@ -224,13 +225,8 @@ def run_demo(
         jobs.append(audit_run)
     say(f"bringing up lab {prefix!r} from {spec.source} ...")
     try:
-        netns.up(spec, prefix)
-        for i, job in enumerate(jobs):
-            say(f"\n== {job.name}: {' '.join(job.argv[1:])}")
-            with _detect_step(spec, prefix, out_dir, say, on=i == 0 and execute is _exec_in_lab):
-                code = execute(list(job.argv), prefix, COMPARE_TIMEOUT_S)
-            if code not in (0, 1):  # audit: 1 = findings, as the policy intends
-                raise ScanFailed(f"the {job.name} run failed (exit {code})")
+        with interrupt.terminate_as_interrupt():  # (a kill takes the lab down as Ctrl-C does)
+            _run_jobs(spec, prefix, jobs, out_dir, say, execute)
     finally:
         netns.down(prefix)
         say(f"lab {prefix!r} is down")
@@ -238,3 +234,18 @@ def run_demo(
         rows = "findings" if job is audit_run else "per-port"
         say(f"{job.name}: {rows} CSV {job.csv}, HTML report {job.html}")
     return jobs
+
+
+def _run_jobs(
+    spec: LabSpec, prefix: str, jobs: list[DemoJob], out_dir: Path, say: Say, execute: Exec
+) -> None:
+    """The demo's lab up and its jobs run in it (``run_demo`` takes it down)."""
+    from twinscan.lab import netns
+
+    netns.up(spec, prefix)
+    for i, job in enumerate(jobs):
+        say(f"\n== {job.name}: {' '.join(job.argv[1:])}")
+        with _detect_step(spec, prefix, out_dir, say, on=i == 0 and execute is _exec_in_lab):
+            code = execute(list(job.argv), prefix, COMPARE_TIMEOUT_S)
+        if code not in (0, 1):  # audit: 1 = findings, as the policy intends
+            raise ScanFailed(f"the {job.name} run failed (exit {code})")
