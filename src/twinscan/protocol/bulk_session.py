@@ -717,7 +717,7 @@ def sample_many(est: RttEstimator, rtts: Any) -> None:
     ``srtt_k = 7/8 srtt_{k-1} + 1/8 d_k`` and ``rttvar_k = 3/4 rttvar_{k-1} + 1/4 |d_k -
     srtt_{k-1}|``, summed with weights instead of a Python step per reply (a -p- scan's 65535
     replies cost ~20 ms in the loop). The samples are non-negative, so the weighted sums have
-    no cancellation: they agree with the loop to rounding (tests/protocol/test_pacing.py)."""
+    no cancellation: they agree with the loop to rounding (tests/protocol/test_bulk_helpers.py)."""
     n = len(rtts)
     srtt, rttvar = est.srtt, est.rttvar
     if n < _MANY_SAMPLES or srtt is None or rttvar > RTTVAR_RESET_ABOVE_S:
