@@ -12,6 +12,7 @@ import dataclasses
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
     from twinscan.lab.spec import LabSpec
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A test run started in the background (a script's `make test &`) inherits SIGINT ignored, and
+# so would every scan it starts: the tests that stop a scan with SIGINT mean Ctrl-C in a
+# terminal, so the run restores the default (exec gives the children SIG_DFL, not SIG_IGN).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 DEFAULT_LAB_SPEC = REPO / "fixtures" / "labs" / "default.toml"
 
 
@@ -98,3 +105,14 @@ def lab() -> Iterator[LabHandle]:
     finally:
         _teardown(prefix)
         atexit.unregister(_teardown)
+
+
+@pytest.fixture(autouse=True)
+def _no_stop_left_requested() -> Iterator[None]:
+    """A test that stops an in-process scan with a signal leaves ``interrupt.requested()`` set
+    (it stays set until the next scan clears it). Calls below the scan entry points, such as
+    ``run_forked`` on its own, would read it as a stop: each test starts without one."""
+    from twinscan.engines import interrupt
+
+    interrupt.clear()
+    yield

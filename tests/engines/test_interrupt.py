@@ -80,7 +80,9 @@ def _children_named(pid: int, name: str) -> list[int]:
 class Run:
     """A twinscan process in its own session, stopped by a real signal."""
 
-    def __init__(self, argv: Sequence[str], cwd: Path) -> None:
+    def __init__(self, argv: Sequence[str], cwd: Path, *, sigint_ignored: bool = False) -> None:
+        # sigint_ignored: as a script's `twinscan ... &` starts it (a background job)
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
         self.proc = subprocess.Popen(
             [TWINSCAN, *argv],
             cwd=cwd,
@@ -88,6 +90,7 @@ class Run:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            preexec_fn=ignore,
         )
         self.stdout = self.stderr = ""
         self.nmap_seen: list[int] = []
@@ -176,6 +179,17 @@ def test_sigterm_stops_a_scan_like_ctrl_c(tmp_path: Path) -> None:
     run = Run(["scan", *BIG_CONNECT, "--csv", "out.csv"], tmp_path)
     time.sleep(1.5)
     assert run.stop(signal.SIGTERM) == 130, run.stderr
+    _assert_partial_csv(tmp_path / "out.csv")
+
+
+def test_sigterm_stops_a_background_scan_and_its_workers(tmp_path: Path) -> None:
+    """A scan started in the background inherits SIGINT ignored, its forked workers too: the
+    parent passes the stop on as SIGTERM, so `kill` still keeps the finished verdicts (the
+    workers ignored a forwarded SIGINT until their grace ran out and the scan failed)."""
+    run = Run(["scan", *BIG_CONNECT, "--csv", "out.csv"], tmp_path, sigint_ignored=True)
+    time.sleep(1.5)
+    assert run.stop(signal.SIGTERM) == 130, run.stderr
+    assert run.stop_s < 5
     _assert_partial_csv(tmp_path / "out.csv")
 
 

@@ -12,8 +12,9 @@ Verdicts a worker emits while it runs (``twinscan.engines.stream``, when the par
 travel the same pipe and are emitted again in the parent as they arrive.
 
 Stopping early (``twinscan.engines.interrupt``): while the workers run, SIGINT and SIGTERM never raise
-in the parent; it passes a stop on to every live worker (a signal sent to the parent alone, as
-``kill`` or ``timeout`` may do) and keeps collecting. A worker defers them too, whether they
+in the parent; it passes a stop on to every live worker as SIGTERM (a signal sent to the
+parent alone, as ``kill`` or ``timeout`` may do; SIGTERM because a scan started in the
+background inherits SIGINT ignored) and keeps collecting. A worker defers them too, whether they
 come from the parent or straight from the terminal (Ctrl-C signals the whole foreground process
 group, so a worker may be told twice): the stop surfaces as one ``KeyboardInterrupt`` raised by
 its progress's ``advance``, inside the engine loop, which returns the verdicts it has. A worker
@@ -199,7 +200,7 @@ def _interrupt(inboxes: list[_Inbox[R]]) -> None:
     deadline = time.monotonic() + STOP_GRACE_S
     for box in inboxes:
         if not box.eof:
-            _signal(box, signal.SIGINT)
+            _signal(box, signal.SIGTERM)  # (SIGINT may be ignored: a background job's is)
             if box.stop_deadline is None:
                 box.stop_deadline = deadline
 

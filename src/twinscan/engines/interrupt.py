@@ -110,10 +110,14 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 def enter_worker() -> None:
     """In a freshly forked worker: forget the parent's forwarders and defer stop signals for
-    the rest of the process (a stop the parent saw before the fork stays requested)."""
+    the rest of the process (a stop the parent saw before the fork stays requested).
+
+    SIGTERM is the parent's way to pass a stop on (``forked``), so a worker listens to it even
+    when it was ignored: whether a stop counts is the parent's decision, taken with its own
+    dispositions. An ignored SIGINT stays ignored (a background job's Ctrl-C is not its)."""
     global _depth
     _forwarders.clear()
     _depth = 1
     for sig in STOP_SIGNALS:
-        if signal.getsignal(sig) is not signal.SIG_IGN:
+        if sig is signal.SIGTERM or signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _on_stop_signal)
