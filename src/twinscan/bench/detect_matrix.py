@@ -296,7 +296,7 @@ def tcpdump(ns: str, iface: str, out: Path) -> Iterator[None]:
         yield
         time.sleep(0.5)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # (its SIGINT may be ignored: a background job)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
