@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import REPO
+from killed_run import run_killed
 from twinscan.bench import accuracy, render
 from twinscan.bench.measure import run_measured
 from twinscan.bench.plan import (
@@ -352,12 +352,6 @@ harness.run_bench(harness.BenchConfig(out_dir=Path(sys.argv[2]), quick=True))
 
 def test_a_killed_bench_takes_its_lab_down(tmp_path: Path) -> None:
     """``kill`` (SIGTERM) stops the bench as Ctrl-C does: its lab does not outlive it."""
-    events = tmp_path / "events"
-    proc = subprocess.run(
-        [sys.executable, "-c", _KILLED_BENCH, str(events), str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc, events = run_killed(_KILLED_BENCH, tmp_path)
     assert proc.returncode != 0
-    assert events.read_text().split() == ["up", "down"], proc.stderr
+    assert events == ["up", "down"], proc.stderr

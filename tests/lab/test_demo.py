@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from killed_run import run_killed
 from twinscan.core.errors import ScanFailed
 from twinscan.core.vocab import Technique
 from twinscan.lab import demo, load_spec
@@ -126,12 +125,6 @@ demo.run_demo(Path(sys.argv[2]), say=lambda s: None, execute=execute)
 
 def test_a_killed_demo_takes_its_lab_down(tmp_path: Path) -> None:
     """``kill`` (SIGTERM) stops the demo as Ctrl-C does: its namespaces do not outlive it."""
-    events = tmp_path / "events"
-    proc = subprocess.run(
-        [sys.executable, "-c", _KILLED_DEMO, str(events), str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc, events = run_killed(_KILLED_DEMO, tmp_path)
     assert proc.returncode != 0
-    assert events.read_text().split() == ["up", "down"], proc.stderr
+    assert events == ["up", "down"], proc.stderr
