@@ -153,3 +153,16 @@ def test_sample_many_is_the_per_reply_loop(
     assert many.srtt == pytest.approx(loop.srtt, rel=1e-9, abs=1e-12)
     assert many.rttvar == pytest.approx(loop.rttvar, rel=1e-9, abs=1e-12)
     assert many.timeout == pytest.approx(loop.timeout, rel=1e-9, abs=1e-12)
+
+
+@given(st.lists(st.booleans(), max_size=80), st.integers(0, 300))
+def test_answered_first_is_answered_with_zero_tries(before: list[bool], n: int) -> None:
+    from twinscan.core.timing import resolve
+    from twinscan.protocol.raw_session import LossSignal
+
+    one, many = LossSignal(resolve(4)), LossSignal(resolve(4))
+    for signal in (one, many):
+        signal.answered([int(b) for b in before])
+    one.answered([0] * n)
+    many.answered_first(n)
+    assert (list(one.tries), list(one.retry_ok)) == (list(many.tries), list(many.retry_ok))

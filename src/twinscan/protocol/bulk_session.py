@@ -473,7 +473,10 @@ class BulkTcpSession:
                 host.max_successful_try = best
                 self._revive(hi)
         n = len(idx)
-        self._losses.answered(answered_try.tolist())
+        if max((entry[4] for entry in per_host), default=0) > 0:
+            self._losses.answered(answered_try.tolist())
+        else:
+            self._losses.answered_first(len(answered_try))
         self._outstanding[idx] = False
         self.in_flight -= int(np.count_nonzero(out))
         self.window.ack_many(n, max_cc_scale=max_cc_scale)

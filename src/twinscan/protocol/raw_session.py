@@ -112,6 +112,12 @@ class LossSignal:
         self.tries.extend([False] * len(recent))
         self.retry_ok.extend([k > 0 for k in recent])
 
+    def answered_first(self, n: int) -> None:
+        """``answered([0] * n)``: ``n`` ports answered their first try (a batch's usual case)."""
+        first = [False] * min(n, _LOSS_WINDOW)
+        self.tries.extend(first)
+        self.retry_ok.extend(first)
+
     def timed_out(self) -> bool:
         """A try timed out: True when recent losses now look like congestion."""
         self.tries.append(True)
