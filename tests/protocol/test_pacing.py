@@ -320,25 +320,29 @@ def test_ack_many_equals_expect_and_ack_per_reply(
 
 
 @pytest.mark.parametrize(
-    ("lost", "answered", "host_ports", "expected"),
+    ("lost", "answered", "host_ports", "settled", "expected"),
     [
-        (0, 0, 10, 0.0),  # nothing answered: no evidence either way
-        (0, 1, 40, 0.0),  # mostly silent host: the raw ratio
-        (3, 10, 1000, 3 / 13),
-        (0, 10, 10, 1 / 12),  # every port answered first time: Laplace's rule
-        (0, 5, 10, 1 / 7),  # half answered counts as mostly answering
-        (1, 999, 1001, 2 / 1002),
+        (0, 0, 10, True, 0.0),  # nothing answered: no evidence either way
+        (0, 1, 40, True, 0.0),  # a mostly silent host: the raw ratio
+        (3, 10, 1000, True, 3 / 13),  # (so far, 10 of 1000 answered)
+        (0, 10, 10, True, 0.5 / 11),  # every port answered first time: Jeffreys' mean
+        (0, 10, 10, False, 0.0),  # ... but not before the scan settles
+        (0, 5, 10, True, 0.5 / 6),  # half answered counts as mostly answering
+        (1, 999, 1001, True, 1.5 / 1001),
     ],
 )
-def test_loss_estimate_table(lost: int, answered: int, host_ports: int, expected: float) -> None:
-    assert loss_estimate(lost, answered, host_ports) == pytest.approx(expected)
+def test_loss_estimate_table(
+    lost: int, answered: int, host_ports: int, settled: bool, expected: float
+) -> None:
+    assert loss_estimate(lost, answered, host_ports, settled=settled) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
     ("answered", "host_ports", "tries"),
-    [(10, 10, 5), (3, 4, 7), (1, 40, 2), (65535, 65535, 2), (1000, 1000, 3)],
+    [(10, 10, 4), (3, 4, 6), (1, 40, 2), (1000, 1000, 3), (10_000, 10_000, 2), (65535, 65535, 2)],
 )
 def test_retry_budget_with_no_loss_seen(answered: int, host_ports: int, tries: int) -> None:
-    """No port needed a retransmission: how many tries a silent port gets at -T4 (cap 7)."""
-    ratio = loss_estimate(0, answered, host_ports)
+    """No port needed a retransmission: how many tries a silent port gets at -T4 (cap 7) once
+    the scan has settled."""
+    ratio = loss_estimate(0, answered, host_ports, settled=True)
     assert retry_budget(-1, ratio, host_ports, max_retries=6) == tries

@@ -160,11 +160,12 @@ class BulkTcpSession:
         ``port_order()[r]``, and each host's fresh probes leave in rank order."""
         return self._order
 
-    def allowed_tries(self, host: HostStats) -> int:
-        """How many times a port of ``host`` may be sent (``pacing.retry_budget``)."""
+    def allowed_tries(self, host: HostStats, *, settled: bool = False) -> int:
+        """How many times a port of ``host`` may be sent (``pacing.retry_budget``); ``settled``
+        as ``ScanSession.allowed_tries``."""
         return retry_budget(
             host.max_successful_try,
-            host.loss_ratio(self._ports),
+            host.loss_ratio(self._ports, settled=settled),
             self.total,
             self.timing.max_retries,
         )
@@ -595,7 +596,7 @@ class BulkTcpSession:
         for i in exhausted:
             if self._final[i]:
                 continue
-            if self._tries[i] < self.allowed_tries(self.hosts[i % self._h]):
+            if self._tries[i] < self.allowed_tries(self.hosts[i % self._h], settled=True):
                 self._retry.append(i)
             else:
                 self._verdict[i] = self._no_response

@@ -95,14 +95,14 @@ class ConnectPlan:
     def done(self) -> bool:
         return not self.queue and not self.in_flight
 
-    def tries_allowed(self, host: str) -> int:
+    def tries_allowed(self, host: str, *, settled: bool = False) -> int:
         """``pacing.retry_budget`` for ``host``: nmap's ``allowedTryno`` + 1 (a host that never
         answers a retransmission costs two tries per port, not eleven), raised on a lossy path
         to what its measured loss ratio needs."""
         answered, lost = self._loss.get(host, (0, 0))
         return retry_budget(
             self.max_successful_tryno.get(host, -1),
-            loss_estimate(lost, answered, self._host_ports[host]),
+            loss_estimate(lost, answered, self._host_ports[host], settled=settled),
             self.total,
             self.timing.max_retries,
         )
@@ -207,9 +207,9 @@ class ConnectPlan:
         else:
             self._exhausted[key] = tryno
 
-    def _revive(self, host: str) -> None:
+    def _revive(self, host: str, *, settled: bool = False) -> None:
         """Exhausted probes of ``host`` that the current budget allows go back in the queue."""
-        allowed = self.tries_allowed(host)
+        allowed = self.tries_allowed(host, settled=settled)
         for key, tries in list(self._exhausted.items()):
             if key[0] == host and tries < allowed:
                 del self._exhausted[key]
@@ -221,7 +221,7 @@ class ConnectPlan:
         if self.queue or self.in_flight or not self._exhausted:
             return
         for host in {key[0] for key in self._exhausted}:
-            self._revive(host)
+            self._revive(host, settled=True)
         if self.queue:
             return
         verdict = rules.no_response(Technique.CONNECT)

@@ -193,9 +193,9 @@ class HostStats:
     def limited(self) -> bool:
         return self.icmp.limited
 
-    def loss_ratio(self, host_ports: int) -> float:
+    def loss_ratio(self, host_ports: int, *, settled: bool = False) -> float:
         """``pacing.loss_estimate`` of this host, scanned on ``host_ports`` ports."""
-        return loss_estimate(self.lost_tries, self.answered, host_ports)
+        return loss_estimate(self.lost_tries, self.answered, host_ports, settled=settled)
 
 
 class ScanSession:
@@ -277,11 +277,12 @@ class ScanSession:
     def host_of(self, address: str) -> int | None:
         return self._host_index.get(address)
 
-    def allowed_tries(self, host: HostStats) -> int:
-        """How many times a port of ``host`` may be sent (``pacing.retry_budget``)."""
+    def allowed_tries(self, host: HostStats, *, settled: bool = False) -> int:
+        """How many times a port of ``host`` may be sent (``pacing.retry_budget``); ``settled``:
+        asked when nothing is left to send or wait for (``pacing.loss_estimate``)."""
         return retry_budget(
             host.max_successful_try,
-            host.loss_ratio(len(self.probes) // len(self.hosts)),
+            host.loss_ratio(len(self.probes) // len(self.hosts), settled=settled),
             len(self.probes),
             self.timing.max_retries,
             host.bonus_tries,
@@ -742,7 +743,7 @@ class ScanSession:
             if probe.final:
                 continue
             host = self.hosts[probe.host]
-            allowed = max(self.allowed_tries(host), self._pp.get(probe.port, 1))
+            allowed = max(self.allowed_tries(host, settled=True), self._pp.get(probe.port, 1))
             if self._more_tries(probe, host, allowed):
                 self._retry.append(probe)
             else:
