@@ -465,21 +465,23 @@ class BulkTcpSession:
                 (hi, int(answered[hi]), int(lost[hi]), int(gone[hi]), int(most[hi]))
                 for hi in np.flatnonzero(answered).tolist()
             ]
+        best_try = 0
         for hi, n_answered, n_lost, n_gone, best in per_host:
             host = self.hosts[hi]
             host.answered += n_answered
             host.lost_tries += n_lost
             host.in_flight -= n_gone
+            self.in_flight -= n_gone
+            best_try = max(best_try, best)
             if best > host.max_successful_try:
                 host.max_successful_try = best
                 self._revive(hi)
         n = len(idx)
-        if max((entry[4] for entry in per_host), default=0) > 0:
+        if best_try > 0:
             self._losses.answered(answered_try.tolist())
         else:
-            self._losses.answered_first(len(answered_try))
+            self._losses.answered_first(n)
         self._outstanding[idx] = False
-        self.in_flight -= int(np.count_nonzero(out))
         self.window.ack_many(n, max_cc_scale=max_cc_scale)
         self._final[idx] = True  # nmap stops probing a port once it has an answer
         self.finished += n
