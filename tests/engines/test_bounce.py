@@ -95,7 +95,7 @@ def targets() -> Iterator[dict[str, int]]:
     stop = threading.Event()
     held: list[socket.socket] = []
 
-    def accept_and_close() -> None:
+    def accept_and_hold() -> None:
         while not stop.is_set():
             try:
                 conn, _ = acceptor.accept()
@@ -116,7 +116,7 @@ def targets() -> Iterator[dict[str, int]]:
     gone.bind(("127.0.0.1", 0))
     closed_port = gone.getsockname()[1]
     gone.close()
-    thread = threading.Thread(target=accept_and_close, daemon=True)
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
     thread.start()
     try:
         yield {
