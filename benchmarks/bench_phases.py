@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/bench_phases.py --render-only
 
 For each workload (1000 TCP ports with SYN, 1000 UDP ports, all 65535 TCP ports with SYN, on
-127.0.0.1, ``-T4``) it runs ``twinscan scan ... --debug-timing`` and ``nmap ... -oX`` one after
-the other, who goes first swapping every run, round by round over the workloads, after one
+127.0.0.1, ``-T4``; twinscan writes ``--csv``, and in the last workload ``-oX`` as nmap does) it
+runs ``twinscan scan ... --debug-timing`` and ``nmap ... -oX`` one after the other, who goes first swapping every run, round by round over the workloads, after one
 warm-up pair of each. twinscan prints its marks on the monotonic clock
 (``twinscan.core.phases``); this script notes the same clock just before it spawns the scan and
 when it has reaped it, so every mark is measured from the spawn (Python's own start-up
@@ -30,10 +30,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "phases.csv"
 TARGET = "127.0.0.1"
+#: (name, scan options, twinscan's output option); nmap always writes -oX
 WORKLOADS = (
-    ("1000-port SYN", ["-sS", "-p", "1-1000"]),
-    ("1000-port UDP", ["-sU", "-p", "1-1000"]),
-    ("65535-port SYN", ["-sS", "-p-"]),
+    ("1000-port SYN", ["-sS", "-p", "1-1000"], "--csv"),
+    ("1000-port UDP", ["-sU", "-p", "1-1000"], "--csv"),
+    ("65535-port SYN", ["-sS", "-p-"], "--csv"),
+    ("65535-port SYN, `-oX`", ["-sS", "-p-"], "-oX"),
 )
 
 
@@ -43,11 +45,11 @@ def twinscan() -> list[str]:
     return twinscan_command(sys.executable)
 
 
-def run_twinscan(args: list[str]) -> list[tuple[str, float]]:
+def run_twinscan(args: list[str], output: str) -> list[tuple[str, float]]:
     """(mark, ms since the spawn) for every mark of one run, then ("exit", ms at reaping)."""
     from twinscan.core.phases import parse
 
-    argv = [*twinscan(), "scan", *args, "-T4", TARGET, "--csv", "/dev/null", "--debug-timing"]
+    argv = [*twinscan(), "scan", *args, "-T4", TARGET, output, "/dev/null", "--debug-timing"]
     spawned = time.perf_counter()
     proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
     reaped = time.perf_counter()
@@ -82,21 +84,21 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("SYN and UDP scans need root: run with sudo")
     rows: list[dict[str, object]] = []
-    for _workload, scan_args in WORKLOADS:  # warm-up: caches, page cache
-        run_twinscan(scan_args), run_nmap(scan_args)
+    for _workload, scan_args, output in WORKLOADS:  # warm-up: caches, page cache
+        run_twinscan(scan_args, output), run_nmap(scan_args)
     # Round by round over every workload, so that a machine getting slower or faster for a
     # while touches each workload and both tools alike.
     for run in range(args.runs):
-        for workload, scan_args in WORKLOADS:
+        for workload, scan_args, output in WORKLOADS:
             for tool in ("twinscan", "nmap") if run % 2 == 0 else ("nmap", "twinscan"):
                 if tool == "nmap":
                     marks = [("exit", run_nmap(scan_args))]
                 else:
-                    marks = run_twinscan(scan_args)
+                    marks = run_twinscan(scan_args, output)
                 for mark, ms in marks:
                     rows.append({"workload": workload, "tool": tool, "run": run,
                                  "mark": mark, "ms": round(ms, 2)})  # fmt: skip
-                print(f"{workload:16} {tool:9} run {run}: {marks[-1][1]:8.1f} ms")
+                print(f"{workload:22} {tool:9} run {run}: {marks[-1][1]:8.1f} ms")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("w", newline="") as f:
         f.write(

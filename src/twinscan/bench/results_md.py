@@ -312,7 +312,7 @@ PHASES: Final = (
     ("targets, ports, safety check, output plan", "targets, ports and plan checked"),
     ("engine set-up: templates, probe plan, sockets", "*: sockets open, probing starts"),
     ("probing: first probe to last verdict", "*: probing done"),
-    ("result, files (`--csv`), report", "command returned"),
+    ("result, files, report", "command returned"),
     ("exit: the interpreter's teardown", "exit"),
 )
 
@@ -391,7 +391,8 @@ def phases(text: str) -> str:
         intro + "twinscan and nmap scan 127.0.0.1 alternately, and every phase is timed from the "
         "moment the benchmark spawns the process (twinscan's `--debug-timing` marks are on the "
         "same monotonic clock) to the moment it has reaped it; each cell is a median over the "
-        "runs, so a column's phases need not add up to its whole. "
+        "runs, so a column's phases need not add up to its whole. twinscan writes `--csv` (`-oX` "
+        "where the column says so), nmap `-oX`. "
         f"On the {first} scan twinscan spends {ms(before)} ms before its first probe, against "
         f"{ms(med[first][3])} ms of probing and {ms(nm[first])} ms for nmap's whole run."
     )

@@ -117,15 +117,15 @@ class _Memo(dict[Any, str]):
 
 def _rtt_text(value: float | None) -> str:
     """pandas writes RTTs as float32 text, which is Python's ``repr`` only for the values
-    ``_millisecond`` accepts; any other raises ``_NotPlain``."""
+    ``is_millisecond`` accepts; any other raises ``_NotPlain``."""
     if value is None:
         return ""
-    if not _millisecond(value):
+    if not is_millisecond(value):
         raise _NotPlain
     return repr(float(value))
 
 
-def _millisecond(value: float) -> bool:
+def is_millisecond(value: float) -> bool:
     """Whether ``value`` is what the engines record, milliseconds rounded to 3 decimals, and
     under 4096 ms. For those, Python's ``repr`` is the float32 text pandas writes (one float32
     holds each such value uniquely and its shortest decimal is the value's own: checked for
@@ -139,7 +139,7 @@ def _csv_rows(columns: ResultColumns, lo: int, hi: int, texts: _Memo | None) -> 
     n = hi - lo
     ports: list[int] = list(map(int, columns.port[lo:hi]))
     if len(columns) >= CSV_CHUNK_ROWS:  # (the table costs more than a small result's rows)
-        iana = list(map(_iana_texts().__getitem__, ports))
+        iana = list(map(iana_texts().__getitem__, ports))
     else:
         ranges = [r.value for r in IanaRange]
         iana = [ranges[c] for c in iana_codes_plain(ports)]
@@ -177,7 +177,7 @@ def _csv_rows(columns: ResultColumns, lo: int, hi: int, texts: _Memo | None) -> 
 
 
 @functools.cache
-def _iana_texts() -> tuple[str, ...]:
+def iana_texts() -> tuple[str, ...]:
     """The ``iana_range`` text of every port, indexed by port."""
     ranges = [r.value for r in IanaRange]
     return tuple(map(ranges.__getitem__, iana_code_table()))

@@ -1,4 +1,4 @@
-"""nmap's normal (``-oN``) and grepable (``-oG``) output formats, from a results frame (pure).
+"""nmap's normal (``-oN``) and grepable (``-oG``) output formats, from a scan's verdicts (pure).
 
 Written after nmap 7.93's output.cc as it prints with ``--reason`` (twinscan always knows the
 reason): a ``# Nmap ... scan initiated`` header, per host a ``Not shown:`` line for each folded
@@ -13,19 +13,17 @@ import datetime as dt
 from collections import Counter
 from typing import IO, TYPE_CHECKING
 
-from twinscan.core.schema import host_sort_key
 from twinscan.core.vocab import PortState
+from twinscan.formats.host_rows import Row, host_rows
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from twinscan.core.schema import ScanMeta, ScanResult
     from twinscan.request.ports import ServiceNames
 
 FOLD_THRESHOLD = 25
 
-#: (port, proto, state, reason, " ttl N" or "") of one host's rows.
-Rows = list[tuple[int, str, str, str, str]]
+#: one host's rows (``host_rows.Row``), in the result's order.
+Rows = list[Row]
 
 
 def _stamp(when: dt.datetime) -> str:
@@ -56,27 +54,8 @@ def footer(meta: ScanMeta, hosts: int) -> str:
     )
 
 
-def rows_by_host(frame: pd.DataFrame) -> dict[str, Rows]:
-    """Each host's rows (in frame order), hosts in address order."""
-    out: dict[str, Rows] = {}
-    ttl = frame["reason_ttl"]
-    for host, proto, port, state, reason, t in zip(
-        frame["host"].astype(str),
-        frame["proto"].astype(str),
-        frame["port"].astype(int),
-        frame["state"].astype(str),
-        frame["reason"].astype(str),
-        ttl,
-        strict=True,
-    ):
-        # nmap prints no ttl for a connect scan's verdicts (their reason_ttl is 0).
-        ttl_s = "" if t is None or str(t) in ("<NA>", "0") else f" ttl {t}"
-        out.setdefault(host, []).append((port, proto, state, reason, ttl_s))
-    return dict(sorted(out.items(), key=lambda kv: host_sort_key(kv[0])))
-
-
 def _folded(rows: Rows) -> set[str]:
-    counts = Counter(state for _, _, state, _, _ in rows)
+    counts = Counter(row[2] for row in rows)
     return {s for s, n in counts.items() if n > FOLD_THRESHOLD and s != PortState.OPEN.value}
 
 
@@ -109,9 +88,12 @@ def normal_host(host: str, rows: Rows, names: ServiceNames) -> list[str]:
         lines.append("Not shown: " + ", ".join(parts))
     if shown:
         table = [("PORT", "STATE", "SERVICE", "REASON")]
-        for port, proto, state, reason, ttl in shown:
+        for port, proto, state, reason, ttl, _ in shown:
             service = names.get((port, proto), "unknown")
-            table.append((f"{port}/{proto}", state, service, reason + ttl))
+            # nmap prints no ttl for a connect scan's verdicts (their reason_ttl is 0)
+            table.append(
+                (f"{port}/{proto}", state, service, reason + (f" ttl {ttl}" if ttl else ""))
+            )
         widths = [max(len(r[i]) for r in table) for i in range(3)]
         for r in table:
             lines.append(f"{r[0]:<{widths[0]}} {r[1]:<{widths[1]}} {r[2]:<{widths[2]}} {r[3]}")
@@ -124,7 +106,7 @@ def grepable_host(host: str, rows: Rows, names: ServiceNames) -> list[str]:
     folded, shown = _shown(rows)
     ports = ", ".join(
         f"{port}/{state}/{proto}//{names.get((port, proto), '')}///"
-        for port, proto, state, _, _ in shown
+        for port, proto, state, _, _, _ in shown
     )
     line = f"Host: {host} ()\tPorts: {ports}"
     ignored = Counter(r[2] for r in rows if r[2] in folded)
@@ -146,7 +128,7 @@ def nmap_text(result: ScanResult, kind: str) -> str:
 
     names = service_names()
     render = HOST_LINES[kind]
-    hosts = rows_by_host(result.frame)
+    hosts = host_rows(result.column_runs())
     lines = [header(result.meta)]
     for host, rows in hosts.items():
         lines.extend(render(host, rows, names))

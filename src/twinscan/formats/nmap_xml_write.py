@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 from twinscan.core.errors import UsageError
-from twinscan.core.schema import ScanMeta, ScanResult, conform
+from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult, conform
 from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
+from twinscan.formats.host_rows import Row, host_rows
 from twinscan.formats.outpaths import Dest, text_out
 from twinscan.request.ports import format_port_list
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from twinscan.request.ports import ServiceNames
 
 #: nmap folds a state into <extraports> when a host has more ports than this in it.
@@ -35,18 +35,13 @@ MAX_PER_STATE = 25
 NEVER_FOLDED = frozenset({PortState.OPEN})
 
 
-def _na() -> object:
-    import pandas as pd
-
-    return pd.NA
-
-
-def techniques_by_proto(frame: pd.DataFrame) -> dict[Proto, Technique]:
-    """The one technique per protocol in ``frame``; ``UsageError`` if a protocol has two."""
+def techniques_by_proto(runs: Iterable[ResultColumns]) -> dict[Proto, Technique]:
+    """The one technique per protocol in ``runs``; ``UsageError`` if a protocol has two."""
     out: dict[Proto, Technique] = {}
-    pairs = frame[["proto", "technique"]].astype(str).drop_duplicates()
-    for proto_s, tech_s in pairs.itertuples(index=False, name=None):
-        proto, tech = Proto(proto_s), Technique(tech_s)
+    for cols in runs:
+        if not len(cols):
+            continue
+        proto, tech = cols.proto, cols.technique
         if proto in out and out[proto] is not tech:
             raise UsageError(
                 f"nmap XML holds one {proto} scan type per file, this result has "
@@ -70,24 +65,15 @@ def _timestr(value: dt.datetime) -> str:
     return value.astimezone().strftime("%a %b %d %H:%M:%S %Y")
 
 
-def _folded_states(states: pd.Series) -> list[str]:
+def _folded_states(rows: Sequence[Row]) -> list[str]:
     """States nmap would fold for one host, in nmap's order (most ports first)."""
-    counts = states.astype(str).value_counts()
+    counts = Counter(row[2] for row in rows)
     order = {s.value: i for i, s in enumerate(PortState)}
     folded = [
-        (int(n), str(s))
-        for s, n in counts.items()
-        if n > MAX_PER_STATE and PortState(str(s)) not in NEVER_FOLDED
+        (n, s) for s, n in counts.items() if n > MAX_PER_STATE and PortState(s) not in NEVER_FOLDED
     ]
     folded.sort(key=lambda x: (-x[0], order[x[1]]))
-    return [str(s) for _, s in folded]
-
-
-def _cell(value: object) -> str | None:
-    if value is None or value is _na():
-        return None
-    text = str(value)
-    return None if text in ("<NA>", "nan") else text
+    return [s for _, s in folded]
 
 
 def _scanner(meta: ScanMeta) -> tuple[str, str]:
@@ -107,15 +93,15 @@ def _scanner(meta: ScanMeta) -> tuple[str, str]:
     return "twinscan", __version__
 
 
-def scanned_ports(frame: pd.DataFrame) -> dict[Technique, list[int]]:
-    """The ports of each protocol's technique that have a verdict in ``frame`` (its
+def scanned_ports(runs: Sequence[ResultColumns]) -> dict[Technique, list[int]]:
+    """The ports of each protocol's technique that have a verdict in ``runs`` (its
     ``<scaninfo>``); ``UsageError`` if a protocol has two techniques."""
-    by_proto = techniques_by_proto(frame)
-    protos = frame["proto"].astype(str)
-    return {
-        tech: sorted({int(p) for p in frame.loc[protos == proto.value, "port"]})
-        for proto, tech in by_proto.items()
-    }
+    by_proto = techniques_by_proto(runs)
+    ports: dict[Proto, set[int]] = {proto: set() for proto in by_proto}
+    for cols in runs:
+        if len(cols):
+            ports[cols.proto].update(map(int, cols.port))
+    return {tech: sorted(ports[proto]) for proto, tech in by_proto.items()}
 
 
 def _serialized(el: ET.Element) -> str:
@@ -177,7 +163,7 @@ def xml_head(meta: ScanMeta, ports: Mapping[Technique, Sequence[int]]) -> str:
 
 def _host_element(
     root: ET.Element,
-    part: pd.DataFrame,
+    rows: Sequence[Row],
     host: str,
     start: dt.datetime,
     end: dt.datetime,
@@ -191,55 +177,53 @@ def _host_element(
     ET.SubElement(el, "address", {"addr": host, "addrtype": kind})
     ET.SubElement(el, "hostnames")
     ports_el = ET.SubElement(el, "ports")
-    folded = _folded_states(part["state"])
-    states = part["state"].astype(str)
+    folded = _folded_states(rows)
+    # (reason, proto) -> ports of each folded state, in row order
+    groups: dict[str, dict[tuple[str, str], list[int]]] = {state: {} for state in folded}
+    listed: list[Row] = []
+    for row in rows:
+        by_reason = groups.get(row[2])
+        if by_reason is None:
+            listed.append(row)
+        else:
+            by_reason.setdefault((row[3], row[1]), []).append(row[0])
     for state in folded:
-        rows = part[states == state]
-        extra = ET.SubElement(ports_el, "extraports", {"state": state, "count": str(len(rows))})
-        groups = rows.groupby([rows["reason"].astype(str), rows["proto"].astype(str)])
-        for key, grp in sorted(groups, key=lambda g: (-len(g[1]), str(g[0]))):
-            reason, proto = (str(k) for k in key)
+        count = sum(len(ports) for ports in groups[state].values())
+        extra = ET.SubElement(ports_el, "extraports", {"state": state, "count": str(count)})
+        for (reason, proto), ports in sorted(
+            groups[state].items(), key=lambda g: (-len(g[1]), str(g[0]))
+        ):
             ET.SubElement(
                 extra,
                 "extrareasons",
                 {
                     "reason": Reason(reason).value,
-                    "count": str(len(grp)),
+                    "count": str(len(ports)),
                     "proto": proto,
-                    "ports": format_port_list(int(p) for p in grp["port"]),
+                    "ports": format_port_list(ports),
                 },
             )
-    listed = part[~states.isin(folded)]
-    for proto, port, state, reason, ttl, rip in zip(
-        listed["proto"].astype(str),
-        listed["port"],
-        listed["state"].astype(str),
-        listed["reason"].astype(str),
-        listed["reason_ttl"].astype("object"),
-        listed["reason_ip"].astype("object"),
-        strict=True,
-    ):
-        port_el = ET.SubElement(ports_el, "port", {"protocol": proto, "portid": str(int(port))})
-        attrs = {"state": state, "reason": reason, "reason_ttl": _cell(ttl) or "0"}
-        ip = _cell(rip)
+    for port, proto, state, reason, ttl, ip in listed:
+        port_el = ET.SubElement(ports_el, "port", {"protocol": proto, "portid": str(port)})
+        attrs = {"state": state, "reason": reason, "reason_ttl": str(ttl or 0)}
         if ip:
             attrs["reason_ip"] = ip
         ET.SubElement(port_el, "state", attrs)
-        name = services.get((int(port), proto))
+        name = services.get((port, proto))
         if name:
             ET.SubElement(port_el, "service", {"name": name, "method": "table", "conf": "3"})
 
 
 def host_xml(
-    part: pd.DataFrame,
+    rows: Sequence[Row],
     host: str,
     start: dt.datetime,
     end: dt.datetime,
     services: ServiceNames,
 ) -> str:
-    """One host's ``<host>`` element (``part``: its rows, sorted) as text."""
+    """One host's ``<host>`` element (``rows``: its rows in ``sort_frame`` order) as text."""
     holder = ET.Element("nmaprun")
-    _host_element(holder, part, host, start, end, services)
+    _host_element(holder, rows, host, start, end, services)
     return _serialized(holder[0])
 
 
@@ -265,28 +249,16 @@ def xml_foot(meta: ScanMeta, hosts: int) -> str:
     return _serialized(runstats) + "</nmaprun>\n"
 
 
-def host_parts(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
-    """Each host's rows of a sorted frame, hosts in address order."""
-    from twinscan.core.schema import host_sort_key
-
-    hosts = frame["host"].astype(str)
-    for host in sorted(set(hosts), key=host_sort_key):
-        yield host, frame[hosts == host]
-
-
 def nmap_xml_text(result: ScanResult) -> str:
     """``result`` as nmap ``-oX`` XML text: the same pieces the streaming writer appends."""
-    from twinscan.core.schema import sort_frame
-
-    frame = sort_frame(result.frame)
+    runs = result.column_runs()
     meta = result.meta
     services = _services()
-    parts = [xml_prolog(meta), xml_head(meta, scanned_ports(frame))]
-    n = 0
-    for host, part in host_parts(frame):
-        parts.append(host_xml(part, host, meta.start, meta.end, services))
-        n += 1
-    parts.append(xml_foot(meta, n))
+    parts = [xml_prolog(meta), xml_head(meta, scanned_ports(runs))]
+    hosts = host_rows(runs, canonical=True)
+    for host, rows in hosts.items():
+        parts.append(host_xml(rows, host, meta.start, meta.end, services))
+    parts.append(xml_foot(meta, len(hosts)))
     return "".join(parts)
 
 

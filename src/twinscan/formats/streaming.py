@@ -18,7 +18,6 @@ each block instead of its verdicts (``StreamWriters.summary``): the closed ports
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import sys
 from collections import Counter
@@ -142,12 +141,9 @@ class StreamWriters:
 
                 self._csv.write(columns_csv_text(piece))
             if self._json is not None:
-                from twinscan.formats.jsonl import jsonl_records
+                from twinscan.formats.jsonl import jsonl_chunks
 
-                out = io.StringIO()
-                for record in jsonl_records(piece.to_frame()):
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                self._json.write(out.getvalue())
+                self._json.writelines(jsonl_chunks([piece]))
         for stream in (self._csv, self._json):
             if stream is not None:
                 stream.flush()
@@ -305,13 +301,14 @@ class NmapStreams:
         import datetime as dt
 
         from twinscan.formats import nmap_text, nmap_xml_write
+        from twinscan.formats.host_rows import host_rows
 
-        frame = columns.to_frame()
+        # a block's rows are sorted by host and port: its order is the canonical one
+        hosts = host_rows([columns])
         if self._xml is not None:
             end = dt.datetime.now(dt.UTC)  # when this host's verdicts were all in
-            for host, part in nmap_xml_write.host_parts(frame):
-                self._xml.write(nmap_xml_write.host_xml(part, host, self._start, end, self._names))
-        hosts = nmap_text.rows_by_host(frame)
+            for host, rows in hosts.items():
+                self._xml.write(nmap_xml_write.host_xml(rows, host, self._start, end, self._names))
         for kind, stream in self._text.items():
             render = nmap_text.HOST_LINES[kind]
             for host, rows in hosts.items():
