@@ -37,7 +37,7 @@ def _folded_states(states: pd.Series) -> list[str]:
     folded = [
         (int(n), str(s))
         for s, n in counts.items()
-        if n > xml_mod.MAX_PER_STATE and PortState(str(s)) not in xml_mod.NEVER_FOLDED
+        if n > 25 and PortState(str(s)) is not PortState.OPEN
     ]
     folded.sort(key=lambda x: (-x[0], order[x[1]]))
     return [str(s) for _, s in folded]

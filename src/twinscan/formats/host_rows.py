@@ -3,41 +3,80 @@
 nmap's ``-oX``, ``-oN`` and ``-oG`` are written host by host, and for a ``-p-`` host nearly
 every row is folded into a count (``<extraports>``, ``Not shown:``). Building a pandas frame to
 group 65535 rows cost more than the scan (the whole-result ``-oX`` of a loopback ``-sS -p-``
-took 0.9 s against 0.06 s for the CSV of the same verdicts); these rows are plain tuples made
-in one pass over the columns.
+took 0.9 s against 0.06 s for the CSV of the same verdicts). Here the rows are counted by their
+codes first, and a row becomes a tuple only when it is listed; a folded row only adds its port
+to its group's list.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from twinscan.core.schema import ResultColumns, category_values, host_sort_key
+from twinscan.core.vocab import PortState
 
-#: One verdict of a host: (port, proto, state, reason, reason_ttl, reason_ip).
+#: nmap folds a state into one count when a host has more ports than this in it
+#: (portlist.cc ``isIgnoredState``), except the states it never folds.
+FOLD_ABOVE = 25
+NEVER_FOLDED = frozenset({PortState.OPEN.value})
+
+#: One listed verdict of a host: (port, proto, state, reason, reason_ttl, reason_ip).
 Row = tuple[int, str, str, str, int | None, str | None]
 
 
-def host_rows(runs: Iterable[ResultColumns], *, canonical: bool = False) -> dict[str, list[Row]]:
-    """Every host's rows, hosts in address order (``host_sort_key``).
+class HostRows(NamedTuple):
+    """One host's verdicts: the listed rows, and the folded ones as ports per group."""
 
-    A host's rows keep the order of ``runs`` and of their rows (the order of the result's
+    #: rows of the states not folded, in the result's order (or ``sort_frame``'s)
+    listed: list[Row]
+    #: folded state -> (reason, proto) -> ports, groups in the order of their first rows
+    folded: dict[str, dict[tuple[str, str], list[int]]]
+    #: rows per state, all of them
+    counts: Counter[str]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def host_rows(runs: Iterable[ResultColumns], *, canonical: bool = False) -> dict[str, HostRows]:
+    """Every host's verdicts, hosts in address order (``host_sort_key``).
+
+    The listed rows keep the order of ``runs`` and of their rows (the order of the result's
     frame), or with ``canonical`` the order of ``schema.sort_frame``: by engine, technique and
-    protocol, then port."""
+    protocol, then port. A folded group lists its ports in either order."""
     states, reasons = category_values("state"), category_values("reason")
-    runs = list(runs)
+    runs = [cols for cols in runs if len(cols)]
+    codes: dict[str, Counter[int]] = {}
+    for cols in runs:
+        host = _one_host(cols)
+        if host is not None:  # (counting ints, not tuples: a -p- host in a third of the time)
+            codes.setdefault(host, Counter()).update(cols.state)
+            continue
+        for (host, state), n in Counter(zip(cols.host, cols.state, strict=True)).items():
+            codes.setdefault(host, Counter())[state] += n
+    out: dict[str, HostRows] = {}
+    fold: dict[str, set[int]] = {}
+    for host in sorted(codes, key=host_sort_key):
+        counts = Counter({states[s]: n for s, n in codes[host].items()})
+        fold[host] = {
+            s for s, n in codes[host].items() if n > FOLD_ABOVE and states[s] not in NEVER_FOLDED
+        }
+        out[host] = HostRows([], {states[s]: {} for s in fold[host]}, counts)
     if canonical:
         runs.sort(key=_run_key)  # stable: equal keys keep their order, as sort_frame does
-    out: dict[str, list[Row]] = {}
     for _, group in itertools.groupby(runs, key=_run_key if canonical else id):
-        per_host: dict[str, list[Row]] = {}
+        listed: dict[str, list[Row]] = {}
         for cols in group:
-            _add(per_host, cols, states, reasons)
-        for host, rows in per_host.items():
+            _add(out, listed, fold, cols, states, reasons)
+        for host, rows in listed.items():
             if canonical:
                 rows.sort(key=_port)
-            out.setdefault(host, []).extend(rows)
-    return dict(sorted(out.items(), key=lambda kv: host_sort_key(kv[0])))
+            out[host].listed.extend(rows)
+    return out
 
 
 def _run_key(cols: ResultColumns) -> tuple[str, str, str]:
@@ -48,19 +87,79 @@ def _port(row: Row) -> int:
     return row[0]
 
 
+def _one_host(cols: ResultColumns) -> str | None:
+    """The run's host when all its rows have the same one (a streamed block of one host, a
+    scan of one target)."""
+    first = cols.host[0]
+    return first if list(cols.host).count(first) == len(cols) else None
+
+
 def _add(
-    out: dict[str, list[Row]], cols: ResultColumns, states: Sequence[str], reasons: Sequence[str]
+    out: dict[str, HostRows],
+    listed: dict[str, list[Row]],
+    fold: dict[str, set[int]],
+    cols: ResultColumns,
+    states: Sequence[str],
+    reasons: Sequence[str],
 ) -> None:
+    """One run's rows: folded ones' ports into their groups, the others into ``listed``."""
+    host = _one_host(cols)
+    if host is not None:
+        _add_one_host(out[host], listed.setdefault(host, []), fold[host], cols, states, reasons)
+        return
     proto = cols.proto.value
+    keys = list(zip(cols.host, cols.state, cols.reason, strict=True))
+    # one list per folded (host, state, reason), met in the order of its first row
+    groups: dict[tuple[str, int, int], list[int]] = {}
+    for key in Counter(keys):
+        host, state, reason = key
+        if state in fold[host]:
+            by_group = out[host].folded[states[state]]
+            groups[key] = by_group.setdefault((reasons[reason], proto), [])
+    kept: list[int] = []
+    get = groups.get
+    for i, (port, key) in enumerate(zip(cols.port, keys, strict=True)):
+        ports = get(key)
+        if ports is None:
+            kept.append(i)
+        else:
+            ports.append(port)
+    if not kept:
+        return
     n = len(cols)
-    ttls = cols.reason_ttl if cols.reason_ttl is not None else itertools.repeat(None, n)
-    ips = cols.reason_ip if cols.reason_ip is not None else itertools.repeat(None, n)
-    last_host: str | None = None
-    rows: list[Row] = []
-    for host, port, state, reason, ttl, ip in zip(
-        cols.host, cols.port, cols.state, cols.reason, ttls, ips, strict=True
-    ):
-        if host != last_host:  # a host's rows are usually one run: one lookup per run
-            rows = out.setdefault(host, [])
-            last_host = host
-        rows.append((int(port), proto, states[state], reasons[reason], ttl, ip))
+    ttls = cols.reason_ttl if cols.reason_ttl is not None else [None] * n
+    ips = cols.reason_ip if cols.reason_ip is not None else [None] * n
+    for i in kept:
+        host, state, reason = keys[i]
+        row = (int(cols.port[i]), proto, states[state], reasons[reason], ttls[i], ips[i])
+        listed.setdefault(host, []).append(row)
+
+
+def _add_one_host(
+    out: HostRows,
+    listed: list[Row],
+    fold: set[int],
+    cols: ResultColumns,
+    states: Sequence[str],
+    reasons: Sequence[str],
+) -> None:
+    """``_add`` for a run of one host, a pass per folded state instead of a tuple per row."""
+    proto = cols.proto.value
+    state, reason, port = cols.state, cols.reason, cols.port
+    for code in fold:
+        why = [r for s, r in zip(state, reason, strict=True) if s == code]
+        ports = [p for s, p in zip(state, port, strict=True) if s == code]
+        if not why:  # (folded for the rows of the host's other runs)
+            continue
+        groups = out.folded[states[code]]
+        if why.count(why[0]) == len(why):  # one reason: one group
+            groups.setdefault((reasons[why[0]], proto), []).extend(ports)
+            continue
+        for r, p in zip(why, ports, strict=True):
+            groups.setdefault((reasons[r], proto), []).append(p)
+    n = len(cols)
+    ttls = cols.reason_ttl if cols.reason_ttl is not None else [None] * n
+    ips = cols.reason_ip if cols.reason_ip is not None else [None] * n
+    for i in [i for i, s in enumerate(state) if s not in fold] if fold else range(n):
+        row = (int(port[i]), proto, states[state[i]], reasons[reason[i]], ttls[i], ips[i])
+        listed.append(row)

@@ -10,20 +10,13 @@ state (portlist.cc folds a non-open state with more than 25 ports of the host) a
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from typing import IO, TYPE_CHECKING
 
-from twinscan.core.vocab import PortState
-from twinscan.formats.host_rows import Row, host_rows
+from twinscan.formats.host_rows import HostRows, Row, host_rows
 
 if TYPE_CHECKING:
     from twinscan.core.schema import ScanMeta, ScanResult
     from twinscan.request.ports import ServiceNames
-
-FOLD_THRESHOLD = 25
-
-#: one host's rows (``host_rows.Row``), in the result's order.
-Rows = list[Row]
 
 
 def _stamp(when: dt.datetime) -> str:
@@ -54,36 +47,30 @@ def footer(meta: ScanMeta, hosts: int) -> str:
     )
 
 
-def _folded(rows: Rows) -> set[str]:
-    counts = Counter(row[2] for row in rows)
-    return {s for s, n in counts.items() if n > FOLD_THRESHOLD and s != PortState.OPEN.value}
-
-
-def _order(rows: Rows) -> Rows:
+def _order(rows: list[Row]) -> list[Row]:
     # nmap lists TCP before UDP, each by port number.
     return sorted(rows, key=lambda r: (r[1] != "tcp", r[1], r[0]))
 
 
-def _shown(rows: Rows) -> tuple[set[str], Rows]:
-    """The states folded away for one host, and its listed rows in nmap's order."""
-    folded = _folded(rows)
-    return folded, _order([r for r in rows if r[2] not in folded])
-
-
-def normal_host(host: str, rows: Rows, names: ServiceNames) -> list[str]:
+def normal_host(host: str, rows: HostRows, names: ServiceNames) -> list[str]:
     """One host's ``-oN`` lines (the report, ``Not shown:``, the port table, a blank line)."""
-    folded, shown = _shown(rows)
+    shown = _order(rows.listed)
     lines = [f"Nmap scan report for {host}", "Host is up, received user-set."]
     if not shown:
-        lines.append(f"All {len(rows)} scanned ports on {host} are in ignored states.")
+        lines.append(f"All {rows.total} scanned ports on {host} are in ignored states.")
     parts = []
-    for state in sorted(folded):
+    for state in sorted(rows.folded):
+        groups = rows.folded[state]
         for proto in ("tcp", "udp"):
-            part = [r for r in rows if r[2] == state and r[1] == proto]
-            if part:
-                reasons = Counter(r[3] for r in part).most_common()
+            # (reason, ports) by count, ties in the order of their first rows (most_common's)
+            reasons = sorted(
+                ((r, len(ports)) for (r, p), ports in groups.items() if p == proto),
+                key=lambda rn: rn[1],
+                reverse=True,
+            )
+            if reasons:
                 why = ", ".join(r if len(reasons) == 1 else f"{n} {r}" for r, n in reasons)
-                parts.append(f"{len(part)} {state} {proto} ports ({why})")
+                parts.append(f"{sum(n for _, n in reasons)} {state} {proto} ports ({why})")
     if parts:
         lines.append("Not shown: " + ", ".join(parts))
     if shown:
@@ -101,19 +88,17 @@ def normal_host(host: str, rows: Rows, names: ServiceNames) -> list[str]:
     return lines
 
 
-def grepable_host(host: str, rows: Rows, names: ServiceNames) -> list[str]:
+def grepable_host(host: str, rows: HostRows, names: ServiceNames) -> list[str]:
     """One host's ``-oG`` lines (its status and one ``Host:`` line with every listed port)."""
-    folded, shown = _shown(rows)
     ports = ", ".join(
         f"{port}/{state}/{proto}//{names.get((port, proto), '')}///"
-        for port, proto, state, _, _, _ in shown
+        for port, proto, state, _, _, _ in _order(rows.listed)
     )
     line = f"Host: {host} ()\tPorts: {ports}"
-    ignored = Counter(r[2] for r in rows if r[2] in folded)
-    if ignored:
+    if rows.folded:
         # nmap names only the most common ignored state.
-        state, n = max(ignored.items(), key=lambda kv: (kv[1], kv[0]))
-        line += f"\tIgnored State: {state} ({n})"
+        state = max(rows.folded, key=lambda s: (rows.counts[s], s))
+        line += f"\tIgnored State: {state} ({rows.counts[state]})"
     return [f"Host: {host} ()\tStatus: Up", line]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,17 +21,16 @@ from xml.etree import ElementTree as ET
 from twinscan.core.errors import UsageError
 from twinscan.core.schema import ResultColumns, ScanMeta, ScanResult, conform
 from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
-from twinscan.formats.host_rows import Row, host_rows
+from twinscan.formats.host_rows import FOLD_ABOVE, HostRows, host_rows
 from twinscan.formats.outpaths import Dest, text_out
 from twinscan.request.ports import format_port_list
 
 if TYPE_CHECKING:
     from twinscan.request.ports import ServiceNames
 
-#: nmap folds a state into <extraports> when a host has more ports than this in it.
-MAX_PER_STATE = 25
-#: States nmap never folds (portlist.cc isIgnoredState).
-NEVER_FOLDED = frozenset({PortState.OPEN})
+#: nmap folds a state into <extraports> when a host has more ports than this in it (and the
+#: state is not open: ``host_rows``).
+MAX_PER_STATE = FOLD_ABOVE
 
 
 def techniques_by_proto(runs: Iterable[ResultColumns]) -> dict[Proto, Technique]:
@@ -65,15 +63,10 @@ def _timestr(value: dt.datetime) -> str:
     return value.astimezone().strftime("%a %b %d %H:%M:%S %Y")
 
 
-def _folded_states(rows: Sequence[Row]) -> list[str]:
-    """States nmap would fold for one host, in nmap's order (most ports first)."""
-    counts = Counter(row[2] for row in rows)
+def _folded_states(rows: HostRows) -> list[str]:
+    """The states folded for one host, in nmap's order (most ports first)."""
     order = {s.value: i for i, s in enumerate(PortState)}
-    folded = [
-        (n, s) for s, n in counts.items() if n > MAX_PER_STATE and PortState(s) not in NEVER_FOLDED
-    ]
-    folded.sort(key=lambda x: (-x[0], order[x[1]]))
-    return [s for _, s in folded]
+    return sorted(rows.folded, key=lambda s: (-rows.counts[s], order[s]))
 
 
 def _scanner(meta: ScanMeta) -> tuple[str, str]:
@@ -163,7 +156,7 @@ def xml_head(meta: ScanMeta, ports: Mapping[Technique, Sequence[int]]) -> str:
 
 def _host_element(
     root: ET.Element,
-    rows: Sequence[Row],
+    rows: HostRows,
     host: str,
     start: dt.datetime,
     end: dt.datetime,
@@ -177,22 +170,11 @@ def _host_element(
     ET.SubElement(el, "address", {"addr": host, "addrtype": kind})
     ET.SubElement(el, "hostnames")
     ports_el = ET.SubElement(el, "ports")
-    folded = _folded_states(rows)
-    # (reason, proto) -> ports of each folded state, in row order
-    groups: dict[str, dict[tuple[str, str], list[int]]] = {state: {} for state in folded}
-    listed: list[Row] = []
-    for row in rows:
-        by_reason = groups.get(row[2])
-        if by_reason is None:
-            listed.append(row)
-        else:
-            by_reason.setdefault((row[3], row[1]), []).append(row[0])
-    for state in folded:
-        count = sum(len(ports) for ports in groups[state].values())
-        extra = ET.SubElement(ports_el, "extraports", {"state": state, "count": str(count)})
-        for (reason, proto), ports in sorted(
-            groups[state].items(), key=lambda g: (-len(g[1]), str(g[0]))
-        ):
+    for state in _folded_states(rows):
+        groups = rows.folded[state]
+        count = str(rows.counts[state])
+        extra = ET.SubElement(ports_el, "extraports", {"state": state, "count": count})
+        for (reason, proto), ports in sorted(groups.items(), key=lambda g: (-len(g[1]), str(g[0]))):
             ET.SubElement(
                 extra,
                 "extrareasons",
@@ -203,7 +185,7 @@ def _host_element(
                     "ports": format_port_list(ports),
                 },
             )
-    for port, proto, state, reason, ttl, ip in listed:
+    for port, proto, state, reason, ttl, ip in rows.listed:
         port_el = ET.SubElement(ports_el, "port", {"protocol": proto, "portid": str(port)})
         attrs = {"state": state, "reason": reason, "reason_ttl": str(ttl or 0)}
         if ip:
@@ -215,13 +197,13 @@ def _host_element(
 
 
 def host_xml(
-    rows: Sequence[Row],
+    rows: HostRows,
     host: str,
     start: dt.datetime,
     end: dt.datetime,
     services: ServiceNames,
 ) -> str:
-    """One host's ``<host>`` element (``rows``: its rows in ``sort_frame`` order) as text."""
+    """One host's ``<host>`` element (``rows``: its listed rows in ``sort_frame`` order) as text."""
     holder = ET.Element("nmaprun")
     _host_element(holder, rows, host, start, end, services)
     return _serialized(holder[0])
