@@ -83,11 +83,11 @@ def test_workload_rejects_masscan_outside_lab_syn() -> None:
 def test_argv_per_engine_same_options() -> None:
     w = Workload("w", "g", Technique.FIN, ("h1", "h2"), 500)
     targets = ["198.18.4.11", "198.18.4.12"]
-    native = argv_for(BenchEngine.NATIVE, w, targets, "o.csv", python="py")
-    wrapped = argv_for(BenchEngine.WRAPPED, w, targets, "o.csv", python="py")
+    native = argv_for(BenchEngine.NATIVE, w, targets, "o.xml", python="py")
+    wrapped = argv_for(BenchEngine.WRAPPED, w, targets, "o.xml", python="py")
     nmap = argv_for(BenchEngine.NMAP, w, targets, "o.xml", python="py")
     assert native == ["py", "-m", "twinscan", "scan", "-sF", "-p", "1-500", "-T4", *targets,
-                      "--csv", "o.csv"]  # fmt: skip
+                      "-oX", "o.xml"]  # fmt: skip
     assert wrapped == [*native, "--engine", "nmap"]
     assert nmap == ["nmap", "-n", "-Pn", "--reason", "-sF", "-T4", "-p", "1-500", "-oX", "o.xml",
                     *targets]  # fmt: skip

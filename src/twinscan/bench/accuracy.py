@@ -19,8 +19,6 @@ from twinscan.bench.plan import OutputKind, Workload
 from twinscan.core.vocab import PortState, Proto
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from twinscan.lab.spec import LabSpec
 
 
@@ -121,21 +119,13 @@ def read_verdicts(kind: OutputKind, path: Path) -> dict[tuple[str, int], str]:
     if kind is OutputKind.MASSCAN_LIST:
         opened = parse_masscan_list(path.read_text(errors="replace"))
         return dict.fromkeys(opened, PortState.OPEN.value)
-    frame = _read_frame(kind, path)
+    from twinscan.formats.nmap_xml_read import read_nmap_xml_file
+
+    frame = read_nmap_xml_file(path).frame  # nmap's -oX, and twinscan's
     return {
         (str(h), int(p)): str(s)
         for h, p, s in zip(frame["host"], frame["port"], frame["state"], strict=True)
     }
-
-
-def _read_frame(kind: OutputKind, path: Path) -> pd.DataFrame:
-    if kind is OutputKind.SCHEMA_CSV:
-        from twinscan.formats.csv import read_csv
-
-        return read_csv(path)
-    from twinscan.formats.nmap_xml_read import read_nmap_xml_file
-
-    return read_nmap_xml_file(path).frame
 
 
 def parse_masscan_list(text: str) -> list[tuple[str, int]]:

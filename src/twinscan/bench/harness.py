@@ -434,7 +434,9 @@ def _notes(rows: Sequence[dict[str, Any]], complete: bool) -> list[str]:
         "Engines: `twinscan` = twinscan's native engine (`twinscan scan`), `twinscan-nmap` = "
         "`twinscan scan --engine nmap` (python-nmap drives nmap), `nmap` = plain `nmap -oX` "
         "with the same options (`-n -Pn --reason -T4`), `masscan` = masscan 1.3 at "
-        "`--rate 10000 --wait 1` (SYN only, reports open ports only: no state accuracy).",
+        "`--rate 10000 --wait 1` (SYN only, reports open ports only: no state accuracy). "
+        "twinscan's engines write `-oX` too, read back for accuracy by the same reader as "
+        "nmap's (until 2026-12-01 they wrote `--csv`).",
         "Every run executes in the bench lab's scanner namespace (`fixtures/labs/bench.toml`); "
         "loopback workloads scan that namespace's own 127.0.0.1, where the harness listens on "
         f"TCP {', '.join(map(str, LOOPBACK_LISTENERS))} and UDP "

@@ -34,14 +34,13 @@ BASELINE = BenchEngine.NMAP
 class OutputKind(StrEnum):
     """How to read what an engine wrote."""
 
-    SCHEMA_CSV = "schema-csv"
     NMAP_XML = "nmap-xml"
     MASSCAN_LIST = "masscan-list"
 
 
 OUTPUT_OF: dict[BenchEngine, OutputKind] = {
-    BenchEngine.NATIVE: OutputKind.SCHEMA_CSV,
-    BenchEngine.WRAPPED: OutputKind.SCHEMA_CSV,
+    BenchEngine.NATIVE: OutputKind.NMAP_XML,
+    BenchEngine.WRAPPED: OutputKind.NMAP_XML,
     BenchEngine.NMAP: OutputKind.NMAP_XML,
     BenchEngine.MASSCAN: OutputKind.MASSCAN_LIST,
 }
@@ -134,7 +133,8 @@ def argv_for(
     if engine in (BenchEngine.NATIVE, BenchEngine.WRAPPED):
         argv = [*twinscan_command(python), "scan"]
         argv += _technique_args(tech, relay)
-        argv += ["-p", workload.ports, f"-T{workload.timing}", *targets, "--csv", out]
+        # -oX, as nmap writes: the same output and the same reader for both
+        argv += ["-p", workload.ports, f"-T{workload.timing}", *targets, "-oX", out]
         if engine is BenchEngine.WRAPPED:
             argv += ["--engine", "nmap"]
         return argv
