@@ -177,3 +177,31 @@ def test_owner_columns_survive_the_adapter_and_reach_the_report() -> None:
     assert cols.to_frame().equals(frame)
     text = render_text(ScanResult(frame=frame, meta=META))
     assert "PID/PROCESS" in text and "7/sshd" in text
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(verdicts, max_size=40), st.booleans())
+def test_verdict_columns_build_the_frame_of_their_verdicts(
+    rows: list[PortVerdict], one_kind: bool
+) -> None:
+    """One (engine, technique, proto): columns whose frame is ``to_frame`` of the verdicts;
+    mixed or none: None (they need a frame)."""
+    import pandas as pd
+
+    from twinscan.core.schema import verdict_columns
+
+    if one_kind and rows:
+        first = rows[0]
+        rows = [
+            dataclasses.replace(
+                v, engine=first.engine, technique=first.technique, proto=first.proto
+            )
+            for v in rows
+        ]
+    cols = verdict_columns(rows)
+    kinds = {(v.engine, v.technique, v.proto) for v in rows}
+    if len(kinds) != 1:
+        assert cols is None
+        return
+    assert cols is not None
+    pd.testing.assert_frame_equal(cols.to_frame(), to_frame(rows))

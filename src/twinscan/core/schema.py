@@ -209,6 +209,34 @@ class ResultColumns:
         )
 
 
+def verdict_columns(verdicts: Sequence[PortVerdict]) -> ResultColumns | None:
+    """``verdicts`` as one ``ResultColumns`` in the same order (``to_frame`` of them equals its
+    frame), or None when they are not all of one (engine, technique, proto) -- or none at all.
+
+    A parsed nmap ``-oX`` of one technique becomes columns this way, so that writing it (the
+    ``--engine nmap`` scan, ``import-nmap``) needs no pandas."""
+    if not verdicts:
+        return None
+    first = verdicts[0]
+    key = (first.engine, first.technique, first.proto)
+    if any((v.engine, v.technique, v.proto) != key for v in verdicts):
+        return None
+    states = {s: category_code("state", s.value) for s in PortState}
+    reasons = {r: category_code("reason", r.value) for r in Reason}
+    return ResultColumns(
+        engine=first.engine,
+        technique=first.technique,
+        proto=first.proto,
+        host=[v.host for v in verdicts],
+        port=[v.port for v in verdicts],
+        state=[states[v.state] for v in verdicts],
+        reason=[reasons[v.reason] for v in verdicts],
+        reason_ttl=[v.reason_ttl for v in verdicts],
+        reason_ip=[v.reason_ip for v in verdicts],
+        rtt_ms=[v.rtt_ms for v in verdicts],
+    )
+
+
 def columns_from_frame(frame: pd.DataFrame) -> list[ResultColumns]:
     """A schema frame as ``ResultColumns``, one per run of rows sharing (engine, technique,
     proto), in row order (the inverse of ``to_frame``; owner columns kept)."""

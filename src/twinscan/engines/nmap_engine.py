@@ -178,7 +178,11 @@ def run_nmap(
     if parsed.meta.incomplete:
         raise ScanFailed(f"nmap -s{technique.letter} did not complete (no successful <finished>)")
     meta = dataclasses.replace(parsed.meta, arguments=shlex.join(command), techniques=(technique,))
-    result = type(parsed)(frame=parsed.frame, meta=meta)
+    columns = parsed.unbuilt_columns
+    if columns is not None:
+        result = type(parsed)(columns=columns, meta=meta)
+    else:
+        result = type(parsed)(frame=parsed.frame, meta=meta)
     return NmapRun(result=result, xml=xml, command=tuple(command))
 
 

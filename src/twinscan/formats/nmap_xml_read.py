@@ -17,7 +17,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from twinscan.core.errors import InputFileError, MalformedData
-from twinscan.core.schema import PortVerdict, ScanMeta, ScanResult, to_frame
+from twinscan.core.schema import PortVerdict, ScanMeta, ScanResult, to_frame, verdict_columns
 from twinscan.core.vocab import Engine, PortState, Proto, Reason, Technique
 from twinscan.request.ports import parse_port_list
 
@@ -52,6 +52,9 @@ def parse_nmap_xml(data: str | bytes, *, engine: Engine = Engine.NMAP) -> ScanRe
     for host_el in root.iter("host"):
         verdicts.extend(_host_verdicts(host_el, techniques, engine, services))
     meta = _meta(root, engine, tuple(techniques.values()))
+    columns = verdict_columns(verdicts)  # (one technique: no frame until one is asked for)
+    if columns is not None:
+        return ScanResult(columns=columns, meta=meta)
     return ScanResult(frame=to_frame(verdicts), meta=meta)
 
 
