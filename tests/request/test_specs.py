@@ -96,6 +96,38 @@ def test_port_list_round_trip(ports: set[int]) -> None:
     assert parse_port_list(format_port_list(ports)) == sorted(ports)
 
 
+def _runs_one_by_one(ports: set[int]) -> str:
+    """The shortest range list, port by port (what ``format_port_list`` must give)."""
+    out: list[str] = []
+    start = prev = None
+    for port in sorted(ports):
+        if prev is not None and port == prev + 1:
+            prev = port
+            continue
+        if start is not None:
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = port
+    if start is not None:
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+    return ",".join(out)
+
+
+_ranges = st.lists(st.tuples(st.integers(0, 65535), st.integers(0, 3000)), max_size=6)
+
+
+@given(_ranges, st.sets(st.integers(0, 65535), max_size=50))
+def test_port_list_is_the_shortest_range_list(
+    ranges: list[tuple[int, int]], extra: set[int]
+) -> None:
+    """Runs found by halving (a -p- list in a few steps) are every maximal run, joined where
+    halves meet: the same text as walking port by port."""
+    ports = set(extra)
+    for lo, length in ranges:
+        ports.update(range(lo, min(65536, lo + length)))
+    assert format_port_list(ports) == _runs_one_by_one(ports)
+    assert format_port_list(range(65536)) == "0-65535"
+
+
 def test_timing_templates_match_nmap() -> None:
     t4 = TEMPLATES[4]
     assert (t4.initial_rtt_timeout_ms, t4.min_rtt_timeout_ms, t4.max_rtt_timeout_ms) == (

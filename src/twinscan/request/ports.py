@@ -253,18 +253,27 @@ def _expand(ranges: Iterable[range], extra: Iterable[int] = ()) -> list[int]:
 
 def format_port_list(ports: Iterable[int]) -> str:
     """The shortest range list for ``ports`` (inverse of ``parse_port_list``)."""
-    out: list[str] = []
-    run_start: int | None = None
-    prev = -2
-    for port in sorted(set(ports)):
-        if port != prev + 1:
-            if run_start is not None:
-                out.append(_run(run_start, prev))
-            run_start = port
-        prev = port
-    if run_start is not None:
-        out.append(_run(run_start, prev))
-    return ",".join(out)
+    unique = sorted(set(ports))
+    runs: list[list[int]] = []
+    if unique:
+        _find_runs(unique, 0, len(unique), runs)
+    return ",".join(_run(lo, hi) for lo, hi in runs)
+
+
+def _find_runs(ports: list[int], lo: int, hi: int, runs: list[list[int]]) -> None:
+    """Append the runs of consecutive numbers in ``ports[lo:hi]`` (sorted, unique) to ``runs``,
+    joining one to the last when they touch. A slice whose ends are as far apart as its length
+    is one run, so a -p- list (a run or a few) costs a few dozen steps, not 65535."""
+    first, last = ports[lo], ports[hi - 1]
+    if last - first == hi - 1 - lo:
+        if runs and runs[-1][1] + 1 == first:
+            runs[-1][1] = last
+        else:
+            runs.append([first, last])
+        return
+    mid = (lo + hi) // 2
+    _find_runs(ports, lo, mid, runs)
+    _find_runs(ports, mid, hi, runs)
 
 
 def _run(lo: int, hi: int) -> str:
