@@ -205,3 +205,19 @@ def test_verdict_columns_build_the_frame_of_their_verdicts(
         return
     assert cols is not None
     pd.testing.assert_frame_equal(cols.to_frame(), to_frame(rows))
+
+
+@settings(max_examples=60, deadline=None)
+@given(columns())
+def test_open_only_from_columns_equals_open_only_from_the_frame(cols: ResultColumns) -> None:
+    """``--open`` keeps the same rows, in the same order, whether the result holds columns
+    (filtered without pandas) or a frame."""
+    import pandas as pd
+
+    from twinscan.engines.job import OPEN_STATES, keep_open_result
+
+    lazy = keep_open_result(ScanResult(columns=cols, meta=META))
+    built = keep_open_result(ScanResult(frame=cols.to_frame(), meta=META))
+    assert lazy.unbuilt_columns is not None  # (no frame was built to filter it)
+    pd.testing.assert_frame_equal(lazy.frame, built.frame)
+    assert set(lazy.frame["state"].astype(str)) <= set(OPEN_STATES)

@@ -193,6 +193,14 @@ class ResultColumns:
     def has_owners(self) -> bool:
         return any(getattr(self, c) is not None for c in OWNER_COLUMNS)
 
+    def take(self, rows: Sequence[int]) -> ResultColumns:
+        """The rows numbered ``rows``, in that order."""
+        values = {}
+        for f in dataclasses.fields(ResultColumns)[3:]:
+            col = getattr(self, f.name)
+            values[f.name] = None if col is None else [col[i] for i in rows]
+        return ResultColumns(self.engine, self.technique, self.proto, **values)  # type: ignore[arg-type]
+
     def to_frame(self) -> pd.DataFrame:
         return frame_from_columns(
             engine=self.engine,

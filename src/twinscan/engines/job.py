@@ -126,12 +126,26 @@ def run_job(job: Job, progress: Progress | None = None) -> JobOutcome:
 
         result.frame = add_owners(result.frame)
     if job.only_open:
-        result.frame = keep_open(result.frame)
+        result = keep_open_result(result)
     write_outputs(result, job.outputs)
     phases.mark("files written")
     report = render_text(result, show_closed=job.outputs.show_closed)
     phases.mark("report rendered")
     return JobOutcome(result.meta, report)
+
+
+def keep_open_result(result: ScanResult) -> ScanResult:
+    """``--open``: only the rows in ``OPEN_STATES``, in the same order; from the columns when
+    the result still holds them (no pandas: a -p- scan's --open cost 0.6 s and 90 MB more than
+    the scan through a frame)."""
+    from twinscan.core.schema import ScanResult, category_code
+
+    columns = result.unbuilt_columns
+    if columns is None:
+        return ScanResult(frame=keep_open(result.frame), meta=result.meta)
+    codes = {category_code("state", s) for s in OPEN_STATES}
+    rows = [i for i, s in enumerate(columns.state) if s in codes]
+    return ScanResult(columns=columns.take(rows), meta=result.meta)
 
 
 def keep_open(frame: pd.DataFrame) -> pd.DataFrame:

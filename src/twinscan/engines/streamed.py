@@ -72,14 +72,7 @@ def restrict(parts: Sequence[ResultColumns], hosts: set[str]) -> list[ResultColu
         keep = [i for i, h in enumerate(cols.host) if h in hosts]
         if not keep:
             continue
-        if len(keep) == len(cols):
-            out.append(cols)
-            continue
-        values = {}
-        for f in dataclasses.fields(ResultColumns)[3:]:
-            col = getattr(cols, f.name)
-            values[f.name] = None if col is None else [col[i] for i in keep]
-        out.append(ResultColumns(cols.engine, cols.technique, cols.proto, **values))  # type: ignore[arg-type]
+        out.append(cols if len(keep) == len(cols) else cols.take(keep))
     return out
 
 

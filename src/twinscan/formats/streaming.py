@@ -52,14 +52,6 @@ def _slice(columns: ResultColumns, lo: int, hi: int) -> ResultColumns:
     return ResultColumns(columns.engine, columns.technique, columns.proto, **values)  # type: ignore[arg-type]
 
 
-def _take(columns: ResultColumns, rows: Sequence[int]) -> ResultColumns:
-    values = {}
-    for f in dataclasses.fields(ResultColumns)[3:]:
-        col = getattr(columns, f.name)
-        values[f.name] = None if col is None else [col[i] for i in rows]
-    return ResultColumns(columns.engine, columns.technique, columns.proto, **values)  # type: ignore[arg-type]
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Summary:
     """What the text report needs of some verdicts of one technique: the rows it may list
@@ -83,7 +75,7 @@ def summarise(columns: ResultColumns) -> Summary:
         for h, s, r in zip(columns.host, columns.state, columns.reason, strict=True)
         if s == closed
     )
-    kept = _take(columns, keep) if keep else None
+    kept = columns.take(keep) if keep else None
     return Summary(columns.technique, len(columns), kept, folded)
 
 
