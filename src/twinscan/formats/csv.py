@@ -91,7 +91,7 @@ def columns_csv_chunks(columns: ResultColumns, rows: int | None = None) -> Itera
     rows = rows or CSV_CHUNK_ROWS
     # The text of each distinct RTT, made once: a scan's RTTs repeat (milliseconds to 3
     # decimals), so a lookup per row replaces a ``repr`` per row (65535 rows: ~30 ms less).
-    texts = _Memo(_rtt_text) if n < PLAIN_MAX_ROWS else None
+    texts = Memo(_rtt_text) if n < PLAIN_MAX_ROWS else None
     for lo in range(0, n, rows):
         yield _csv_rows(columns, lo, min(n, lo + rows), texts)
 
@@ -100,7 +100,7 @@ class _NotPlain(Exception):
     """An RTT whose text ``_rtt_text`` cannot give: its piece's RTTs go through numpy."""
 
 
-class _Memo(dict[Any, str]):
+class Memo(dict[Any, str]):
     """``make(value)`` for each distinct value, made once. Zero is made each time: 0.0 and
     -0.0 are one key but two texts (pandas writes "-0.0")."""
 
@@ -133,7 +133,7 @@ def is_millisecond(value: float) -> bool:
     return abs(value) < 4096 and round(value, 3) == value
 
 
-def _csv_rows(columns: ResultColumns, lo: int, hi: int, texts: _Memo | None) -> str:
+def _csv_rows(columns: ResultColumns, lo: int, hi: int, texts: Memo | None) -> str:
     states = category_values("state")
     reasons = category_values("reason")
     n = hi - lo
@@ -185,7 +185,7 @@ def iana_texts() -> tuple[str, ...]:
 
 def _column_text(values: Sequence[Any]) -> list[str]:
     """TTLs or addresses as text, "" for None (few distinct values: one ``str`` each)."""
-    memo = _Memo(lambda v: "" if v is None else str(v))
+    memo = Memo(lambda v: "" if v is None else str(v))
     return list(map(memo.__getitem__, values))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from twinscan.core.schema import (
     columns_from_frame,
     conform,
 )
+from twinscan.formats.csv import Memo, iana_texts, is_millisecond
 from twinscan.formats.incomplete import incomplete_note, mark_incomplete
 from twinscan.formats.outpaths import Dest, text_out
 
@@ -51,11 +52,9 @@ def _dumps(value: object) -> str:
 
 
 def _lines(cols: ResultColumns, lo: int, hi: int) -> str:
-    from twinscan.formats.csv import iana_texts
-
     states, reasons = category_values("state"), category_values("reason")
     n = hi - lo
-    text = _Memo(_dumps)  # (few distinct values per column: hosts, states, ranges)
+    text = Memo(_dumps)  # (few distinct values per column: hosts, states, ranges)
     fields: list[tuple[str, list[str]]] = [
         ("engine", [text[cols.engine.value]] * n),
         ("technique", [text[cols.technique.value]] * n),
@@ -92,23 +91,13 @@ def _lines(cols: ResultColumns, lo: int, hi: int) -> str:
     return "".join(map(template.format, *varying))
 
 
-class _Memo(dict[Any, str]):
-    def __init__(self, make: Callable[[Any], str]) -> None:
-        super().__init__()
-        self._make = make
-
-    def __missing__(self, key: Any) -> str:
-        self[key] = value = self._make(key)
-        return value
-
-
 def _ints(values: Sequence[int | None] | None, lo: int, hi: int) -> list[str]:
     if values is None:
         return ["null"] * (hi - lo)
     return ["null" if v is None else str(int(v)) for v in values[lo:hi]]
 
 
-def _texts(values: Sequence[str | None] | None, lo: int, hi: int, text: _Memo) -> list[str]:
+def _texts(values: Sequence[str | None] | None, lo: int, hi: int, text: Memo) -> list[str]:
     if values is None:
         return ["null"] * (hi - lo)
     return ["null" if v is None else text[str(v)] for v in values[lo:hi]]
@@ -117,28 +106,19 @@ def _texts(values: Sequence[str | None] | None, lo: int, hi: int, text: _Memo) -
 def _rtts(values: Sequence[float | None] | None, lo: int, hi: int) -> list[str]:
     if values is None:
         return ["null"] * (hi - lo)
-    memo = _RttMemo()  # (a scan's RTTs repeat: milliseconds to 3 decimals)
+    memo = Memo(_rtt_text)  # (a scan's RTTs repeat: milliseconds to 3 decimals)
     return list(map(memo.__getitem__, values[lo:hi]))
 
 
-class _RttMemo(dict[Any, str]):
-    """An RTT's JSON text, made once per distinct value (zero each time: 0.0 and -0.0 are one
-    key but two texts)."""
+def _rtt_text(value: float | None) -> str:
+    """An RTT's JSON text: the shortest decimal of its float32, ``null`` when missing."""
+    if value is None or value != value:  # None or NaN
+        return "null"
+    if is_millisecond(value):  # its repr is its float32's shortest decimal
+        return repr(float(value))
+    import numpy as np
 
-    def __missing__(self, value: float | None) -> str:
-        from twinscan.formats.csv import is_millisecond
-
-        if value is None or value != value:  # None or NaN
-            return "null"
-        if is_millisecond(value):  # its repr is its float32's shortest decimal
-            text = repr(float(value))
-        else:
-            import numpy as np
-
-            text = _dumps(float(str(np.float32(value))))
-        if value != 0:
-            self[value] = text
-        return text
+    return _dumps(float(str(np.float32(value))))
 
 
 #: The key of the last line of an incomplete scan's JSON lines (a marker, not a row).
