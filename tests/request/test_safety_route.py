@@ -158,24 +158,42 @@ def test_host_namespace_refuses_lab_addresses() -> None:
         check_targets(["198.18.0.10"])
 
 
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[list[Sequence[str]]]:
+    """Record each round of ``ip`` processes the guard starts (the commands of each)."""
+    rounds: list[list[Sequence[str]]] = []
+    real = safety._ip_all
+
+    def counting(calls: Sequence[safety.IpCall]) -> list[str | None]:
+        rounds.append([args for args, _ in calls])
+        return real(calls)
+
+    monkeypatch.setattr(safety, "_ip_all", counting)
+    return rounds
+
+
 def test_a_16_costs_a_few_processes(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[Sequence[str]] = []
-    real_ip = safety._ip
-
-    def counting_ip(args: Sequence[str], stdin: str | None = None) -> str | None:
-        calls.append(args)
-        return real_ip(args, stdin)
-
-    monkeypatch.setattr(safety, "_ip", counting_ip)
+    rounds = _counting(monkeypatch)
     every = [str(a) for a in ipaddress.ip_network("198.18.0.0/16")]
     started = time.perf_counter()
     routes = kernel_routes(every)
     elapsed = time.perf_counter() - started
     assert set(routes) == set(every)
-    assert len(calls) <= 5, calls
+    assert len(rounds) == 2, rounds
+    assert sum(map(len, rounds)) <= 5, rounds
     assert elapsed < 10
     with pytest.raises(TargetError):
         check_targets(every)
+
+
+def test_a_few_addresses_cost_one_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to ``_ASK_EACH`` addresses are each asked, in one round of processes run side by
+    side, and get the routes the grouped lookup of a larger list gives them."""
+    few = ["198.18.0.10", "198.18.7.1", "198.18.0.10", "2001:db8:18::5"]
+    grouped = kernel_routes([*few, *(f"198.18.9.{i}" for i in range(100))])
+    rounds = _counting(monkeypatch)
+    routes = kernel_routes(few)
+    assert len(rounds) == 1, rounds
+    assert routes == {a: grouped[a] for a in few}
 
 
 # --- real namespaces ---------------------------------------------------------------------------

@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from twinscan.core.errors import EnvironmentProblem, UsageError
+from twinscan.core.paths import lab_state_dir as state_dir
 from twinscan.lab.spec import Action, Conntrack, Host, LabSpec
 
 DEFAULT_PREFIX = "ts"
 PREFIX_ENV = "TWINSCAN_LAB_PREFIX"
-STATE_DIR_ENV = "TWINSCAN_LAB_STATE_DIR"
 _PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,7}$")
 _SERVICES_READY_S = 15.0
 
@@ -63,10 +63,6 @@ def resolve_prefix(prefix: str | None = None) -> str:
             "(interface names must stay within 15 characters)"
         )
     return value
-
-
-def state_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV, "/run/twinscan"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

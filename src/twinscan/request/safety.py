@@ -155,17 +155,52 @@ def route_groups(
 # --- I/O: the kernel's routes, the namespaces, the labs --------------------------------------
 
 
-def _ip(args: Sequence[str], stdin: str | None = None) -> str | None:
-    """stdout of ``ip ARGS`` (also when it failed part-way, as ``-force -batch`` does)."""
-    import subprocess  # (only a lab address needs it: a loopback scan does without, ~3 ms)
+IpCall = tuple[Sequence[str], str | None]  # (arguments after ``ip``, standard input)
+#: how long the ``ip`` processes of one lookup may take together
+_IP_TIMEOUT_S = 60.0
 
-    try:
-        proc = subprocess.run(
-            ["ip", *args], input=stdin, capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout
+
+def _ip_all(calls: Sequence[IpCall]) -> list[str | None]:
+    """stdout of several ``ip`` commands, run at once (also when one failed part-way, as
+    ``-force -batch`` does; None: it could not run or did not finish in time). They run side
+    by side: one process's start-up is the whole wait, not their sum."""
+    import subprocess  # (only a lab address needs it: a loopback scan does without, ~3 ms)
+    import time
+
+    procs: list[subprocess.Popen[str] | None] = []
+    for args, stdin in calls:
+        try:
+            procs.append(
+                subprocess.Popen(
+                    ["ip", *args],
+                    stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+            )
+        except OSError:
+            procs.append(None)
+    deadline = time.monotonic() + _IP_TIMEOUT_S
+    out: list[str | None] = []
+    for proc, (_args, stdin) in zip(procs, calls, strict=True):
+        if proc is None:
+            out.append(None)
+            continue
+        try:
+            stdout, _ = proc.communicate(stdin, timeout=max(0.1, deadline - time.monotonic()))
+        except (OSError, subprocess.SubprocessError):
+            proc.kill()
+            proc.communicate()
+            out.append(None)
+            continue
+        out.append(stdout)
+    return out
+
+
+def _ip(args: Sequence[str], stdin: str | None = None) -> str | None:
+    """stdout of ``ip ARGS`` (``_ip_all`` of one command)."""
+    return _ip_all([(args, stdin)])[0]
 
 
 def _json_values(text: str) -> list[Any]:
@@ -207,19 +242,27 @@ def current_netns() -> NsId | None:
     return _netns_id("/proc/self/ns/net")
 
 
-def _splits(family: int = 4) -> list[Split]:
+def _split_calls(family: int) -> list[IpCall]:
+    """The ``ip`` commands whose output ``_splits`` reads."""
+    return [
+        (["-j", f"-{family}", "route", "show", "table", "all"], None),
+        (["-j", f"-{family}", "rule", "show"], None),
+    ]
+
+
+def _splits(family: int, route_text: str | None, rule_text: str | None) -> list[Split]:
     """Destinations longer than a /24 (IPv6: a /64) in any routing table or rule that touch
-    the family's lab range."""
+    the family's lab range (from the output of ``_split_calls(family)``)."""
     full = 32 if family == 4 else 128
     out: list[Split] = []
-    for route in _records(_ip(["-j", f"-{family}", "route", "show", "table", "all"])):
+    for route in _records(route_text):
         dst = str(route.get("dst", "default"))
         if dst != "default":
             try:
                 out.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/{full}", False))
             except ValueError:
                 continue
-    for rule in _records(_ip(["-j", f"-{family}", "rule", "show"])):
+    for rule in _records(rule_text):
         if "dst" in rule:
             try:
                 out.append(ipaddress.ip_network(f"{rule['dst']}/{rule.get('dstlen', full)}", False))
@@ -230,12 +273,22 @@ def _splits(family: int = 4) -> list[Split]:
     return [n for n in out if n.version == family and n.prefixlen > longest and n.overlaps(lab)]
 
 
-def _peer_namespaces(devices: set[str]) -> dict[str, NsId]:
-    """For each veth among ``devices`` whose peer is in a named namespace: that namespace."""
+#: the ``ip`` commands whose output ``_peer_namespaces`` reads
+_PEER_CALLS: list[IpCall] = [
+    (["-j", "-d", "link", "show"], None),
+    (["-j", "netns", "list-id"], None),
+]
+
+
+def _peer_namespaces(
+    devices: set[str], link_text: str | None, list_id_text: str | None
+) -> dict[str, NsId]:
+    """For each veth among ``devices`` whose peer is in a named namespace: that namespace
+    (from the output of ``_PEER_CALLS``)."""
     if not devices:
         return {}
     nsids: dict[str, int] = {}
-    for link in _records(_ip(["-j", "-d", "link", "show"])):
+    for link in _records(link_text):
         name, nsid = link.get("ifname"), link.get("link_netnsid")
         if name in devices and isinstance(nsid, int):
             nsids[str(name)] = nsid
@@ -243,7 +296,7 @@ def _peer_namespaces(devices: set[str]) -> dict[str, NsId]:
         return {}
     names = {
         int(r["nsid"]): str(r["name"])
-        for r in _records(_ip(["-j", "netns", "list-id"]))
+        for r in _records(list_id_text)
         if isinstance(r.get("nsid"), int) and "name" in r
     }
     out: dict[str, NsId] = {}
@@ -255,23 +308,49 @@ def _peer_namespaces(devices: set[str]) -> dict[str, NsId]:
     return out
 
 
-def kernel_routes(addresses: Sequence[str]) -> dict[str, Route]:
-    """The kernel's route for each ``address`` (IPv4 or IPv6), asked of ``ip route get`` in
-    one process."""
+#: up to this many addresses are each asked of the kernel; more are grouped first
+#: (``route_groups``), which needs the routing tables and rules listed
+_ASK_EACH = 64
+
+
+def kernel_routes(addresses: Sequence[str], *, peers: bool = True) -> dict[str, Route]:
+    """The kernel's route for each ``address`` (IPv4 or IPv6), asked of ``ip route get``.
+
+    A few addresses are each asked, and the links and namespace ids a veth's peer needs are
+    listed by processes running at the same time: one round of ``ip`` processes. Many
+    addresses are grouped by the routing tables first (a second round), so a /16 asks a
+    handful of questions, not 65536. ``peers=False``: leave ``Route.peer_netns`` unset (the
+    lookup runs inside a lab namespace, where ``lab_route_verdict`` does not read it)."""
     here = current_netns()
-    families = {ipaddress.ip_address(a).version for a in addresses}
-    groups = route_groups(addresses, [n for f in sorted(families) for n in _splits(f)])
-    probes = {members[0]: members for members in groups.values()}
-    out = _ip(["-j", "-force", "-batch", "-"], "".join(f"route get {a}\n" for a in probes))
+    peer_calls = _PEER_CALLS if peers else []
+    link_text = list_id_text = None
+    if len(addresses) <= _ASK_EACH:
+        probes = {a: [a] for a in dict.fromkeys(addresses)}
+        first = _ip_all([_route_get_call(probes), *peer_calls])
+        out = first[0]
+        if peers:
+            link_text, list_id_text = first[1], first[2]
+    else:
+        families = sorted({ipaddress.ip_address(a).version for a in addresses})
+        calls = [c for f in families for c in _split_calls(f)]
+        texts = _ip_all([*calls, *peer_calls])
+        splits = [
+            n for k, f in enumerate(families) for n in _splits(f, texts[2 * k], texts[2 * k + 1])
+        ]
+        if peers:
+            link_text, list_id_text = texts[-2], texts[-1]
+        groups = route_groups(addresses, splits)
+        probes = {members[0]: members for members in groups.values()}
+        out = _ip_all([_route_get_call(probes)])[0]
     if out is None:
         missing = Route(here, None, error="cannot run iproute2's `ip` to ask for the route")
         return dict.fromkeys(addresses, missing)
     answers = {_canonical(str(r.get("dst"))): r for r in _records(out)}
     devices = {str(r["dev"]) for r in answers.values() if "dev" in r}
-    peers = _peer_namespaces(devices - {"lo"})
+    peer_of = _peer_namespaces(devices - {"lo"}, link_text, list_id_text)
     routes: dict[str, Route] = {}
     for probe, members in probes.items():
-        answer = answers.get(probe)
+        answer = answers.get(_canonical(probe))
         if answer is None or answer.get("type") in {"unreachable", "prohibit", "blackhole"}:
             route = Route(here, None)  # ip printed no route: unreachable
         else:
@@ -281,10 +360,15 @@ def kernel_routes(addresses: Sequence[str]) -> dict[str, Route]:
                 dev,
                 gateway=str(answer["gateway"]) if "gateway" in answer else None,
                 kind=str(answer.get("type", "unicast")),
-                peer_netns=peers.get(dev) if dev else None,
+                peer_netns=peer_of.get(dev) if dev else None,
             )
         routes.update(dict.fromkeys(members, route))
     return routes
+
+
+def _route_get_call(probes: Mapping[str, list[str]]) -> IpCall:
+    """One ``ip -batch`` process asking ``route get`` for every probe address."""
+    return (["-j", "-force", "-batch", "-"], "".join(f"route get {a}\n" for a in probes))
 
 
 def _canonical(address: str) -> str:
@@ -297,7 +381,7 @@ def _canonical(address: str) -> str:
 def lab_namespaces(state_dir: Path | None = None) -> list[LabNamespace]:
     """The namespaces of every lab with a state file, identified by their inode."""
     if state_dir is None:
-        from twinscan.lab.netns import state_dir as lab_state_dir
+        from twinscan.core.paths import lab_state_dir
 
         state_dir = lab_state_dir()
     out: list[LabNamespace] = []
@@ -335,13 +419,20 @@ RouteLookup = Callable[[Sequence[str]], Mapping[str, Route]]
 
 
 def local_addresses() -> set[str]:
-    import psutil
+    """The addresses of this namespace's interfaces: one rtnetlink dump (``request.netlink``),
+    or psutil where netlink is not allowed (its import alone is ~25 ms of a scan's start-up)."""
+    from twinscan.request.netlink import interface_addresses
 
-    out: set[str] = set()
-    for addrs in psutil.net_if_addrs().values():
-        for a in addrs:
-            out.add(a.address.split("%", 1)[0])
-    return out
+    try:
+        return interface_addresses()
+    except OSError:
+        import psutil
+
+        out: set[str] = set()
+        for addrs in psutil.net_if_addrs().values():
+            for a in addrs:
+                out.add(a.address.split("%", 1)[0])
+        return out
 
 
 def is_local(address: str, local: set[str] | None = None) -> bool:
@@ -386,8 +477,14 @@ def check_targets(
         )
     if not lab_range:
         return
-    found = (routes or kernel_routes)(lab_range)
     known = lab_namespaces() if labs is None else labs
+    found: Mapping[str, Route]
+    if routes is None:
+        here = current_netns()
+        in_lab = here is not None and any(lab.netns == here for lab in known)
+        found = kernel_routes(lab_range, peers=not in_lab)
+    else:
+        found = routes(lab_range)
     verdicts: dict[Route, Verdict] = {}
     for address in lab_range:
         route = found.get(address) or Route(None, None, error="the route lookup did not answer")
