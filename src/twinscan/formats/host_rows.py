@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from twinscan.core.schema import ResultColumns, category_values, host_sort_key
 from twinscan.core.vocab import PortState
+from twinscan.formats.code_counts import as_bytes, others
 
 #: nmap folds a state into one count when a host has more ports than this in it
 #: (portlist.cc ``isIgnoredState``), except the states it never folds.
@@ -54,8 +55,8 @@ def host_rows(runs: Iterable[ResultColumns], *, canonical: bool = False) -> dict
     codes: dict[str, Counter[int]] = {}
     for cols in runs:
         host = _one_host(cols)
-        if host is not None:  # (counting ints, not tuples; list.count per distinct state)
-            column = list(cols.state)
+        if host is not None:  # (counting codes, not tuples: a C pass per distinct state)
+            column = as_bytes(cols.state) or list(cols.state)
             codes.setdefault(host, Counter()).update({s: column.count(s) for s in set(column)})
             continue
         for (host, state), n in Counter(zip(cols.host, cols.state, strict=True)).items():
@@ -153,8 +154,9 @@ def _add_one_host(
         # One folded state, as a -p- host's closed ports: find the few other rows, and the
         # folded ones are every row but those (a copy and a few deletions)
         (code,) = fold
-        kept = list(itertools.compress(range(n), map(code.__ne__, state)))
-        if len(kept) <= _FEW and len(kept) < n:
+        codes = as_bytes(state)
+        kept = None if codes is None else others(codes, code, _FEW)
+        if kept is not None and len(kept) < n:
             why, ports = list(reason), list(port)
             for i in reversed(kept):
                 del why[i], ports[i]

@@ -93,7 +93,7 @@ def scanned_ports(runs: Sequence[ResultColumns]) -> dict[Technique, list[int]]:
     ports: dict[Proto, set[int]] = {proto: set() for proto in by_proto}
     for cols in runs:
         if len(cols):
-            ports[cols.proto].update(map(int, cols.port))
+            ports[cols.proto].update(cols.port)  # (ints: ``ResultColumns.port``)
     return {tech: sorted(ports[proto]) for proto, tech in by_proto.items()}
 
 

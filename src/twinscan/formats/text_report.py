@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
-from itertools import groupby, islice
+from itertools import groupby
 from operator import countOf
 from typing import TYPE_CHECKING, NamedTuple
 
 from twinscan.core.schema import category_values, host_sort_key
 from twinscan.core.vocab import PortState
 from twinscan.core.wording import count, noun
+from twinscan.formats.code_counts import count_pairs
 from twinscan.request.ports import ServiceNames
 from twinscan.request.ports import service_names as installed_service_names
 
@@ -68,8 +69,6 @@ def _parts(runs: list[ResultColumns]) -> dict[tuple[str, str], list[_Part]]:
         n = len(cols)
         _check_lengths(cols, n)
         technique = cols.technique.value
-        # one iterator per column for the whole run: each part takes its next rows
-        states, reasons = iter(cols.state), iter(cols.reason)
         hosts = cols.host
         if n and hosts.count(hosts[0]) == n:  # one host (a quick look at a long run)
             blocks: Iterable[tuple[str, int]] = [(hosts[0], n)]
@@ -78,7 +77,7 @@ def _parts(runs: list[ResultColumns]) -> dict[tuple[str, str], list[_Part]]:
         lo = 0
         for host, rows in blocks:
             hi = lo + rows
-            pairs = Counter(zip(islice(states, rows), islice(reasons, rows), strict=True))
+            pairs = count_pairs(cols.state, cols.reason, lo, hi)
             groups.setdefault((host, technique), []).append(_Part(cols, lo, hi, pairs))
             lo = hi
     return groups

@@ -689,7 +689,7 @@ def _shared_floats(values: Any) -> list[float | None]:
     pattern: 0.0 and -0.0 stay apart): a scan's RTTs repeat (milliseconds to 3 decimals), so
     65535 of them are a few hundred objects, not 65535 (1.5 MiB)."""
     bits = values.view(np.int64)
-    order = np.argsort(bits, kind="stable")
+    order = np.argsort(bits)  # (not stable: 5x faster, and any row of a value gives its value)
     ranked = bits[order]
     starts = np.empty(len(ranked), dtype=bool)
     starts[:1] = True
