@@ -4,10 +4,12 @@ pandas writers they replaced wrote (``frame_oracle``), and a plain native scan's
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -67,6 +69,9 @@ def run(draw: st.DrawFn, tech: Technique, owners: bool) -> ResultColumns:
         rows[name] = draw(st.none() | st.lists(values, min_size=n, max_size=n))
     if owners and rows["pid"] is None:
         rows["pid"] = [None] * n  # (an owners frame has every owner column)
+    if draw(st.booleans()):  # each host's rows together, as an engine's block gives them
+        order = sorted(range(n), key=rows["host"].__getitem__)
+        rows = {k: None if v is None else [v[i] for i in order] for k, v in rows.items()}
     return ResultColumns(Engine.NATIVE, tech, tech.proto, **rows)  # type: ignore[arg-type]
 
 
@@ -92,29 +97,40 @@ def results(
     return lazy, ScanResult(frame=frame, meta=META)
 
 
-@settings(max_examples=60, deadline=None)
-@given(results(one_per_proto=True), st.booleans())
-def test_xml_equals_the_pandas_writer(pair: tuple[ScanResult, ScanResult], copy: bool) -> None:
-    """(``copy`` False: a one-host run's rows are never taken out of a copy, as when a folded
-    state leaves more than ``host_rows._FEW`` other rows.)"""
+@contextlib.contextmanager
+def host_rows_paths(copy: bool, spans: bool) -> Iterator[None]:
+    """``copy`` False: a one-host run's rows are never taken out of a copy, as when a folded
+    state leaves more than ``host_rows._FEW`` other rows. ``spans`` True: every run of several
+    hosts is taken a run of one host at a time, however short (``host_rows._MIN_SPAN``)."""
     from twinscan.formats import host_rows
 
-    lazy, built = pair
-    saved = host_rows._FEW
-    host_rows._FEW = saved if copy else -1
+    saved = host_rows._FEW, host_rows._MIN_SPAN
+    host_rows._FEW = saved[0] if copy else -1
+    host_rows._MIN_SPAN = 1 if spans else saved[1]
     try:
-        assert nmap_xml_text(lazy) == frame_oracle.xml_text(built)
+        yield
     finally:
-        host_rows._FEW = saved
+        host_rows._FEW, host_rows._MIN_SPAN = saved
 
 
-@settings(max_examples=60, deadline=None)
-@given(results(one_per_proto=False), st.sampled_from(["normal", "grepable"]))
-def test_normal_and_grepable_equal_the_pandas_writer(
-    pair: tuple[ScanResult, ScanResult], kind: str
+@settings(max_examples=80, deadline=None)
+@given(results(one_per_proto=True), st.booleans(), st.booleans())
+def test_xml_equals_the_pandas_writer(
+    pair: tuple[ScanResult, ScanResult], copy: bool, spans: bool
 ) -> None:
     lazy, built = pair
-    assert nmap_text.nmap_text(lazy, kind) == frame_oracle.nmap_text(built, kind)
+    with host_rows_paths(copy, spans):
+        assert nmap_xml_text(lazy) == frame_oracle.xml_text(built)
+
+
+@settings(max_examples=80, deadline=None)
+@given(results(one_per_proto=False), st.sampled_from(["normal", "grepable"]), st.booleans())
+def test_normal_and_grepable_equal_the_pandas_writer(
+    pair: tuple[ScanResult, ScanResult], kind: str, spans: bool
+) -> None:
+    lazy, built = pair
+    with host_rows_paths(True, spans):
+        assert nmap_text.nmap_text(lazy, kind) == frame_oracle.nmap_text(built, kind)
 
 
 @settings(max_examples=60, deadline=None)

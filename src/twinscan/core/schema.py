@@ -193,6 +193,16 @@ class ResultColumns:
     def has_owners(self) -> bool:
         return any(getattr(self, c) is not None for c in OWNER_COLUMNS)
 
+    def span(self, lo: int, hi: int) -> ResultColumns:
+        """Rows ``lo`` to ``hi`` (each column sliced: a C-speed copy, where ``take`` indexes)."""
+        if lo == 0 and hi >= len(self):
+            return self
+        values = {}
+        for f in dataclasses.fields(ResultColumns)[3:]:
+            col = getattr(self, f.name)
+            values[f.name] = None if col is None else col[lo:hi]
+        return ResultColumns(self.engine, self.technique, self.proto, **values)  # type: ignore[arg-type]
+
     def take(self, rows: Sequence[int]) -> ResultColumns:
         """The rows numbered ``rows``, in that order."""
         values = {}

@@ -54,10 +54,12 @@ def host_rows(runs: Iterable[ResultColumns], *, canonical: bool = False) -> dict
     runs = [cols for cols in runs if len(cols)]
     codes: dict[str, Counter[int]] = {}
     for cols in runs:
-        host = _one_host(cols)
-        if host is not None:  # (counting codes, not tuples: a C pass per distinct state)
-            column = as_bytes(cols.state) or list(cols.state)
-            codes.setdefault(host, Counter()).update({s: column.count(s) for s in set(column)})
+        spans = host_spans(cols)
+        if spans is not None:  # (counting codes, not tuples: a C pass per distinct state)
+            for host, lo, hi in spans:
+                column = as_bytes(cols.state, lo, hi) or list(cols.state[lo:hi])
+                counted = {s: column.count(s) for s in set(column)}
+                codes.setdefault(host, Counter()).update(counted)
             continue
         for (host, state), n in Counter(zip(cols.host, cols.state, strict=True)).items():
             codes.setdefault(host, Counter())[state] += n
@@ -90,11 +92,29 @@ def _port(row: Row) -> int:
     return row[0]
 
 
-def _one_host(cols: ResultColumns) -> str | None:
-    """The run's host when all its rows have the same one (a streamed block of one host, a
-    scan of one target)."""
-    first = cols.host[0]
-    return first if list(cols.host).count(first) == len(cols) else None
+#: rows per run of one host, on average, below which ``host_spans`` gives up
+_MIN_SPAN = 64
+
+
+def host_spans(cols: ResultColumns) -> list[tuple[str, int, int]] | None:
+    """The runs of consecutive rows of one host, as (host, first row, end): one for a scan of
+    one target, one per host for a block of several (the engines sort by host, then port).
+    None when the hosts are interleaved (runs of fewer than ``_MIN_SPAN`` rows on average),
+    where a pass per run would cost more than a tuple per row."""
+    hosts = cols.host
+    n = len(hosts)
+    if n and list(hosts).count(hosts[0]) == n:  # (one host: a C pass)
+        return [(hosts[0], 0, n)]
+    most = n // _MIN_SPAN
+    spans: list[tuple[str, int, int]] = []
+    lo = 0
+    for host, same in itertools.groupby(hosts):  # (the run's length: counted in C)
+        if len(spans) >= most:
+            return None
+        hi = lo + operator.countOf(same, host)
+        spans.append((host, lo, hi))
+        lo = hi
+    return spans
 
 
 def _add(
@@ -106,9 +126,11 @@ def _add(
     reasons: Sequence[str],
 ) -> None:
     """One run's rows: folded ones' ports into their groups, the others into ``listed``."""
-    host = _one_host(cols)
-    if host is not None:
-        _add_one_host(out[host], listed.setdefault(host, []), fold[host], cols, states, reasons)
+    spans = host_spans(cols)
+    if spans is not None:  # each host's rows in one piece: a pass per piece
+        for host, lo, hi in spans:
+            part = cols.span(lo, hi)
+            _add_one_host(out[host], listed.setdefault(host, []), fold[host], part, states, reasons)
         return
     proto = cols.proto.value
     keys = list(zip(cols.host, cols.state, cols.reason, strict=True))

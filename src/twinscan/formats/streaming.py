@@ -42,16 +42,6 @@ Counts = Counter[tuple[str, str, str, str]]
 CHUNK_ROWS = 8192
 
 
-def _slice(columns: ResultColumns, lo: int, hi: int) -> ResultColumns:
-    if lo == 0 and hi >= len(columns):
-        return columns
-    values = {}
-    for f in dataclasses.fields(ResultColumns)[3:]:
-        col = getattr(columns, f.name)
-        values[f.name] = None if col is None else col[lo:hi]
-    return ResultColumns(columns.engine, columns.technique, columns.proto, **values)  # type: ignore[arg-type]
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Summary:
     """What the text report needs of some verdicts of one technique: the rows it may list
@@ -127,7 +117,7 @@ class StreamWriters:
     def block(self, columns: ResultColumns) -> None:
         self.rows += len(columns)
         for lo in range(0, len(columns), CHUNK_ROWS):  # text in small pieces: a low peak
-            piece = _slice(columns, lo, lo + CHUNK_ROWS)
+            piece = columns.span(lo, lo + CHUNK_ROWS)
             if self._csv is not None:
                 from twinscan.formats.csv import columns_csv_text
 

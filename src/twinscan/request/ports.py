@@ -68,7 +68,7 @@ class ServiceNames(Mapping[tuple[int, str], str]):
 
     Parsing all of nmap-services (27,000 lines) as ``load_services`` does costs ~80 ms: more
     than a whole 1000-port loopback scan. A report names only the ports it lists (a few, as a
-    rule), so the first ``LAZY_LOOKUPS`` lookups each search the file's bytes for the one line
+    rule), so the first ``LAZY_LOOKUPS`` distinct lookups each search the file's bytes for the one line
     (~0.15 ms); the next one indexes the whole file with one regular expression (~25 ms).
     Either way a name is what ``load_services`` gives: a line counts when its first field is
     the name, its second ``port/proto`` and its third a number (the frequency); of two lines
@@ -80,7 +80,8 @@ class ServiceNames(Mapping[tuple[int, str], str]):
     def __init__(self, data: bytes) -> None:
         self._data = data
         self._index: dict[tuple[int, str], str] | None = None
-        self._looked_up = 0
+        #: the names searched for so far (a port listed on 16 hosts is one search)
+        self._found: dict[tuple[int, str], str | None] = {}
         # the byte search finds the "name<TAB>port/proto<TAB>" form nmap ships; a file in
         # another layout is indexed whole at once
         head = data.split(b"\n", 50)[:50]  # (not splitlines: 27,000 lines for 50, ~2 ms)
@@ -117,11 +118,13 @@ class ServiceNames(Mapping[tuple[int, str], str]):
 
     def get(self, key: tuple[int, str], /, default: object = None) -> object:
         if self._index is None:
-            self._looked_up += 1
-            if self._looked_up > self.LAZY_LOOKUPS:
+            if key in self._found:
+                name = self._found[key]
+                return default if name is None else name
+            if len(self._found) >= self.LAZY_LOOKUPS:
                 self._index = self._parse_all()
             else:
-                name = self._find(*key)
+                name = self._found[key] = self._find(*key)
                 return default if name is None else name
         return self._index.get(key, default)
 
