@@ -293,10 +293,21 @@ def test_sample_all_equals_sample_one_by_one(
     ssthresh=st.floats(2.0, 300.0),
     ceiling=st.floats(10.0, 400.0) | st.just(300.0),
     icmp=st.booleans(),
+    even=st.booleans(),
 )
-@example(n=0, expected=5, received=5, cwnd=350.0, ssthresh=100.0, ceiling=300.0, icmp=False)
-@example(n=3, expected=9, received=9, cwnd=299.5, ssthresh=50.0, ceiling=300.0, icmp=False)
-@example(n=1, expected=0, received=0, cwnd=300.0, ssthresh=300.0, ceiling=300.0, icmp=True)
+@example(
+    n=0, expected=5, received=5, cwnd=350.0, ssthresh=100.0, ceiling=300.0, icmp=False, even=False
+)
+@example(
+    n=3, expected=9, received=9, cwnd=299.5, ssthresh=50.0, ceiling=300.0, icmp=False, even=False
+)
+@example(
+    n=1, expected=0, received=0, cwnd=300.0, ssthresh=300.0, ceiling=300.0, icmp=True, even=False
+)
+@example(
+    n=400, expected=0, received=7, cwnd=10.0, ssthresh=75.0, ceiling=300.0, icmp=False, even=True
+)
+@example(n=50, expected=0, received=0, cwnd=3.3, ssthresh=75.0, ceiling=20.5, icmp=False, even=True)
 def test_ack_many_equals_expect_and_ack_per_reply(
     n: int,
     expected: int,
@@ -305,8 +316,12 @@ def test_ack_many_equals_expect_and_ack_per_reply(
     ssthresh: float,
     ceiling: float,
     icmp: bool,
+    even: bool,
 ) -> None:
-    """Including a window at or above its ceiling (``ack_many``'s shortcut)."""
+    """Including a window at or above its ceiling (``ack_many``'s shortcut) and one no try of
+    which has timed out (``even``: expected == received, the shortcut of a cc of 1)."""
+    if even:
+        expected = received
     one, many = CongestionWindow(), CongestionWindow()
     for w in (one, many):
         w.expected, w.received, w.cwnd, w.ssthresh = expected, received, cwnd, ssthresh

@@ -237,18 +237,26 @@ def test_tcp_batch_equals_probe_by_probe(
     assert bytes(bulk.tcp_batch([DST], [1], [0])[0]) == one.probes(DST, 1, 0)[0]
 
 
+#: the flags a reply is drawn with (besides the probe's own, looped back)
+REPLY_FLAGS = [0x12, 0x14, 0x04, 0x02, 0x10, 0x11]
+
+
 @st.composite
-def reply_bytes(draw: st.DrawFn, builder: ProbeBuilder) -> bytes:
-    """A TCP reply to one of ``builder``'s probes, or a near miss (wrong host, port, cookie)."""
+def reply_bytes(
+    draw: st.DrawFn, builder: ProbeBuilder, hosts: list[str], flags: int | None = None
+) -> bytes:
+    """A TCP reply to one of ``builder``'s probes to ``hosts``, or a near miss (wrong host,
+    port, cookie); ``flags``: every reply's flags (else drawn per reply)."""
     from scapy.layers.inet import IP, TCP
 
-    host = draw(st.sampled_from([*BULK_HOSTS, "198.18.0.77"]))
+    host = draw(st.sampled_from([*hosts, "198.18.0.77"]))
     port = draw(st.integers(0, 65535))
     ck = builder.cookie(host, port)
     t = draw(st.integers(0, 70))
     seq = draw(st.sampled_from([(ck + t) & 0xFFFFFFFF, 12345]))
     ack = draw(st.sampled_from([(ck + t) & 0xFFFFFFFF, (ck + t + 1) & 0xFFFFFFFF, 999]))
-    flags = draw(st.sampled_from([0x12, 0x14, 0x04, 0x02, 0x10, 0x11, builder.flags]))
+    if flags is None:
+        flags = draw(st.sampled_from(REPLY_FLAGS + [builder.flags]))
     pkt = IP(
         src=host,
         dst=SRC,
@@ -266,23 +274,44 @@ def reply_bytes(draw: st.DrawFn, builder: ProbeBuilder) -> bytes:
     return bytes(pkt)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(tech=st.sampled_from(sorted(PROBE_FLAGS, key=str)), data=st.data())
 def test_match_tcp_equals_parse_and_try_of(tech: Technique, data: st.DataObject) -> None:
+    """Several targets or one (a comparison instead of a search), replies of mixed flags or all
+    of one kind (the flags tested once: every kind, our own probe's included)."""
+    builder = ProbeBuilder(tech, SRC, SPORT, SECRET, template=build_template)
+    hosts = data.draw(st.sampled_from([BULK_HOSTS, BULK_HOSTS[:1], BULK_HOSTS[1:2]]))
+    flags = data.draw(st.none() | st.sampled_from([*REPLY_FLAGS, builder.flags, 0x01, 0x00]))
+    packets = data.draw(st.lists(reply_bytes(builder, hosts, flags), min_size=1, max_size=25))
+    _match_equals_one_by_one(builder, hosts, packets)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tech=st.sampled_from(sorted(PROBE_FLAGS, key=str)), data=st.data())
+def test_match_tcp_of_our_own_probes_looped_back(tech: Technique, data: st.DataObject) -> None:
+    """A batch of our own probes seen on loopback (the probe's flags, our cookie) among
+    replies with those flags: none of the probes is a reply."""
+    builder = ProbeBuilder(tech, SRC, SPORT, SECRET, template=build_template)
+    hosts = data.draw(st.sampled_from([BULK_HOSTS, BULK_HOSTS[:1]]))
+    packets = data.draw(
+        st.lists(reply_bytes(builder, hosts, builder.flags), min_size=1, max_size=25)
+    )
+    _match_equals_one_by_one(builder, hosts, packets)
+
+
+def _match_equals_one_by_one(builder: ProbeBuilder, hosts: list[str], packets: list[bytes]) -> None:
     import numpy as np
 
-    builder = ProbeBuilder(tech, SRC, SPORT, SECRET, template=build_template)
-    packets = data.draw(st.lists(reply_bytes(builder), min_size=1, max_size=25))
     rows = np.zeros((len(packets), 128), np.uint8)
     for i, p in enumerate(packets):
         rows[i, : len(p)] = np.frombuffer(p, np.uint8)
-    got, slow = builder.match_tcp(rows, [len(p) for p in packets], BULK_HOSTS)
+    got, slow = builder.match_tcp(rows, [len(p) for p in packets], hosts)
     want = []
     for p in packets:
         if p[0] != 0x45:
             continue  # IP options: left to the per-packet path
         parsed = parse_reply(p)
-        tryno = builder.try_of(parsed) if parsed.host in BULK_HOSTS else None
+        tryno = builder.try_of(parsed) if parsed.host in hosts else None
         if tryno is not None:
             assert isinstance(parsed.reply, TcpReply)
             reply = parsed.reply

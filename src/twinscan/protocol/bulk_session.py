@@ -733,21 +733,35 @@ def sample_many(est: RttEstimator, rtts: Any) -> None:
     if lo < 0 or hi >= MAX_SAMPLE_S or max(hi, srtt) - min(lo, srtt) > OUTLIER_JUMP_S:
         sample_all(est, rtts.tolist())
         return
+    grows, fades = _powers()
     for start in range(0, n, _SAMPLE_CHUNK):
         d = np.asarray(rtts[start : start + _SAMPLE_CHUNK], dtype=np.float64)
         k = len(d)
-        grow = (8 / 7) ** np.arange(1, k + 1)  # srtt_j = (7/8)^j (srtt + sum_i<=j d_i (8/7)^i / 8)
+        grow = grows[:k]  # (8/7)^1..k: srtt_j = (7/8)^j (srtt + sum_i<=j d_i (8/7)^i / 8)
         after = (srtt + np.cumsum(d * grow) / 8) / grow
         before = np.empty(k)  # srtt_{j-1}: the value each sample's jump is measured from
         before[0] = srtt
         before[1:] = after[:-1]
-        fade = 0.75 ** np.arange(k - 1, -1, -1)  # rttvar_k = 3/4^k rttvar + sum 3/4^(k-j) |e_j|/4
+        fade = fades[:k][::-1]  # (3/4)^(k-1)..0: rttvar_k = 3/4^k rttvar + sum 3/4^(k-j) |e_j|/4
         rttvar = float(0.75**k * rttvar + np.dot(fade, np.abs(d - before)) / 4)
         srtt = float(after[-1])
     est.srtt, est.rttvar = srtt, rttvar
     timeout = srtt + 4 * rttvar
     timeout = est.max_timeout if timeout > est.max_timeout else max(timeout, est.min_timeout)
     est.timeout = max(timeout, est.floor)
+
+
+_POWERS: list[tuple[Any, Any]] = []
+
+
+def _powers() -> tuple[Any, Any]:
+    """``sample_many``'s weights for its longest run, made once (a batch takes a prefix: the
+    same numbers as computing them per batch, two array powers a batch fewer)."""
+    if not _POWERS:
+        _POWERS.append(
+            ((8 / 7) ** np.arange(1, _SAMPLE_CHUNK + 1), 0.75 ** np.arange(_SAMPLE_CHUNK))
+        )
+    return _POWERS[0]
 
 
 def _first_of_each(values: Any) -> Any:

@@ -420,13 +420,21 @@ class ProbeBuilder:
             & (v["proto"] == IPPROTO_TCP)
             & (v["frag"] & FRAG_OFFSET_MASK == 0)
         )
-        slow = np.flatnonzero(
-            ~simple & (lengths >= IPV4_LEN) & ((b0 >> 4) == 4) & (b0 != IPV4_PLAIN)
-        )
-        src = v["src"].astype(u64)
+        if simple.all():  # (as a rule: no options, no fragments)
+            slow = np.zeros(0, dtype=np.int64)
+        else:
+            slow = np.flatnonzero(
+                ~simple & (lengths >= IPV4_LEN) & ((b0 >> 4) == 4) & (b0 != IPV4_PLAIN)
+            )
         known, to_target, keys = self._known(hosts)
-        pos = np.minimum(np.searchsorted(known, src), len(known) - 1)
-        idx = np.nonzero(simple & (known[pos] == src) & (v["dport"] == self.sport))[0]
+        if len(known) == 1:  # one target: a comparison, no search
+            pos = None
+            sender = v["src"] == known[0]
+        else:
+            src = v["src"].astype(u64)
+            pos = np.minimum(np.searchsorted(known, src), len(known) - 1)
+            sender = known[pos] == src
+        idx = np.nonzero(simple & sender & (v["dport"] == self.sport))[0]
         if not len(idx):
             return _no_match(), slow
         cols = self._matched_arrays(v, idx, pos, v["ttl"], keys)
@@ -480,36 +488,65 @@ class ProbeBuilder:
     ) -> tuple[Any, ...]:
         """The cookie check of ``match_tcp_arrays``/``match_tcp6_arrays`` over the candidate
         replies ``idx`` of ``v`` (``_fields_view`` rows with the TCP fields), each from host
-        position ``host_pos`` with ``ttl``: (host_pos, port, tryno, flags, window, ttl) of the
-        kept ones; ``keys``: the cookie key of each host position."""
+        position ``host_pos`` (None: all from position 0, one target) with ``ttl``: (host_pos,
+        port, tryno, flags, window, ttl) of the kept ones; ``keys``: the cookie key of each
+        host position. A batch whose replies all carry the same flags (a -p- scan's RSTs) is
+        checked with those flags as one value, not an array per flag test."""
         import numpy as np
 
         if len(idx) < len(v):  # (usually every row is a candidate: no copy of the rows)
-            v, host_pos, ttl = v[idx], host_pos[idx], ttl[idx]
+            v, ttl = v[idx], ttl[idx]
+            if host_pos is not None:
+                host_pos = host_pos[idx]
 
         u32 = np.uint32  # (sequence arithmetic wraps as TCP's does)
         port = v["sport"]
         seq, ack = v["seq"].astype(u32), v["ack"].astype(u32)
         flags = v["flags"]
-        ck = _mix_cookies(np.asarray(keys)[host_pos], port, self.sport)
+        key = np.asarray(keys)[0] if host_pos is None else np.asarray(keys)[host_pos]
+        ck = _mix_cookies(key, port, self.sport)
         from_seq = seq - ck
         from_ack = ack - ck - u32(0 if self._with_ack else self.consumed)
-        has_ack = (flags & rules.ACK) != 0
-        tryno = np.where(has_ack, from_ack, from_seq).astype(np.int64)
-        valid = tryno < MAX_TRIES
-        bare_syn = ~has_ack & ((flags & rules.RST) == 0) & ((flags & rules.SYN) != 0)
-        tryno = np.where(bare_syn, -1, tryno)
-        valid = np.where(bare_syn, True, valid & (has_ack | ((flags & rules.RST) != 0)))
-        looped = (flags == self.flags) & (from_seq < MAX_TRIES)
-        keep = np.nonzero(valid & ~looped)[0]
+        first = int(flags[0])
+        if (flags == first).all():
+            keep = self._kept_of_one_kind(first, from_seq, from_ack)
+            if _bare_syn(first):
+                tryno = np.full(len(keep), -1, dtype=np.int64)
+            else:
+                tryno = (from_ack if first & rules.ACK else from_seq)[keep].astype(np.int64)
+        else:
+            has_ack = (flags & rules.ACK) != 0
+            tryno = np.where(has_ack, from_ack, from_seq).astype(np.int64)
+            valid = tryno < MAX_TRIES
+            bare_syn = ~has_ack & ((flags & rules.RST) == 0) & ((flags & rules.SYN) != 0)
+            tryno = np.where(bare_syn, -1, tryno)
+            valid = np.where(bare_syn, True, valid & (has_ack | ((flags & rules.RST) != 0)))
+            looped = (flags == self.flags) & (from_seq < MAX_TRIES)
+            keep = np.nonzero(valid & ~looped)[0]
+            tryno = tryno[keep]
         return (
-            np.asarray(host_pos)[keep],
+            np.zeros(len(keep), dtype=np.int64) if host_pos is None else host_pos[keep],
             port[keep].astype(np.int64),
-            tryno[keep],
+            tryno,
             flags[keep].astype(np.int64),
             v["win"][keep].astype(np.int64),
             np.asarray(ttl)[keep].astype(np.int64),
         )
+
+    def _kept_of_one_kind(self, flags: int, from_seq: Any, from_ack: Any) -> Any:
+        """The rows ``_matched_arrays`` keeps when every reply carries ``flags``: the same
+        tests as its arrays, each flag test made once."""
+        import numpy as np
+
+        if _bare_syn(flags):  # a split handshake's SYN: no cookie to check
+            valid = np.ones(len(from_seq), dtype=bool)
+        elif flags & (rules.ACK | rules.RST):
+            valid = (from_ack if flags & rules.ACK else from_seq) < MAX_TRIES
+        else:
+            valid = np.zeros(len(from_seq), dtype=bool)
+        if flags == self.flags:  # our own probe looped back, not a reply
+            valid &= ~(from_seq < MAX_TRIES)
+        return np.nonzero(valid)[0]
 
     # -- matching
 
@@ -541,6 +578,11 @@ class ProbeBuilder:
         if reply.flags & rules.SYN:
             return -1  # split handshake: the peer's own ISN, nothing to check
         return None
+
+
+def _bare_syn(flags: int) -> bool:
+    """SYN without ACK or RST: the peer's own ISN (a split handshake), no cookie in it."""
+    return not flags & (rules.ACK | rules.RST) and bool(flags & rules.SYN)
 
 
 def _as_tuples(cols: tuple[Any, ...], hosts: Sequence[str]) -> list[Any]:
