@@ -9,6 +9,7 @@ guard used before and which reads the same kernel answer through glibc's ``getif
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import struct
 
@@ -17,7 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twinscan.request.netlink import NetlinkError, interface_addresses, parse_addresses
+from twinscan.request.netlink import (
+    NetlinkError,
+    RouteAnswer,
+    interface_addresses,
+    parse_addresses,
+    parse_route,
+)
 
 RTM_NEWADDR, NLMSG_DONE, NLMSG_ERROR = 20, 3, 2
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL = 1, 2, 3
@@ -120,3 +127,48 @@ def test_the_dump_matches_psutil() -> None:
     found = interface_addresses()
     assert found == expected
     assert "127.0.0.1" in found
+
+
+RTM_NEWROUTE = 24
+RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+
+
+def _route_message(seq: int, family: int, rtype: int, attrs: list[tuple[int, bytes]]) -> bytes:
+    body = struct.pack("=BBBBBBBBI", family, 32, 0, 0, 254, 2, 0, rtype, 0)
+    body += b"".join(_attr(k, d) for k, d in attrs)
+    raw = struct.pack("=IHHII", 16 + len(body), RTM_NEWROUTE, 0, seq, 0) + body
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+@given(
+    st.integers(1, 1000),
+    st.sampled_from([(1, "unicast"), (2, "local"), (7, "unreachable"), (99, "99")]),
+    st.integers(1, 2**31),
+    st.none() | v4,
+)
+def test_a_route_answer_comes_back(
+    seq: int, rtype: tuple[int, str], oif: int, gateway: ipaddress.IPv4Address | None
+) -> None:
+    attrs = [(RTA_DST, b"\xc6\x12\x00\x0a"), (RTA_OIF, struct.pack("=I", oif))]
+    if gateway is not None:
+        attrs.append((RTA_GATEWAY, gateway.packed))
+    other = _route_message(seq + 1, socket.AF_INET, 1, [(RTA_OIF, b"\1\0\0\0")])
+    data = other + _route_message(seq, socket.AF_INET, rtype[0], attrs)
+    answer = parse_route(data, seq)
+    assert answer == RouteAnswer(rtype[1], oif, None if gateway is None else str(gateway))
+    assert parse_route(other, seq) is None  # another question's answer
+
+
+def test_a_route_error_is_the_kernels_errno() -> None:
+    data = struct.pack("=IHHII", 36, NLMSG_ERROR, 0, 7, 0) + struct.pack("=i", -113) + b"\0" * 16
+    assert parse_route(data, 7) == RouteAnswer(None, error=os.strerror(113))
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300), st.integers(0, 3))
+def test_any_bytes_give_a_route_none_or_netlink_error(data: bytes, seq: int) -> None:
+    try:
+        answer = parse_route(data, seq)
+    except NetlinkError:
+        return
+    assert answer is None or isinstance(answer, RouteAnswer)

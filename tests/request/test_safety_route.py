@@ -186,14 +186,69 @@ def test_a_16_costs_a_few_processes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_few_addresses_cost_one_round(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Up to ``_ASK_EACH`` addresses are each asked, in one round of processes run side by
-    side, and get the routes the grouped lookup of a larger list gives them."""
-    few = ["198.18.0.10", "198.18.7.1", "198.18.0.10", "2001:db8:18::5"]
+    """Up to ``_ASK_EACH`` addresses are each asked over rtnetlink (no ``ip route get``
+    process; at most one round for the veth peer listing), or, where netlink fails, in one
+    round of ``ip`` processes run side by side; either way they get the routes the grouped
+    lookup (``ip``) of a larger list gives them."""
+    few = ["198.18.0.10", "198.18.7.1", "198.18.0.10", "2001:db8:18::5", "127.0.0.1"]
     grouped = kernel_routes([*few, *(f"198.18.9.{i}" for i in range(100))])
     rounds = _counting(monkeypatch)
-    routes = kernel_routes(few)
-    assert len(rounds) == 1, rounds
-    assert routes == {a: grouped[a] for a in few}
+    assert kernel_routes(few) == {a: grouped[a] for a in few}
+    assert len(rounds) <= 1 and not any("-batch" in args for r in rounds for args in r), rounds
+    assert kernel_routes(few, peers=False) == {a: grouped[a]._replace(peer_netns=None) for a in few}
+    assert len(rounds) <= 1, rounds  # (no peers: no process at all)
+
+    def refused(addresses: list[str], timeout_s: float = 5.0) -> dict[str, object]:
+        raise PermissionError("netlink is not allowed here")
+
+    from twinscan.request import netlink
+
+    monkeypatch.setattr(netlink, "route_get", refused)
+    rounds.clear()
+    assert kernel_routes(few) == {a: grouped[a] for a in few}
+    assert len(rounds) == 1 and any("-batch" in args for args in rounds[0]), rounds
+
+
+NETLINK_VS_IP = """
+import json, subprocess, sys
+from twinscan.request.netlink import route_get
+import socket
+out = {}
+for address, answer in route_get(sys.argv[1:]).items():
+    ip = subprocess.run(["ip", "-j", "route", "get", address], capture_output=True, text=True)
+    record = (json.loads(ip.stdout) or [{}])[0] if ip.stdout.strip() else None
+    mine = None if answer.kind is None else {
+        "type": answer.kind,
+        "dev": socket.if_indextoname(answer.oif) if answer.oif else None,
+        "gateway": answer.gateway,
+    }
+    theirs = None if record is None else {
+        "type": record.get("type", "unicast"), "dev": record.get("dev"),
+        "gateway": record.get("gateway"),
+    }
+    out[address] = [mine, theirs]
+print(json.dumps(out))
+"""
+#: addresses whose routes the netlink lookup and ``ip route get`` must agree on, wherever
+ROUTE_PROBES = ["127.0.0.1", "127.9.9.9", "198.18.0.10", "198.18.255.254", "10.255.0.1",
+                "::1", "2001:db8:18::5", "fe80::1"]  # fmt: skip
+
+
+def _assert_netlink_agrees_with_ip(stdout: str) -> None:
+    answers = json.loads(stdout)
+    assert set(answers) == set(ROUTE_PROBES)
+    for address, (mine, theirs) in answers.items():
+        if theirs is not None and theirs["type"] in {"unreachable", "prohibit", "blackhole"}:
+            assert mine is None or mine["type"] == theirs["type"], address
+            continue
+        assert mine == theirs, address
+
+
+def test_netlink_routes_agree_with_ip_route_get() -> None:
+    proc = subprocess.run([*TWINSCAN[:1], "-c", NETLINK_VS_IP, *ROUTE_PROBES],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    _assert_netlink_agrees_with_ip(proc.stdout)
 
 
 # --- real namespaces ---------------------------------------------------------------------------
@@ -319,6 +374,15 @@ def test_refused_target_files_hostnames_and_a_16(netns_prefix: str, tmp_path: Pa
 
 
 @pytest.mark.lab
+def test_netlink_routes_agree_with_ip_in_namespaces(netns_prefix: str) -> None:
+    """Where the range leads into a void, over a veth into a bridge, and nowhere (a bridge
+    without a route): the same answers as ``ip route get``, errors included."""
+    for ns in ("out", "via", "scan"):
+        proc = _in_ns(f"{netns_prefix}-{ns}", [*TWINSCAN[:1], "-c", NETLINK_VS_IP, *ROUTE_PROBES])
+        assert proc.returncode == 0, proc.stderr
+        _assert_netlink_agrees_with_ip(proc.stdout)
+
+
 def test_loopback_still_scans_where_the_lab_range_goes_elsewhere(netns_prefix: str) -> None:
     proc = _in_ns(f"{netns_prefix}-out", [*TWINSCAN, "scan", "-sT", "-p", "1", "127.0.0.1"])
     assert proc.returncode == 0, proc.stderr

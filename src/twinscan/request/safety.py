@@ -324,12 +324,20 @@ def kernel_routes(addresses: Sequence[str], *, peers: bool = True) -> dict[str, 
     here = current_netns()
     peer_calls = _PEER_CALLS if peers else []
     link_text = list_id_text = None
+    records: list[dict[str, Any]] | None = None
+    out: str | None
     if len(addresses) <= _ASK_EACH:
         probes = {a: [a] for a in dict.fromkeys(addresses)}
-        first = _ip_all([_route_get_call(probes), *peer_calls])
-        out = first[0]
-        if peers:
-            link_text, list_id_text = first[1], first[2]
+        records = _netlink_records(list(probes))
+        if records is not None:  # (no process: the links only where a veth may lead on)
+            out = ""
+            if peers and any(r.get("dev") not in (None, "lo") for r in records):
+                link_text, list_id_text = _ip_all(_PEER_CALLS)
+        else:  # netlink refused: as ``ip`` answers it, in one round of processes
+            first = _ip_all([_route_get_call(probes), *peer_calls])
+            out = first[0]
+            if peers:
+                link_text, list_id_text = first[1], first[2]
     else:
         families = sorted({ipaddress.ip_address(a).version for a in addresses})
         calls = [c for f in families for c in _split_calls(f)]
@@ -345,7 +353,7 @@ def kernel_routes(addresses: Sequence[str], *, peers: bool = True) -> dict[str, 
     if out is None:
         missing = Route(here, None, error="cannot run iproute2's `ip` to ask for the route")
         return dict.fromkeys(addresses, missing)
-    answers = {_canonical(str(r.get("dst"))): r for r in _records(out)}
+    answers = {_canonical(str(r.get("dst"))): r for r in (records or _records(out))}
     devices = {str(r["dev"]) for r in answers.values() if "dev" in r}
     peer_of = _peer_namespaces(devices - {"lo"}, link_text, list_id_text)
     routes: dict[str, Route] = {}
@@ -364,6 +372,31 @@ def kernel_routes(addresses: Sequence[str], *, peers: bool = True) -> dict[str, 
             )
         routes.update(dict.fromkeys(members, route))
     return routes
+
+
+def _netlink_records(addresses: list[str]) -> list[dict[str, Any]] | None:
+    """``ip -j route get``'s records for ``addresses``, asked over rtnetlink in this process
+    (``request.netlink``); an address the kernel cannot route has none, as ``ip`` prints
+    none. None when netlink is not available here (then ``ip`` is asked)."""
+    import socket
+
+    from twinscan.request.netlink import route_get
+
+    try:
+        answers = route_get(addresses)
+        records: list[dict[str, Any]] = []
+        for address, answer in answers.items():
+            if answer.kind is None:
+                continue
+            record: dict[str, Any] = {"dst": address, "type": answer.kind}
+            if answer.oif is not None:
+                record["dev"] = socket.if_indextoname(answer.oif)
+            if answer.gateway is not None:
+                record["gateway"] = answer.gateway
+            records.append(record)
+    except OSError:
+        return None
+    return records
 
 
 def _route_get_call(probes: Mapping[str, list[str]]) -> IpCall:
