@@ -18,10 +18,12 @@ kernel would use for it leads into a lab:
 The decision (``lab_route_verdict``) is pure: it takes the address, the kernel's route for it
 (``Route``: device, gateway, namespace identity, the namespace a veth leads to) and the known
 lab namespaces (``LabNamespace``, from the lab state files ``/run/twinscan/P.json`` and the
-namespace inodes under ``/run/netns``). ``kernel_routes`` is the I/O: one ``ip -batch`` process
-for all ``ip route get`` queries, one query per group of addresses the routing table cannot
-tell apart (their /24 and the longer prefixes of routes and rules that contain them), so a /16
-costs a handful of processes, not 65536.
+namespace inodes under ``/run/netns``). ``kernel_routes`` is the I/O: up to ``_ASK_EACH``
+addresses are each asked over rtnetlink in this process (``request.netlink``, what ``ip route
+get`` asks; ``ip`` itself where netlink is refused); more go to one ``ip -batch`` process, one
+query per group of addresses the routing table cannot tell apart (their /24 and the longer
+prefixes of routes and rules that contain them), so a /16 costs a handful of processes, not
+65536.
 """
 
 from __future__ import annotations
@@ -198,11 +200,6 @@ def _ip_all(calls: Sequence[IpCall]) -> list[str | None]:
     return out
 
 
-def _ip(args: Sequence[str], stdin: str | None = None) -> str | None:
-    """stdout of ``ip ARGS`` (``_ip_all`` of one command)."""
-    return _ip_all([(args, stdin)])[0]
-
-
 def _json_values(text: str) -> list[Any]:
     """Every JSON value in ``text`` (``ip -j -batch`` prints one array per command)."""
     import json  # (here: only lab addresses need it, not a loopback scan's start-up)
@@ -314,13 +311,15 @@ _ASK_EACH = 64
 
 
 def kernel_routes(addresses: Sequence[str], *, peers: bool = True) -> dict[str, Route]:
-    """The kernel's route for each ``address`` (IPv4 or IPv6), asked of ``ip route get``.
+    """The kernel's route for each ``address`` (IPv4 or IPv6), as ``ip route get`` gives it.
 
-    A few addresses are each asked, and the links and namespace ids a veth's peer needs are
-    listed by processes running at the same time: one round of ``ip`` processes. Many
-    addresses are grouped by the routing tables first (a second round), so a /16 asks a
-    handful of questions, not 65536. ``peers=False``: leave ``Route.peer_netns`` unset (the
-    lookup runs inside a lab namespace, where ``lab_route_verdict`` does not read it)."""
+    A few addresses are each asked over rtnetlink, in this process; the links and namespace
+    ids a veth's peer needs are listed by ``ip`` only when a route leaves through something
+    other than loopback (where netlink is refused, ``ip route get`` and those listings run
+    side by side: one round of processes). Many addresses are grouped by the routing tables
+    first (a second round), so a /16 asks a handful of questions, not 65536.
+    ``peers=False``: leave ``Route.peer_netns`` unset (the lookup runs inside a lab
+    namespace, where ``lab_route_verdict`` does not read it)."""
     here = current_netns()
     peer_calls = _PEER_CALLS if peers else []
     link_text = list_id_text = None
