@@ -9,7 +9,8 @@ runs ``twinscan scan ... --debug-timing`` and ``nmap ... -oX`` one after the oth
 warm-up pair of each. twinscan prints its marks on the monotonic clock
 (``twinscan.core.phases``); this script notes the same clock just before it spawns the scan and
 when it has reaped it, so every mark is measured from the spawn (Python's own start-up
-included) and the exit (the interpreter's teardown) is measured too.
+included) and the exit (from the command's return to the process's end: ``cli.console``
+skips the interpreter's teardown when nothing is left for it) is measured too.
 
 Writes benchmarks/results/phases.csv (every mark of every run) and renders it into phases.md and
 the README's ``results:phases`` block (``twinscan.bench.results_md``; ``--render-only`` does only

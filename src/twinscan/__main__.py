@@ -1,3 +1,3 @@
-from twinscan.cli import main
+from twinscan.cli import console
 
-main()
+console()

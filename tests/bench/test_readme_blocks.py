@@ -308,7 +308,7 @@ def test_phases_renders_medians_per_phase_and_the_ratio() -> None:
     assert table["targets, ports, safety check, output plan"] == "10.0"
     assert table["engine set-up: templates, probe plan, sockets"] == "20.0"
     assert table["probing: first probe to last verdict"] == "20.0"
-    assert table["exit: the interpreter's teardown"] == "6.0"
+    assert table["exit: from the command's return to the process's end"] == "6.0"
     assert table["**twinscan, whole process**"] == "**111**"  # 110, 112
     assert table["nmap `-T4`, whole process"] == "92.0"
     assert table["twinscan / nmap"] == "1.21"  # 111 / 92

@@ -313,7 +313,7 @@ PHASES: Final = (
     ("engine set-up: templates, probe plan, sockets", "*: sockets open, probing starts"),
     ("probing: first probe to last verdict", "*: probing done"),
     ("result, files, report", "command returned"),
-    ("exit: the interpreter's teardown", "exit"),
+    ("exit: from the command's return to the process's end", "exit"),
 )
 
 
