@@ -42,9 +42,8 @@ _NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
 _IFA_ADDRESS, _IFA_LOCAL = 1, 2
 _RTM_NEWROUTE, _RTM_GETROUTE = 24, 26
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY = 1, 4, 5
-_RTMSG = struct.Struct(
-    "=BBBBBBBBI"
-)  # family, dst/src length, tos, table, proto, scope, type, flags
+#: rtmsg: family, destination and source prefix lengths, tos, table, protocol, scope, type, flags
+_RTMSG = struct.Struct("=BBBBBBBBI")
 #: rtnetlink's route types (``RTN_*``), by the names ``ip -j route get`` prints
 ROUTE_TYPES = {
     0: "unspec", 1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
