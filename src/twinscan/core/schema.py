@@ -20,7 +20,7 @@ import bisect
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twinscan.core.vocab import Engine, IanaRange, PortState, Proto, Reason, Technique
@@ -197,18 +197,18 @@ class ResultColumns:
         """Rows ``lo`` to ``hi`` (each column sliced: a C-speed copy, where ``take`` indexes)."""
         if lo == 0 and hi >= len(self):
             return self
-        values = {}
-        for f in dataclasses.fields(ResultColumns)[3:]:
-            col = getattr(self, f.name)
-            values[f.name] = None if col is None else col[lo:hi]
-        return ResultColumns(self.engine, self.technique, self.proto, **values)  # type: ignore[arg-type]
+        return self._each_column(lambda col: col[lo:hi])
 
     def take(self, rows: Sequence[int]) -> ResultColumns:
         """The rows numbered ``rows``, in that order."""
+        return self._each_column(lambda col: [col[i] for i in rows])
+
+    def _each_column(self, pick: Callable[[Sequence[Any]], Sequence[Any]]) -> ResultColumns:
+        """The same run with ``pick`` applied to every column it holds (the row columns)."""
         values = {}
         for f in dataclasses.fields(ResultColumns)[3:]:
             col = getattr(self, f.name)
-            values[f.name] = None if col is None else [col[i] for i in rows]
+            values[f.name] = None if col is None else pick(col)
         return ResultColumns(self.engine, self.technique, self.proto, **values)  # type: ignore[arg-type]
 
     def to_frame(self) -> pd.DataFrame:

@@ -164,17 +164,15 @@ def sorted_unique(parts: Sequence[ResultColumns]) -> ResultColumns | None:
         )
     )
     n = len(keys)
-    order: list[int] | None = sorted(range(n), key=keys.__getitem__)  # stable: the first kept
+    order = sorted(range(n), key=keys.__getitem__)  # stable: the first kept
     if len(set(keys)) < n:
-        assert order is not None
         kept, last = [], -1
         for i in order:
             if keys[i] != last:
                 kept.append(i)
                 last = keys[i]
         order = kept
-    elif order == list(range(n)):
-        order = None  # already in order: the columns as they are
+    in_order = order == list(range(n))  # (then the columns as they are)
 
     def joined(name: str, optional: bool) -> list[Any] | None:
         cols = [getattr(p, name) for p in parts]
@@ -186,13 +184,13 @@ def sorted_unique(parts: Sequence[ResultColumns]) -> ResultColumns | None:
                 for p, c in zip(parts, cols, strict=True)
             )
         )
-        return flat if order is None else list(map(flat.__getitem__, order))
+        return flat if in_order else list(map(flat.__getitem__, order))
 
     return ResultColumns(
         first.engine,
         first.technique,
         first.proto,
-        host=hosts if order is None else list(map(hosts.__getitem__, order)),
+        host=hosts if in_order else list(map(hosts.__getitem__, order)),
         port=joined("port", False) or [],
         state=joined("state", False) or [],
         reason=joined("reason", False) or [],

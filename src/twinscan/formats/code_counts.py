@@ -51,10 +51,11 @@ def count_pairs(
     pair's first row."""
     hi = len(states) if hi is None else hi
     sb, rb = as_bytes(states, lo, hi), as_bytes(reasons, lo, hi)
-    common = max(set(sb), key=sb.count) if sb else None
-    rest = None if sb is None or rb is None or common is None else others(sb, common)
-    if rest is None or sb is None or rb is None or common is None:
+    common = max(set(sb), key=sb.count) if sb and rb is not None else -1
+    rest = others(sb, common) if sb and common >= 0 else None
+    if rest is None or rb is None:  # (codes beyond a byte, no rows, or no common state)
         return Counter(zip(states[lo:hi], reasons[lo:hi], strict=True))
+    assert sb is not None
     counts: dict[tuple[int, int], int] = {}
     first: dict[tuple[int, int], int] = {}
     if rest:  # the common state's reasons: every reason but the other rows'

@@ -51,10 +51,10 @@ def host_rows(runs: Iterable[ResultColumns], *, canonical: bool = False) -> dict
     frame), or with ``canonical`` the order of ``schema.sort_frame``: by engine, technique and
     protocol, then port. A folded group lists its ports in either order."""
     states, reasons = category_values("state"), category_values("reason")
-    runs = [cols for cols in runs if len(cols)]
+    # each run with its runs of one host, found once for the counting and the rows
+    pieces = [(cols, host_spans(cols)) for cols in runs if len(cols)]
     codes: dict[str, Counter[int]] = {}
-    for cols in runs:
-        spans = host_spans(cols)
+    for cols, spans in pieces:
         if spans is not None:  # (counting codes, not tuples: a C pass per distinct state)
             for host, lo, hi in spans:
                 column = as_bytes(cols.state, lo, hi) or list(cols.state[lo:hi])
@@ -71,12 +71,14 @@ def host_rows(runs: Iterable[ResultColumns], *, canonical: bool = False) -> dict
             s for s, n in codes[host].items() if n > FOLD_ABOVE and states[s] not in NEVER_FOLDED
         }
         out[host] = HostRows([], {states[s]: {} for s in fold[host]}, counts)
-    if canonical:
-        runs.sort(key=_run_key)  # stable: equal keys keep their order, as sort_frame does
-    for _, group in itertools.groupby(runs, key=_run_key if canonical else id):
+    if canonical:  # stable: equal keys keep their order, as sort_frame does
+        pieces.sort(key=lambda piece: _run_key(piece[0]))
+    for _, group in itertools.groupby(
+        pieces, key=lambda piece: _run_key(piece[0]) if canonical else id(piece[0])
+    ):
         listed: dict[str, list[Row]] = {}
-        for cols in group:
-            _add(out, listed, fold, cols, states, reasons)
+        for cols, spans in group:
+            _add(out, listed, fold, cols, spans, states, reasons)
         for host, rows in listed.items():
             if canonical:
                 rows.sort(key=_port)
@@ -122,11 +124,12 @@ def _add(
     listed: dict[str, list[Row]],
     fold: dict[str, set[int]],
     cols: ResultColumns,
+    spans: list[tuple[str, int, int]] | None,
     states: Sequence[str],
     reasons: Sequence[str],
 ) -> None:
-    """One run's rows: folded ones' ports into their groups, the others into ``listed``."""
-    spans = host_spans(cols)
+    """One run's rows: folded ones' ports into their groups, the others into ``listed``
+    (``spans``: the run's ``host_spans``)."""
     if spans is not None:  # each host's rows in one piece: a pass per piece
         for host, lo, hi in spans:
             part = cols.span(lo, hi)

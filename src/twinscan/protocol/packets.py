@@ -490,8 +490,8 @@ class ProbeBuilder:
         replies ``idx`` of ``v`` (``_fields_view`` rows with the TCP fields), each from host
         position ``host_pos`` (None: all from position 0, one target) with ``ttl``: (host_pos,
         port, tryno, flags, window, ttl) of the kept ones; ``keys``: the cookie key of each
-        host position. A batch whose replies all carry the same flags (a -p- scan's RSTs) is
-        checked with those flags as one value, not an array per flag test."""
+        host position. The replies are checked a kind of flags at a time (``_of_kind``): one
+        kind for a -p- scan's RSTs."""
         import numpy as np
 
         if len(idx) < len(v):  # (usually every row is a candidate: no copy of the rows)
@@ -508,22 +508,16 @@ class ProbeBuilder:
         from_seq = seq - ck
         from_ack = ack - ck - u32(0 if self._with_ack else self.consumed)
         first = int(flags[0])
-        if (flags == first).all():
-            keep = self._kept_of_one_kind(first, from_seq, from_ack)
-            if _bare_syn(first):
-                tryno = np.full(len(keep), -1, dtype=np.int64)
-            else:
-                tryno = (from_ack if first & rules.ACK else from_seq)[keep].astype(np.int64)
+        if (flags == first).all():  # (as a rule: a -p- scan's RSTs)
+            valid, tryno = self._of_kind(first, from_seq, from_ack)
         else:
-            has_ack = (flags & rules.ACK) != 0
-            tryno = np.where(has_ack, from_ack, from_seq).astype(np.int64)
-            valid = tryno < MAX_TRIES
-            bare_syn = ~has_ack & ((flags & rules.RST) == 0) & ((flags & rules.SYN) != 0)
-            tryno = np.where(bare_syn, -1, tryno)
-            valid = np.where(bare_syn, True, valid & (has_ack | ((flags & rules.RST) != 0)))
-            looped = (flags == self.flags) & (from_seq < MAX_TRIES)
-            keep = np.nonzero(valid & ~looped)[0]
-            tryno = tryno[keep]
+            valid = np.empty(len(flags), dtype=bool)
+            tryno = np.empty(len(flags), dtype=np.int64)
+            for kind in sorted(set(flags.tolist())):
+                rows = flags == kind
+                valid[rows], tryno[rows] = self._of_kind(kind, from_seq[rows], from_ack[rows])
+        keep = np.nonzero(valid)[0]
+        tryno = tryno[keep]
         return (
             np.zeros(len(keep), dtype=np.int64) if host_pos is None else host_pos[keep],
             port[keep].astype(np.int64),
@@ -533,20 +527,24 @@ class ProbeBuilder:
             np.asarray(ttl)[keep].astype(np.int64),
         )
 
-    def _kept_of_one_kind(self, flags: int, from_seq: Any, from_ack: Any) -> Any:
-        """The rows ``_matched_arrays`` keeps when every reply carries ``flags``: the same
-        tests as its arrays, each flag test made once."""
+    def _of_kind(self, flags: int, from_seq: Any, from_ack: Any) -> tuple[Any, Any]:
+        """For replies that all carry ``flags`` (their sequence and acknowledgement numbers
+        less the cookie): which answer a probe of ours, and the try each answers -- ``try_of``'s
+        rules, each flag test made once for the lot."""
         import numpy as np
 
+        n = len(from_seq)
         if _bare_syn(flags):  # a split handshake's SYN: no cookie to check
-            valid = np.ones(len(from_seq), dtype=bool)
-        elif flags & (rules.ACK | rules.RST):
-            valid = (from_ack if flags & rules.ACK else from_seq) < MAX_TRIES
+            valid, tryno = np.ones(n, dtype=bool), np.full(n, -1, dtype=np.int64)
         else:
-            valid = np.zeros(len(from_seq), dtype=bool)
+            tryno = (from_ack if flags & rules.ACK else from_seq).astype(np.int64)
+            if flags & (rules.ACK | rules.RST):
+                valid = tryno < MAX_TRIES
+            else:
+                valid = np.zeros(n, dtype=bool)
         if flags == self.flags:  # our own probe looped back, not a reply
             valid &= ~(from_seq < MAX_TRIES)
-        return np.nonzero(valid)[0]
+        return valid, tryno
 
     # -- matching
 

@@ -25,6 +25,7 @@ import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Iterator
 from typing import NamedTuple
 
 __all__ = [
@@ -74,6 +75,35 @@ def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
+def _messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """Each whole netlink message in ``data`` as (type, sequence number, body), in order; a
+    message cut short or of an impossible length ends the walk."""
+    pos = 0
+    while pos + _HEADER.size <= len(data):
+        length, kind, _flags, seq, _pid = _HEADER.unpack_from(data, pos)
+        if length < _HEADER.size or pos + length > len(data):
+            return
+        yield kind, seq, data[pos + _HEADER.size : pos + length]
+        pos += _align(length)
+
+
+def _attributes(body: bytes, start: int) -> Iterator[tuple[int, bytes]]:
+    """Each whole rtattr of a message body from ``start``, as (type, data), in order."""
+    pos = _align(start)
+    while pos + _RTATTR.size <= len(body):
+        length, kind = _RTATTR.unpack_from(body, pos)
+        if length < _RTATTR.size or pos + length > len(body):
+            return
+        yield kind, body[pos + _RTATTR.size : pos + length]
+        pos += _align(length)
+
+
+def _error_code(body: bytes, missing: int) -> int:
+    """The errno an ``NLMSG_ERROR`` body carries (0: an acknowledgement), ``missing`` when
+    the body is too short to say."""
+    return -struct.unpack_from("=i", body)[0] if len(body) >= 4 else missing
+
+
 def _message_address(body: bytes) -> str | None:
     """The address an ``RTM_NEWADDR`` message's body (``ifaddrmsg`` + attributes) gives, or
     None for another family or a malformed body."""
@@ -83,15 +113,11 @@ def _message_address(body: bytes) -> str | None:
     size = _ADDRESS_BYTES.get(family)
     if size is None:
         return None
-    found: dict[int, bytes] = {}
-    pos = _align(_IFADDRMSG.size)
-    while pos + _RTATTR.size <= len(body):
-        length, kind = _RTATTR.unpack_from(body, pos)
-        if length < _RTATTR.size or pos + length > len(body):
-            break
-        if kind in (_IFA_ADDRESS, _IFA_LOCAL) and length - _RTATTR.size == size:
-            found[kind] = body[pos + _RTATTR.size : pos + length]
-        pos += _align(length)
+    found = {  # (the last of each kind of the right size)
+        kind: value
+        for kind, value in _attributes(body, _IFADDRMSG.size)
+        if kind in (_IFA_ADDRESS, _IFA_LOCAL) and len(value) == size
+    }
     raw = found.get(_IFA_LOCAL, found.get(_IFA_ADDRESS))
     if raw is None:
         return None
@@ -102,23 +128,17 @@ def parse_addresses(data: bytes) -> tuple[set[str], bool]:
     """The addresses in a run of netlink messages, and whether the run ended the dump
     (``NLMSG_DONE``). Raises ``NetlinkError`` for an ``NLMSG_ERROR`` that reports an error."""
     out: set[str] = set()
-    pos = 0
-    while pos + _HEADER.size <= len(data):
-        length, kind, _flags, _seq, _pid = _HEADER.unpack_from(data, pos)
-        if length < _HEADER.size or pos + length > len(data):
-            break
-        body = data[pos + _HEADER.size : pos + length]
+    for kind, _seq, body in _messages(data):
         if kind == _NLMSG_DONE:
             return out, True
         if kind == _NLMSG_ERROR:
-            code = struct.unpack_from("=i", body)[0] if len(body) >= 4 else -1
+            code = _error_code(body, missing=1)
             if code != 0:
-                raise NetlinkError(-code, "the kernel refused the address dump")
+                raise NetlinkError(code, "the kernel refused the address dump")
         elif kind == _RTM_NEWADDR:
             address = _message_address(body)
             if address is not None:
                 out.add(address)
-        pos += _align(length)
     return out, False
 
 
@@ -139,39 +159,22 @@ def interface_addresses(timeout_s: float = 5.0) -> set[str]:
     raise NetlinkError("the kernel's address dump did not end")
 
 
-def _attributes(body: bytes, start: int) -> dict[int, bytes]:
-    """The rtattrs of a message body from ``start`` (the first of each type)."""
-    found: dict[int, bytes] = {}
-    pos = _align(start)
-    while pos + _RTATTR.size <= len(body):
-        length, kind = _RTATTR.unpack_from(body, pos)
-        if length < _RTATTR.size or pos + length > len(body):
-            break
-        found.setdefault(kind, body[pos + _RTATTR.size : pos + length])
-        pos += _align(length)
-    return found
-
-
 def parse_route(data: bytes, seq: int) -> RouteAnswer | None:
     """The answer to route question ``seq`` in a run of netlink messages (None: not in it)."""
-    pos = 0
-    while pos + _HEADER.size <= len(data):
-        length, kind, _flags, msg_seq, _pid = _HEADER.unpack_from(data, pos)
-        if length < _HEADER.size or pos + length > len(data):
-            return None
-        body = data[pos + _HEADER.size : pos + length]
-        pos += _align(length)
+    for kind, msg_seq, body in _messages(data):
         if msg_seq != seq:
             continue
         if kind == _NLMSG_ERROR:
-            code = -struct.unpack_from("=i", body)[0] if len(body) >= 4 else 0
+            code = _error_code(body, missing=0)
             if code <= 0:
                 raise NetlinkError("the kernel acknowledged a route question without a route")
             return RouteAnswer(None, error=os.strerror(code))
         if kind != _RTM_NEWROUTE or len(body) < _RTMSG.size:
             continue
         family, rtype = body[0], body[7]
-        attrs = _attributes(body, _RTMSG.size)
+        attrs: dict[int, bytes] = {}
+        for attr, value in _attributes(body, _RTMSG.size):
+            attrs.setdefault(attr, value)  # (the first of each kind)
         oif = attrs.get(_RTA_OIF)
         gateway = attrs.get(_RTA_GATEWAY)
         size = _ADDRESS_BYTES.get(family)

@@ -323,18 +323,16 @@ def kernel_routes(addresses: Sequence[str], *, peers: bool = True) -> dict[str, 
     here = current_netns()
     peer_calls = _PEER_CALLS if peers else []
     link_text = list_id_text = None
-    records: list[dict[str, Any]] | None = None
-    out: str | None
+    records: list[dict[str, Any]] | None  # (``ip -j route get``'s; None: nobody answered)
     if len(addresses) <= _ASK_EACH:
         probes = {a: [a] for a in dict.fromkeys(addresses)}
         records = _netlink_records(list(probes))
         if records is not None:  # (no process: the links only where a veth may lead on)
-            out = ""
             if peers and any(r.get("dev") not in (None, "lo") for r in records):
                 link_text, list_id_text = _ip_all(_PEER_CALLS)
         else:  # netlink refused: as ``ip`` answers it, in one round of processes
             first = _ip_all([_route_get_call(probes), *peer_calls])
-            out = first[0]
+            records = None if first[0] is None else _records(first[0])
             if peers:
                 link_text, list_id_text = first[1], first[2]
     else:
@@ -349,10 +347,11 @@ def kernel_routes(addresses: Sequence[str], *, peers: bool = True) -> dict[str, 
         groups = route_groups(addresses, splits)
         probes = {members[0]: members for members in groups.values()}
         out = _ip_all([_route_get_call(probes)])[0]
-    if out is None:
+        records = None if out is None else _records(out)
+    if records is None:
         missing = Route(here, None, error="cannot run iproute2's `ip` to ask for the route")
         return dict.fromkeys(addresses, missing)
-    answers = {_canonical(str(r.get("dst"))): r for r in (records or _records(out))}
+    answers = {_canonical(str(r.get("dst"))): r for r in records}
     devices = {str(r["dev"]) for r in answers.values() if "dev" in r}
     peer_of = _peer_namespaces(devices - {"lo"}, link_text, list_id_text)
     routes: dict[str, Route] = {}
