@@ -25,16 +25,24 @@ TCP_EXPECTED = {
     Technique.MAIMON: (PortState.CLOSED, PortState.CLOSED),  # Linux answers FIN/ACK with RST
 }
 
-#: parametrize a test over the raw engine's two paths (``use_path``)
-BOTH_PATHS = pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
+#: parametrize a test over the raw engine's paths (``use_path``)
+BOTH_PATHS = pytest.mark.parametrize("path", ["one-by-one", "bulk", "bulk-two-threads"])
 
 
-def use_path(bulk: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One probe at a time (what a small scan does: no numpy), or in bulk (numpy, mmsg)."""
+def use_path(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One probe at a time (what a small scan does: no numpy), in bulk (numpy, mmsg) from one
+    thread, or in bulk with every batch of two probes or more sent half by a second thread
+    (what two CPUs get: ``raw.SPLIT_MIN``), whatever this machine's CPUs."""
     from twinscan.engines import raw
 
-    if bulk:
-        monkeypatch.setattr(raw, "BULK_MIN_PROBES", 1)
+    if path == "one-by-one":
+        return
+    monkeypatch.setattr(raw, "BULK_MIN_PROBES", 1)
+    if path == "bulk":
+        monkeypatch.setattr(raw, "_cpus", lambda: 1)
+    else:
+        monkeypatch.setattr(raw, "_cpus", lambda: 2)
+        monkeypatch.setattr(raw, "SPLIT_MIN", 2)
 
 
 @contextlib.contextmanager

@@ -45,9 +45,9 @@ def _scan(tech: Technique, tcp: tuple[int, ...], udp: tuple[int, ...] = ()) -> d
 @BOTH_PATHS
 @pytest.mark.parametrize("tech", list(TCP_EXPECTED))
 def test_tcp_techniques_on_loopback(
-    tech: Technique, bulk: bool, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
+    tech: Technique, path: str, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_path(bulk, monkeypatch)
+    use_path(path, monkeypatch)
     ports = (listeners["tcp_open"], listeners["tcp_closed"], *range(1, 200))
     got = _scan(tech, tuple(dict.fromkeys(ports)))
     want_open, want_closed = TCP_EXPECTED[tech]
@@ -65,7 +65,7 @@ def test_prebuilt_first_tries_give_the_same_verdicts(
     straddle chunks when they are small); the verdicts are those of the per-batch build."""
     from twinscan.engines import raw
 
-    use_path(True, monkeypatch)
+    use_path("bulk", monkeypatch)
     monkeypatch.setattr(raw, "FIRST_TRIES_CHUNK", chunk)
     prebuilt = []
     real = raw._BulkIO._first_tries
@@ -170,7 +170,7 @@ def test_worker_errors_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None
 
 @BOTH_PATHS
 def test_a_stop_left_from_an_earlier_scan_does_not_stop_the_next(
-    bulk: bool, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
+    path: str, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stop that arrived in a deferred section of an earlier scan leaves the flag set until
     someone clears it: a later scan in the same process still runs to its end."""
@@ -178,7 +178,7 @@ def test_a_stop_left_from_an_earlier_scan_does_not_stop_the_next(
 
     from twinscan.engines import interrupt
 
-    use_path(bulk, monkeypatch)
+    use_path(path, monkeypatch)
     with interrupt.deferred():
         os.kill(os.getpid(), signal.SIGINT)
     assert interrupt.requested()

@@ -52,9 +52,9 @@ def _scan(
 @BOTH_PATHS
 @pytest.mark.parametrize("tech", list(TCP_EXPECTED))
 def test_tcp_techniques_on_ipv6_loopback(
-    tech: Technique, bulk: bool, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
+    tech: Technique, path: str, listeners: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_path(bulk, monkeypatch)
+    use_path(path, monkeypatch)
     ports = (listeners["tcp_open"], listeners["tcp_closed"], *range(1, 200))
     got = _scan(tech, tuple(dict.fromkeys(ports)))
     want_open, want_closed = TCP_EXPECTED[tech]

@@ -4,6 +4,11 @@ The raw engine's bulk TCP path (``twinscan.engines.raw``): ``BatchSender`` sends
 of probes, one per row, in one call with the GIL released; ``BatchReceiver`` reads what a
 socket holds into a numpy buffer, one datagram per row. The message headers are numpy views,
 filled without per-datagram Python.
+
+On loopback and veth the kernel answers each probe inside ``sendmmsg`` itself (the reply is
+made and queued on the sending CPU), so sending is most of a large scan's time. With two CPUs
+``BatchSender`` hands half of each large batch to a second thread: both halves are in the
+kernel at once, on two CPUs, and ``send`` returns when both are sent, as before.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ import errno
 import os
 import socket
 import struct
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twinscan.core.errors import ScanFailed
 
 _MSG_DONTWAIT = 0x40
+#: How long ``send`` waits for the second thread's half before it gives up on the scan.
+_HELPER_WAIT_S = 60.0
 
 
 class _Iovec(ctypes.Structure):
@@ -58,9 +66,14 @@ class BatchSender:
     ``send(rows, dst_index)``: ``rows`` a C-contiguous ``uint8`` array, one datagram per row;
     ``dst_index[i]`` the index of row *i*'s destination in ``destinations``. The message headers
     are filled with numpy, so a batch costs no per-datagram Python.
+
+    ``split_min``: a batch of at least this many rows is sent half by this thread and half by a
+    second one at the same time (None: always by this thread). ``close`` ends that thread.
     """
 
-    def __init__(self, sock: socket.socket, destinations: Sequence[str]) -> None:
+    def __init__(
+        self, sock: socket.socket, destinations: Sequence[str], *, split_min: int | None = None
+    ) -> None:
         import numpy as np
 
         libc = ctypes.CDLL(None, use_errno=True)
@@ -74,7 +87,10 @@ class BatchSender:
         self._names = np.frombuffer(b"".join(sockaddr(d) for d in destinations), np.uint8)
         self._np = np
         self._capacity = 0
+        self._split_min = split_min
+        self._helper: _Helper | None = None
         self.refused = 0  # datagrams the kernel refused (firewall, no route, full buffers)
+        self.split_batches = 0  # batches sent by two threads
 
     def _grow(self, n: int) -> None:
         np = self._np
@@ -108,15 +124,33 @@ class BatchSender:
         self._iovs64[:n, 1] = length
         names = self._names.ctypes.data + self._namelen * np.asarray(dst_index, dtype=np.uint64)
         self._msgs64[:n, self._at["name"]] = names
+        if self._split_min is None or n < max(2, self._split_min):
+            refused = self._send_range(0, n)
+        else:
+            half = n // 2
+            helper = self._helper
+            if helper is None:
+                helper = self._helper = _Helper()
+            helper.start(lambda: self._send_range(half, n))
+            try:
+                refused = self._send_range(0, half)
+            finally:  # (the rows stay alive, and the socket open, until the other half is out)
+                refused += helper.wait()
+            self.split_batches += 1
+        self.refused += refused
+        return n - refused
+
+    def _send_range(self, start: int, stop: int) -> int:
+        """Send the prepared messages ``start:stop``; returns how many the kernel refused."""
         msgs = self._msgs.ctypes.data
         size = ctypes.sizeof(_Mmsghdr)
-        off = retries = refused = 0
-        while off < n:
-            done = self._sendmmsg(self._fd, msgs + off * size, n - off, 0)
+        off, retries, refused = start, 0, 0
+        while off < stop:
+            done = self._sendmmsg(self._fd, msgs + off * size, stop - off, 0)
             if done > 0:
                 off += done
                 continue
-            err = ctypes.get_errno()
+            err = ctypes.get_errno()  # (ctypes keeps errno per thread)
             if err in (errno.ENOBUFS, errno.EAGAIN, errno.EINTR) and retries < 50:
                 retries += 1
                 time.sleep(0.001)
@@ -133,8 +167,63 @@ class BatchSender:
                 refused += 1
                 continue
             raise ScanFailed(f"cannot send probes: {os.strerror(err)}")
-        self.refused += refused
-        return n - refused
+        return refused
+
+    def close(self) -> None:
+        """End the second thread (after the half it may still be sending)."""
+        helper, self._helper = self._helper, None
+        if helper is not None:
+            helper.close()
+
+
+class _Helper:
+    """A second thread that runs ``BatchSender``'s jobs one at a time: ``start`` hands it one,
+    ``wait`` returns its result (or raises what it raised). It waits on a lock between jobs, so
+    it holds no CPU and no GIL; ``close`` ends it."""
+
+    def __init__(self) -> None:
+        self._go = threading.Lock()
+        self._go.acquire()
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._job: Callable[[], int] | None = None
+        self._outcome: int | BaseException = 0
+        self._busy = False
+        self._thread = threading.Thread(target=self._serve, name="twinscan-sendmmsg", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:  # until ``close`` hands it no job (a daemon: it never outlives the process)
+            self._go.acquire()
+            job = self._job
+            if job is None:
+                return
+            try:
+                self._outcome = job()
+            except BaseException as exc:  # (re-raised in the sending thread by ``wait``)
+                self._outcome = exc
+            self._done.release()
+
+    def start(self, job: Callable[[], int]) -> None:
+        self._job, self._busy = job, True
+        self._go.release()
+
+    def wait(self) -> int:
+        if not self._done.acquire(timeout=_HELPER_WAIT_S):
+            raise ScanFailed("the second sending thread stopped answering")
+        self._busy = False
+        outcome, self._outcome, self._job = self._outcome, 0, None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def close(self) -> None:
+        if self._busy:  # (a Ctrl-C while it was sending: its half ends first)
+            self._done.acquire(timeout=_HELPER_WAIT_S)
+            self._busy = False
+        self._job = None
+        self._go.release()
+        self._thread.join(timeout=_HELPER_WAIT_S)
 
 
 #: Per message of an IPv6 receive: a ``sockaddr_in6`` (the sender) and room for one
