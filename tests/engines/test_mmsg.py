@@ -1,11 +1,12 @@
 """``mmsg.BatchSender`` on loopback (root): a batch leaves whole and once, whether this thread
-sends it or two threads send a half each; an error in the second thread's half reaches the
-caller; ``close`` ends that thread."""
+sends it or two threads send a part each; the second thread's rows stay alive until they are
+out; an error in its part reaches the caller; ``close`` ends that thread."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import os
 import random
 import socket
@@ -85,9 +86,10 @@ def test_every_row_leaves_once(
         sizes = (1, 3, 63, 64, 169)  # batches below and above the split
         start = 0
         for size in sizes:
-            assert sender.send(rows[start : start + size], hosts[:size]) == size
+            sender.send(rows[start : start + size], hosts[:size])
             start += size
         assert start == len(ports)
+        sender.flush()
     finally:
         sender.close()
     assert _probes_seen(see, sport, len(ports)) == Counter(ports)
@@ -96,13 +98,14 @@ def test_every_row_leaves_once(
     assert sender.refused == 0
 
 
-def test_an_error_in_the_second_half_reaches_the_caller(
+def test_an_error_in_the_second_part_reaches_the_caller(
     wire: tuple[socket.socket, socket.socket, int],
 ) -> None:
     from twinscan.engines.mmsg import BatchSender
 
     send, _see, sport = wire
     rows, hosts = _rows(sport, list(range(1000, 1100)))
+    threads = threading.active_count()
     sender = BatchSender(send, [TARGET], split_min=2)
     real = sender._sendmmsg
     main = threading.get_ident()
@@ -115,12 +118,59 @@ def test_an_error_in_the_second_half_reaches_the_caller(
 
     sender._sendmmsg = broken_elsewhere
     try:
+        sender.send(rows, hosts)
         with pytest.raises(ScanFailed, match="cannot send probes"):
-            sender.send(rows, hosts)
+            sender.flush()
         sender._sendmmsg = real  # the thread still serves the next batch
-        assert sender.send(rows, hosts) == len(rows)
+        sender.send(rows, hosts)
+        sender.flush()
+        assert sender.refused == 0
+        sender._sendmmsg = broken_elsewhere  # a last batch whose part fails: close says so
+        sender.send(rows, hosts)
+        with pytest.raises(ScanFailed, match="cannot send probes"):
+            sender.close()
+        assert threading.active_count() == threads  # (and the second thread has ended)
     finally:
         sender.close()
+
+
+def test_the_second_threads_rows_stay_alive_until_they_are_out(
+    wire: tuple[socket.socket, socket.socket, int],
+) -> None:
+    """The caller may drop its rows as soon as ``send`` returns: the sender keeps them until
+    the second thread has sent its part (here slowed down, and the rows in their own mapping,
+    which freeing would unmap: the kernel would refuse to read them, EFAULT)."""
+    import numpy as np
+
+    from twinscan.engines.heap import unmap_large_frees
+    from twinscan.engines.mmsg import BatchSender
+
+    send, see, sport = wire
+    unmap_large_frees()
+    ports = list(range(1000, 1200))
+    built, hosts = _rows(sport, ports)
+    big = np.zeros(8 << 20, np.uint8)
+    rows = big[: built.size].reshape(built.shape)
+    rows[:] = built
+    del big, built
+    sender = BatchSender(send, [TARGET], split_min=2)
+    real = sender._sendmmsg
+    main = threading.get_ident()
+
+    def slow_elsewhere(fd: int, msgs: int, n: int, flags: int) -> int:
+        if threading.get_ident() != main:
+            time.sleep(0.2)
+        return int(real(fd, msgs, n, flags))
+
+    sender._sendmmsg = slow_elsewhere
+    try:
+        sender.send(rows, hosts)
+        del rows
+        gc.collect()
+        sender.flush()
+    finally:
+        sender.close()
+    assert _probes_seen(see, sport, len(ports)) == Counter(ports)
 
 
 def test_close_ends_the_second_thread(wire: tuple[socket.socket, socket.socket, int]) -> None:
@@ -132,6 +182,7 @@ def test_close_ends_the_second_thread(wire: tuple[socket.socket, socket.socket, 
     sender = BatchSender(send, [TARGET], split_min=2)
     sender.send(rows, hosts)
     assert threading.active_count() == before + 1
-    sender.close()
+    sender.close()  # (after the rows still leaving)
+    assert sender.split_batches == 1 and sender.refused == 0
     assert threading.active_count() == before
     sender.close()  # (twice: nothing left to end)

@@ -430,11 +430,13 @@ def run(
         return session, True
     finally:
         phases.mark(f"{technique.value}: probing done")
-        if bulk_io is not None:
-            bulk_io.close()
-        net.close()
-        drain.flush()
-        progress.finish()
+        try:
+            if bulk_io is not None:
+                bulk_io.close()  # (its last rows out, its second thread ended)
+        finally:
+            net.close()
+            drain.flush()
+            progress.finish()
     return session, False
 
 
@@ -536,7 +538,7 @@ class _BulkIO:
         return first[1][start - first[0] : stop - first[0]]
 
     def close(self) -> None:
-        """Before the sockets close: the sender's second thread ends."""
+        """Before the sockets close: the last rows are out, the sender's second thread ends."""
         self._sender.close()
 
     def receive(self, now: float) -> None:
