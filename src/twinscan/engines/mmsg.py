@@ -221,7 +221,7 @@ class _Helper:
                 return
             try:
                 self._outcome = job()
-            except BaseException as exc:  # (re-raised in the sending thread by ``wait``)
+            except BaseException as exc:  # (``BatchSender.flush`` raises it in the scan's thread)
                 self._outcome = exc
             self._done.release()
 
