@@ -4,8 +4,9 @@ byte (tests/formats/test_formats_from_columns.py).
 
 They were the writers checked against nmap's own files (fixtures/nmap, ndiff, python-nmap):
 ``-oX`` from ``sort_frame``'s order grouped with pandas, ``-oN``/``-oG`` from the frame's rows,
-JSON lines from a dict per row. Only the per-host parts changed; the headers and footers are
-the writers' own.
+JSON lines from a dict per row. The ``-oX`` oracle builds every element with ElementTree, as
+the writer did until it wrote its elements as text (``nmap_xml_write.element``); the ``-oN``
+and ``-oG`` headers and footers are the writers' own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import pandas as pd
 
-from twinscan.core.schema import COLUMNS, OWNER_COLUMNS, ScanResult, host_sort_key, sort_frame
+from twinscan.core.schema import (
+    COLUMNS,
+    OWNER_COLUMNS,
+    ScanMeta,
+    ScanResult,
+    host_sort_key,
+    sort_frame,
+)
 from twinscan.core.vocab import PortState, Proto, Reason, Technique
 from twinscan.formats import nmap_text as text_mod
 from twinscan.formats import nmap_xml_write as xml_mod
@@ -103,19 +111,59 @@ def _scanned_ports(frame: pd.DataFrame) -> dict[Technique, list[int]]:
     }
 
 
+def _serialized(el: ET.Element) -> str:
+    """One element as nmap's layout writes it: every tag on its own line, then a newline."""
+    ET.indent(el, space="", level=0)
+    el.tail = "\n"
+    return ET.tostring(el, encoding="unicode")
+
+
+def _xml_head(meta: ScanMeta, ports: dict[Technique, list[int]]) -> str:
+    scanner, version = xml_mod._scanner(meta)
+    root = ET.Element("nmaprun", {
+        "scanner": scanner, "args": meta.arguments, "start": xml_mod._ts(meta.start),
+        "startstr": xml_mod._timestr(meta.start), "version": version, "xmloutputversion": "1.05",
+    })  # fmt: skip
+    by_proto = {tech.proto: (tech, ports[tech]) for tech in ports}
+    for proto in (Proto.TCP, Proto.UDP):
+        if proto in by_proto:
+            tech, numbers = by_proto[proto]
+            ET.SubElement(root, "scaninfo", {
+                "type": tech.scaninfo, "protocol": proto.value,
+                "numservices": str(len(numbers)), "services": format_port_list(numbers),
+            })  # fmt: skip
+    ET.SubElement(root, "verbose", {"level": "0"})
+    ET.SubElement(root, "debugging", {"level": "0"})
+    return _serialized(root).removesuffix("</nmaprun>\n")
+
+
+def _xml_foot(meta: ScanMeta, n: int) -> str:
+    scanner, _ = xml_mod._scanner(meta)
+    runstats = ET.Element("runstats")
+    ET.SubElement(runstats, "finished", {
+        "time": xml_mod._ts(meta.end), "timestr": xml_mod._timestr(meta.end),
+        "summary": f"{'Nmap' if scanner == 'nmap' else 'twinscan'} done; {n} IP address"
+        f"{'es' if n != 1 else ''} ({n} host{'s' if n != 1 else ''} up) scanned in "
+        f"{meta.elapsed_s:.2f} seconds",
+        "elapsed": f"{meta.elapsed_s:.2f}", "exit": "error" if meta.incomplete else "success",
+    })  # fmt: skip
+    ET.SubElement(runstats, "hosts", {"up": str(n), "down": "0", "total": str(n)})
+    return _serialized(runstats) + "</nmaprun>\n"
+
+
 def xml_text(result: ScanResult) -> str:
     frame = sort_frame(result.frame)
     meta = result.meta
     services = service_names()
-    parts = [xml_mod.xml_prolog(meta), xml_mod.xml_head(meta, _scanned_ports(frame))]
+    parts = [xml_mod.xml_prolog(meta), _xml_head(meta, _scanned_ports(frame))]
     hosts = frame["host"].astype(str)
     n = 0
     for host in sorted(set(hosts), key=host_sort_key):
         holder = ET.Element("nmaprun")
         _host_element(holder, frame[hosts == host], host, meta.start, meta.end, services)
-        parts.append(xml_mod._serialized(holder[0]))
+        parts.append(_serialized(holder[0]))
         n += 1
-    parts.append(xml_mod.xml_foot(meta, n))
+    parts.append(_xml_foot(meta, n))
     return "".join(parts)
 
 
