@@ -207,9 +207,9 @@ class _Helper:
         self._go.acquire()
         self._done = threading.Lock()
         self._done.acquire()
+        #: the job handed over and not yet waited for (None: none; also ``close``'s signal)
         self._job: Callable[[], int] | None = None
         self._outcome: int | BaseException = 0
-        self._busy = False
         self._thread = threading.Thread(target=self._serve, name="twinscan-sendmmsg", daemon=True)
         self._thread.start()
 
@@ -226,21 +226,19 @@ class _Helper:
             self._done.release()
 
     def start(self, job: Callable[[], int]) -> None:
-        self._job, self._busy = job, True
+        self._job = job
         self._go.release()
 
     def wait(self) -> int | BaseException:
         """The job's result, or what it raised; ``ScanFailed`` if it does not end in time."""
         if not self._done.acquire(timeout=_HELPER_WAIT_S):
             raise ScanFailed("the second sending thread stopped answering")
-        self._busy = False
         outcome, self._outcome, self._job = self._outcome, 0, None
         return outcome
 
     def close(self) -> None:
-        if self._busy:  # (a Ctrl-C while it was sending: its part ends first)
+        if self._job is not None:  # (a Ctrl-C while it was sending: its part ends first)
             self._done.acquire(timeout=_HELPER_WAIT_S)
-            self._busy = False
         self._job = None
         self._go.release()
         self._thread.join(timeout=_HELPER_WAIT_S)
